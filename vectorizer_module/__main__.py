@@ -1,0 +1,3 @@
+from vectorizer_module.cli import main
+
+raise SystemExit(main())

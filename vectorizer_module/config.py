@@ -1,0 +1,185 @@
+"""All settings of the service, in one place.
+
+Every setting has an environment variable and a command-line flag of the same meaning; a flag wins over
+the variable, the variable over the default. ``ENABLE_CUDA`` and ``CUDA_CORE`` keep the names and meanings
+of Weaviate's reference ``multi2vec-clip`` inference image. The README's settings table lists the same
+options (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable and the flag."""
+
+
+def parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected one of true/false/1/0/yes/no/on/off, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a TCP port (0-65535), got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _choice(options: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        word = text.strip().lower()
+        if word not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {text!r}")
+        return word
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its field name, environment variable, flag, parser, default and help text."""
+
+    field: str
+    env: str
+    flag: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    is_bool: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", "VECTORIZER_MODEL", "--model", str, None,
+           "Model directory: a Hugging Face CLIP directory, a sentence-transformers CLIP directory, "
+           "or the models/ directory of the reference multi2vec-clip image."),
+    Option("host", "VECTORIZER_HOST", "--host", str, "127.0.0.1",
+           "Address to listen on (the container image sets 0.0.0.0)."),
+    Option("port", "VECTORIZER_PORT", "--port", _port, 8080, "TCP port to listen on (0 picks a free one)."),
+    Option("enable_cuda", "ENABLE_CUDA", "--enable-cuda", parse_bool, False,
+           "Run the model on a CUDA GPU (as in the reference image: true or 1).", is_bool=True),
+    Option("cuda_core", "CUDA_CORE", "--cuda-core", str, "cuda:0",
+           "CUDA device to use when ENABLE_CUDA is on (as in the reference image)."),
+    Option("dtype", "VECTORIZER_DTYPE", "--dtype", _choice(DTYPES), "auto",
+           "Compute precision: auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16. "
+           "Vectors are always returned as float32."),
+    Option("normalize", "VECTORIZER_NORMALIZE", "--normalize", parse_bool, True,
+           "L2-normalise every vector (Weaviate averages an object's vectors without renormalising).",
+           is_bool=True),
+    Option("server_threads", "VECTORIZER_THREADS", "--threads", _positive_int, 16,
+           "HTTP worker threads (Weaviate sends up to 2 x its CPU count requests at once)."),
+    Option("torch_threads", "VECTORIZER_TORCH_THREADS", "--torch-threads", _non_negative_int, 0,
+           "Threads torch uses for one forward pass on the CPU (0: one per CPU core)."),
+    Option("cache_size", "VECTORIZER_CACHE_SIZE", "--cache-size", _non_negative_int, 4096,
+           "Vectors of recent inputs kept by content, so that repeated inputs are bit-identical and free "
+           "(0 turns the cache off)."),
+    Option("max_body_bytes", "VECTORIZER_MAX_BODY_BYTES", "--max-body-bytes", _positive_int, 64 * 1024 * 1024,
+           "Largest request body accepted; larger bodies get 413."),
+    Option("max_image_pixels", "VECTORIZER_MAX_IMAGE_PIXELS", "--max-image-pixels", _positive_int, 50_000_000,
+           "Largest image (width x height) accepted, checked from the header before decoding; larger gets 413."),
+    Option("shutdown_grace", "VECTORIZER_SHUTDOWN_GRACE", "--shutdown-grace", _non_negative_float, 30.0,
+           "Seconds that in-flight requests get to finish after SIGTERM before the process exits."),
+    Option("log_level", "VECTORIZER_LOG_LEVEL", "--log-level", _choice(LOG_LEVELS), "info", "Log level."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's settings; build it with :func:`load_settings`, not by hand, except in tests."""
+
+    model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    enable_cuda: bool = False
+    cuda_core: str = "cuda:0"
+    dtype: str = "auto"
+    normalize: bool = True
+    server_threads: int = 16
+    torch_threads: int = 0
+    cache_size: int = 4096
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    shutdown_grace: float = 30.0
+    log_level: str = "info"
+
+    @property
+    def device(self) -> str:
+        return self.cuda_core if self.enable_cuda else "cpu"
+
+    @property
+    def compute_dtype(self) -> str:
+        """The precision the towers run in, with ``auto`` resolved for the device."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "float16" if self.enable_cuda else "float32"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per option; defaults are left unset so that the environment can fill them."""
+    for option in OPTIONS:
+        text = f"{option.help} [env {option.env}, default {option.default}]"
+        if option.is_bool:
+            parser.add_argument(option.flag, dest=option.field, action=argparse.BooleanOptionalAction,
+                                default=None, help=text)
+        else:
+            parser.add_argument(option.flag, dest=option.field, default=None, help=text,
+                                metavar=option.env)
+
+
+def load_settings(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags (if given), then the environment, then the defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        flag_value = getattr(args, option.field, None) if args is not None else None
+        if flag_value is not None and not isinstance(flag_value, str):
+            values[option.field] = flag_value  # a boolean flag, already parsed
+            continue
+        raw, source = (flag_value, option.flag) if flag_value is not None else (environ.get(option.env), option.env)
+        if raw is None:
+            values[option.field] = option.default
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for {source}: {exc}") from None
+    return Settings(**values)
+
+
+def settings_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(Settings))

@@ -1,0 +1,170 @@
+"""The engine: loads the towers, warms them up, and turns texts and image bytes into vectors.
+
+The path of one ``embed`` call, top to bottom:
+1. every input gets a content key; inputs already in the vector cache, and repeats within the request,
+   are not computed again (so identical inputs get bit-identical vectors);
+2. every image still to compute is decoded in full first, so a bad image fails the request before any
+   model work is spent on it;
+3. each tower runs once for the request's unique texts and once for its unique images, under one lock
+   (one forward pass at a time, as the reference image does);
+4. vectors are L2-normalised in float32 (unless turned off) and stored in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from vectorizer_module import __version__, protocol
+from vectorizer_module.cache import VectorCache, content_key
+from vectorizer_module.config import Settings
+from vectorizer_module.errors import ModelFailure, ServiceError, Unavailable
+from vectorizer_module.models.loading import ModelSource
+from vectorizer_module.preprocessing.images import decode_image
+
+log = logging.getLogger(__name__)
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, np.float32(1e-12))
+
+
+class Engine:
+    def __init__(self, settings: Settings, source: ModelSource) -> None:
+        self.settings = settings
+        self.source = source
+        self.towers: Any = None
+        self.device = settings.device
+        self.meta_body: bytes = b""
+        self.load_seconds: float | None = None
+        self.cache = VectorCache(settings.cache_size)
+        self._model_lock = threading.Lock()
+        self._ready = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def dimension(self) -> int:
+        return self.towers.info.dimension
+
+    # -- start-up ----------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load both towers onto the device, run one warm-up forward each, then mark ready."""
+        import torch
+
+        from vectorizer_module.models.loading import load_towers
+
+        started = time.perf_counter()
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
+        device = torch.device(self.settings.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"ENABLE_CUDA is on (CUDA_CORE={self.settings.cuda_core}) but torch "
+                               f"{torch.__version__} sees no CUDA device")
+        dtype = getattr(torch, self.settings.compute_dtype)
+        towers = load_towers(self.source)
+        for tower in (towers.query, towers.items):
+            tower.to(device=device, dtype=dtype)
+        self.towers = towers
+        self._warm_up()
+        self.load_seconds = time.perf_counter() - started
+        self.meta_body = protocol.dumps(self._meta())
+        self._ready.set()
+        log.info("model %s (%s, %d-d) ready on %s in %s after %.1f s", towers.info.name, towers.info.layout,
+                 towers.info.dimension, device, self.settings.compute_dtype, self.load_seconds)
+
+    def _warm_up(self) -> None:
+        from PIL import Image
+
+        size = self.towers.items.image_size
+        self._run(self.towers.query, ["warm-up"])
+        self._run(self.towers.items, [Image.new("RGB", (size, size), (127, 127, 127))])
+
+    def _meta(self) -> dict[str, Any]:
+        import torch
+        import transformers
+
+        info = self.towers.info
+        return {
+            "model": {
+                "name": info.name, "path": info.path, "family": info.family, "layout": info.layout,
+                "dimension": info.dimension, "text_max_tokens": info.text_max_tokens,
+                "image_size": info.image_size, "normalized": self.settings.normalize,
+                "builtin_demo": info.builtin_demo,
+            },
+            "device": self.settings.device,
+            "dtype": self.settings.compute_dtype,
+            "load_seconds": round(self.load_seconds or 0.0, 3),
+            "versions": {
+                "clip-vectorizer": __version__, "torch": torch.__version__,
+                "transformers": transformers.__version__, "python": platform.python_version(),
+            },
+        }
+
+    # -- serving -----------------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str], images: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for ``texts`` and ``images`` (encoded bytes), in order, as float32 arrays."""
+        if not self.ready:
+            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204")
+        text_plan = self._plan("text", texts)
+        image_plan = self._plan("image", images)
+        decoded = {i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels)
+                   for i in image_plan.missing.values()}
+        text_vectors = text_plan.complete(self.cache, lambda idx: self._run(self.towers.query, [texts[i] for i in idx]))
+        image_vectors = image_plan.complete(self.cache, lambda idx: self._run(self.towers.items, [decoded[i] for i in idx]))
+        return text_vectors, image_vectors
+
+    def _plan(self, modality: str, contents: Sequence[bytes | str]) -> "_Plan":
+        return _Plan(modality, [content_key(modality, c) for c in contents], self.cache, self.dimension)
+
+    def _run(self, tower: Any, items: list[Any]) -> np.ndarray:
+        """One forward pass of ``tower`` over ``items``: float32 vectors, normalised if configured."""
+        import torch
+
+        try:
+            batch = tower.preprocess(items)
+            with self._model_lock, torch.inference_mode():
+                output = tower(*tower.to_model_inputs(batch))
+                vectors = output.float().cpu().numpy()
+        except ServiceError:
+            raise
+        except Exception as exc:
+            log.exception("the %s tower failed on a batch of %d", tower.modality, len(items))
+            raise ModelFailure(f"the {tower.modality} model failed: {type(exc).__name__}: {exc}") from exc
+        return l2_normalize(vectors) if self.settings.normalize else vectors
+
+
+class _Plan:
+    """Which inputs of one modality are already known (cache, or repeated in the request)."""
+
+    def __init__(self, modality: str, keys: list[bytes], cache: VectorCache, dimension: int) -> None:
+        self.modality = modality
+        self.keys = keys
+        self.dimension = dimension
+        self.known: dict[bytes, np.ndarray] = {}
+        self.missing: dict[bytes, int] = {}  # key -> index of its first occurrence
+        for index, key in enumerate(keys):
+            if key in self.known or key in self.missing:
+                continue
+            vector = cache.get(key)
+            if vector is None:
+                self.missing[key] = index
+            else:
+                self.known[key] = vector
+
+    def complete(self, cache: VectorCache, compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+        if self.missing:
+            computed = compute(list(self.missing.values()))
+            for key, row in zip(self.missing, computed):
+                self.known[key] = cache.put(key, row.copy())
+        if not self.keys:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self.known[key] for key in self.keys]).astype(np.float32, copy=False)

@@ -1,0 +1,164 @@
+"""The tower interface: a query tower (text) and an items tower (vision) behind one small surface.
+
+A tower is a ``torch.nn.Module`` whose ``forward`` takes tensors and returns the projected
+(unnormalised) embedding, so it can be traced or exported on its own with ``example_inputs()``. Its
+``preprocess`` turns raw items (strings, RGB PIL images) into those tensors with the model's own
+tokenizer or image processor. Freezing works on parameter names, so fine-tuning can freeze a tower, a
+named part of it, or its first N layers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import torch
+from PIL import Image
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    for pattern in patterns:
+        if name == pattern or name.startswith(pattern + ".") or fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+class Tower(torch.nn.Module):
+    """Base of both towers. Subclasses set ``modality`` and ``input_names`` and implement the rest."""
+
+    modality: ClassVar[str]
+    input_names: ClassVar[tuple[str, ...]]
+
+    def preprocess(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Raw items → the named input tensors of ``forward`` (on the CPU)."""
+        raise NotImplementedError
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        """Inputs of the right shapes and dtypes for tracing or export (on the tower's device)."""
+        raise NotImplementedError
+
+    @property
+    def embedding_dim(self) -> int:
+        raise NotImplementedError
+
+    def layer_prefixes(self) -> list[str]:
+        """Parameter-name prefixes of the tower's transformer layers, first layer first."""
+        raise NotImplementedError
+
+    # -- running -----------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def to_model_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Preprocessed tensors in ``forward``'s order, on the tower's device; floats in its dtype."""
+        device, dtype = self.device, self.dtype
+        out = []
+        for name in self.input_names:
+            tensor = batch[name]
+            if tensor.is_floating_point():
+                tensor = tensor.to(device=device, dtype=dtype)
+            else:
+                tensor = tensor.to(device=device)
+            out.append(tensor)
+        return tuple(out)
+
+    def embed(self, items: Sequence[Any]) -> torch.Tensor:
+        """Preprocess and run: the projected embeddings of ``items``, one row each, float32 on the CPU."""
+        with torch.inference_mode():
+            return self(*self.to_model_inputs(self.preprocess(items))).float().cpu()
+
+    # -- freezing ----------------------------------------------------------------------------------
+    def _set_trainable(self, patterns: Sequence[str], trainable: bool) -> list[str]:
+        patterns = tuple(patterns) or ("*",)
+        changed = []
+        for name, parameter in self.named_parameters():
+            if _matches(name, patterns):
+                parameter.requires_grad_(trainable)
+                changed.append(name)
+        if not changed:
+            raise ValueError(f"no parameter of the {self.modality} tower matches {list(patterns)}")
+        return changed
+
+    def freeze(self, *patterns: str) -> list[str]:
+        """Stop training parameters whose names match (a name, a prefix, or a glob); all when none given."""
+        return self._set_trainable(patterns, False)
+
+    def unfreeze(self, *patterns: str) -> list[str]:
+        return self._set_trainable(patterns, True)
+
+    def freeze_first_layers(self, count: int) -> list[str]:
+        """Freeze the embeddings and the first ``count`` transformer layers."""
+        prefixes = self.layer_prefixes()
+        if not 0 <= count <= len(prefixes):
+            raise ValueError(f"the {self.modality} tower has {len(prefixes)} layers; cannot freeze {count}")
+        if count == 0:
+            return []
+        return self.freeze(*self.embedding_prefixes(), *prefixes[:count])
+
+    def embedding_prefixes(self) -> list[str]:
+        """Parameter-name prefixes of the input embeddings (frozen with the first layers)."""
+        return []
+
+    def trainable_parameter_names(self) -> list[str]:
+        return [name for name, p in self.named_parameters() if p.requires_grad]
+
+
+class TextTower(Tower):
+    """The query tower: texts → embeddings. Texts longer than ``max_length`` tokens are truncated."""
+
+    modality = "text"
+    input_names = ("input_ids", "attention_mask")
+
+    @property
+    def max_length(self) -> int:
+        raise NotImplementedError
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class VisionTower(Tower):
+    """The items tower: RGB images → embeddings."""
+
+    modality = "image"
+    input_names = ("pixel_values",)
+
+    @property
+    def image_size(self) -> int:
+        raise NotImplementedError
+
+    def preprocess(self, items: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What /meta says about the model."""
+
+    name: str
+    path: str
+    family: str
+    layout: str
+    dimension: int
+    text_max_tokens: int
+    image_size: int
+    builtin_demo: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Towers:
+    """A loaded model: the query (text) tower, the items (vision) tower, and what it is."""
+
+    query: TextTower
+    items: VisionTower
+    info: ModelInfo

@@ -1,0 +1,134 @@
+"""CLIP towers on transformers' ``CLIPTextModelWithProjection`` and ``CLIPVisionModelWithProjection``.
+
+Each tower loads on its own from a directory holding a CLIP checkpoint (the full ``CLIPModel`` weights
+are fine: each tower takes its half), with its tokenizer or image processor from the same or another
+directory. The outputs equal ``CLIPModel.get_text_features`` / ``get_image_features`` (``pooler_output``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import transformers
+from PIL import Image
+from transformers import (AutoConfig, AutoTokenizer, CLIPConfig, CLIPImageProcessorPil,
+                          CLIPTextModelWithProjection, CLIPVisionModelWithProjection, PretrainedConfig)
+
+from vectorizer_module.models.base import TextTower, VisionTower
+
+_EXAMPLE_TEXTS = ("a photo of a cat", "a red circle on a white background", "a diagram", "a dog")
+
+
+def tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
+    """The text or vision config of a checkpoint, with the projection size of the whole model (a full
+    ``CLIPConfig`` keeps ``projection_dim`` at its top level, which need not reach its parts)."""
+    config = AutoConfig.from_pretrained(str(weights_dir), local_files_only=True)
+    if isinstance(config, CLIPConfig):
+        sub = getattr(config, f"{part}_config")
+        sub.projection_dim = config.projection_dim
+        return sub
+    return config
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence the load report (the other tower's keys show as 'unexpected') and progress bars."""
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        transformers.utils.logging.enable_progress_bar()
+
+
+class HFClipTextTower(TextTower):
+    def __init__(self, model: CLIPTextModelWithProjection, tokenizer: transformers.PreTrainedTokenizerBase):
+        super().__init__()
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        positions = model.config.max_position_embeddings
+        self._max_length = min(int(getattr(tokenizer, "model_max_length", positions) or positions), positions)
+
+    @classmethod
+    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "HFClipTextTower":
+        with quiet_transformers():
+            model = CLIPTextModelWithProjection.from_pretrained(
+                str(weights_dir), config=tower_config(weights_dir, "text"), local_files_only=True,
+                dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
+        return cls(model, tokenizer)
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        encoded = self.tokenizer(list(items), padding=True, truncation=True, max_length=self._max_length,
+                                 return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        texts = [_EXAMPLE_TEXTS[i % len(_EXAMPLE_TEXTS)] for i in range(batch_size)]
+        return self.to_model_inputs(self.preprocess(texts))
+
+    def layer_prefixes(self) -> list[str]:
+        return [f"model.text_model.encoder.layers.{i}" for i in range(len(self.model.text_model.encoder.layers))]
+
+    def embedding_prefixes(self) -> list[str]:
+        return ["model.text_model.embeddings"]
+
+
+class HFClipVisionTower(VisionTower):
+    def __init__(self, model: CLIPVisionModelWithProjection, processor: CLIPImageProcessorPil):
+        super().__init__()
+        self.model = model.eval()
+        self.processor = processor
+
+    @classmethod
+    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "HFClipVisionTower":
+        with quiet_transformers():
+            model = CLIPVisionModelWithProjection.from_pretrained(
+                str(weights_dir), config=tower_config(weights_dir, "vision"), local_files_only=True,
+                dtype=torch.float32)
+            processor = CLIPImageProcessorPil.from_pretrained(str(processor_dir or weights_dir),
+                                                              local_files_only=True)
+        return cls(model, processor)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.image_size)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    def preprocess(self, items: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.processor(images=list(items), return_tensors="pt")["pixel_values"]}
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).image_embeds
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        size = self.image_size
+        generator = torch.Generator().manual_seed(0)
+        pixels = torch.randn(batch_size, 3, size, size, generator=generator)
+        return self.to_model_inputs({"pixel_values": pixels})
+
+    def layer_prefixes(self) -> list[str]:
+        count = len(self.model.vision_model.encoder.layers)
+        return [f"model.vision_model.encoder.layers.{i}" for i in range(count)]
+
+    def embedding_prefixes(self) -> list[str]:
+        return ["model.vision_model.embeddings", "model.vision_model.pre_layrnorm"]

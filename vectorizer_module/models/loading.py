@@ -1,0 +1,200 @@
+"""Find out which layout a model directory has, and build the towers from it.
+
+Layouts read (chosen by looking at the files, never by name):
+
+- ``huggingface``: a transformers CLIP directory, as ``openai/clip-vit-base-patch32`` ships:
+  ``config.json`` (``model_type: clip``), ``model.safetensors`` or ``pytorch_model.bin``, tokenizer
+  files (``tokenizer.json`` or ``vocab.json`` + ``merges.txt``) and ``preprocessor_config.json`` or
+  ``processor_config.json``.
+- ``sentence-transformers``: a directory with ``modules.json`` whose CLIP module is either in the root
+  (sentence-transformers 6) or in a subfolder such as ``0_CLIPModel`` (``sentence-transformers/clip-ViT-B-32``).
+- ``reference-image``: the ``models/`` directory of Weaviate's ``multi2vec-clip`` inference image, either
+  ``openai_clip`` + ``openai_clip_processor`` or ``clip`` (vision) + ``text`` (text), each a
+  sentence-transformers CLIP directory. ``--model`` may name ``models/`` or the folder that holds it.
+
+``detect`` only reads small JSON files, so the command line can refuse a wrong directory at once,
+before the server starts; ``load_towers`` imports torch and reads the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vectorizer_module.errors import ModelLayoutError
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+UNSUPPORTED_REFERENCE_DIRS = {
+    "openclip": "OpenCLIP", "siglip": "SigLIP", "colpali_engine_model": "ColPali",
+}
+
+EXPECTED = (
+    "Expected one of:\n"
+    "  - a Hugging Face CLIP directory (config.json with model_type 'clip', model.safetensors or "
+    "pytorch_model.bin, tokenizer.json or vocab.json+merges.txt, preprocessor_config.json), "
+    "as openai/clip-vit-base-patch32 ships;\n"
+    "  - a sentence-transformers CLIP directory (modules.json with a CLIP module), "
+    "as sentence-transformers/clip-ViT-B-32 ships;\n"
+    "  - the models/ directory of the multi2vec-clip inference image "
+    "(models/openai_clip + models/openai_clip_processor, or models/clip + models/text)."
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where each part of a model lives. Directories may coincide."""
+
+    layout: str
+    root: Path
+    text_weights: Path
+    tokenizer: Path
+    vision_weights: Path
+    image_processor: Path
+    family: str = "clip"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLayoutError(f"cannot read {path}: {exc}") from None
+
+
+def _listing(path: Path) -> str:
+    try:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    except OSError:
+        return "(unreadable)"
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    return shown or "(empty)"
+
+
+def _clip_config_problem(path: Path) -> str | None:
+    """None if ``path`` holds CLIP weights and config, else what is missing or wrong."""
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        return f"{path} has no config.json"
+    config = _read_json(config_path)
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type != "clip":
+        return f"{config_path} describes a model of type {model_type!r}, not 'clip'"
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        return f"{path} has config.json but no weights ({' or '.join(WEIGHT_FILES[::2])})"
+    return None
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return any(all((path / name).is_file() for name in group) for group in TOKENIZER_FILES)
+
+
+def _has_processor(path: Path) -> bool:
+    return any((path / name).is_file() for name in PROCESSOR_FILES)
+
+
+def _check_preprocessing(path: Path, what: str) -> None:
+    missing = []
+    if not _has_tokenizer(path):
+        missing.append("tokenizer files (tokenizer.json, or vocab.json and merges.txt)")
+    if not _has_processor(path):
+        missing.append("an image processor file (preprocessor_config.json or processor_config.json)")
+    if missing:
+        raise ModelLayoutError(f"{what} {path} has CLIP weights but lacks {' and '.join(missing)}.")
+
+
+def _sentence_transformers_clip_dir(root: Path) -> Path:
+    """The folder of the CLIP module listed in ``root/modules.json``."""
+    modules = _read_json(root / "modules.json")
+    if not isinstance(modules, list):
+        raise ModelLayoutError(f"{root / 'modules.json'} is not a list of modules")
+    tried = []
+    for module in modules:
+        if not isinstance(module, dict):
+            continue
+        folder = root / str(module.get("path", ""))
+        problem = _clip_config_problem(folder)
+        if problem is None:
+            return folder
+        tried.append(f"{module.get('type', '?')} at {folder}: {problem}")
+    raise ModelLayoutError(
+        f"{root} is a sentence-transformers directory, but none of its modules is a CLIP model "
+        f"({'; '.join(tried) or 'modules.json lists no modules'}). A multilingual text model alone "
+        "cannot embed images.")
+
+
+def _reference_models_dir(path: Path) -> Path | None:
+    for candidate in (path, path / "models"):
+        if (candidate / "openai_clip").is_dir() or ((candidate / "clip").is_dir() and (candidate / "text").is_dir()):
+            return candidate
+        for name, family in UNSUPPORTED_REFERENCE_DIRS.items():
+            if (candidate / name).is_dir():
+                raise ModelLayoutError(
+                    f"{candidate} is a multi2vec-clip image model directory with a {family} model "
+                    f"({candidate / name}); {family} models are not supported yet. {EXPECTED}")
+    return None
+
+
+def _detect_reference(models: Path) -> ModelSource:
+    if (models / "openai_clip").is_dir():
+        weights, processor = models / "openai_clip", models / "openai_clip_processor"
+        problem = _clip_config_problem(weights)
+        if problem:
+            raise ModelLayoutError(f"reference image layout: {problem}.")
+        if not processor.is_dir():
+            processor = weights
+        _check_preprocessing(processor, "reference image layout: processor directory")
+        return ModelSource("reference-image", models, weights, processor, weights, processor)
+    vision = _sentence_transformers_clip_dir(models / "clip")
+    _check_preprocessing(vision, "reference image layout: vision model")
+    try:
+        text = _sentence_transformers_clip_dir(models / "text")
+    except ModelLayoutError as exc:
+        raise ModelLayoutError(
+            f"{models / 'text'} is not a CLIP text model, so it cannot be served as CLIP's query tower "
+            f"(multilingual text encoders are not supported yet): {exc}") from None
+    _check_preprocessing(text, "reference image layout: text model")
+    return ModelSource("reference-image", models, text, text, vision, vision)
+
+
+def detect(path: str | Path) -> ModelSource:
+    """The layout of the model directory ``path``, or ModelLayoutError saying what was expected."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise ModelLayoutError(f"model directory {root} does not exist. {EXPECTED}")
+    if not root.is_dir():
+        raise ModelLayoutError(f"model path {root} is a file, not a directory. {EXPECTED}")
+    root = root.resolve()
+    models = _reference_models_dir(root)
+    if models is not None:
+        return _detect_reference(models)
+    if (root / "modules.json").is_file():
+        folder = _sentence_transformers_clip_dir(root)
+        _check_preprocessing(folder, "sentence-transformers CLIP module")
+        return ModelSource("sentence-transformers", root, folder, folder, folder, folder)
+    problem = _clip_config_problem(root)
+    if problem is None:
+        _check_preprocessing(root, "Hugging Face CLIP directory")
+        return ModelSource("huggingface", root, root, root, root, root)
+    raise ModelLayoutError(f"{root} is not a CLIP model directory ({problem}; it holds: {_listing(root)}). "
+                           f"{EXPECTED}")
+
+
+def load_towers(source: ModelSource, *, name: str | None = None, builtin_demo: bool = False):
+    """Both towers of ``source`` on the CPU in float32, with the model's description."""
+    from vectorizer_module.models.base import ModelInfo, Towers
+    from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
+
+    query = HFClipTextTower.from_dir(source.text_weights, source.tokenizer)
+    items = HFClipVisionTower.from_dir(source.vision_weights, source.image_processor)
+    if query.embedding_dim != items.embedding_dim:
+        raise ModelLayoutError(
+            f"the text tower ({source.text_weights}) gives {query.embedding_dim}-d vectors but the vision "
+            f"tower ({source.vision_weights}) gives {items.embedding_dim}-d: they are not one CLIP space")
+    info = ModelInfo(name=name or source.root.name, path=str(source.root), family=source.family,
+                     layout=source.layout, dimension=query.embedding_dim, text_max_tokens=query.max_length,
+                     image_size=items.image_size, builtin_demo=builtin_demo)
+    return Towers(query=query, items=items, info=info)

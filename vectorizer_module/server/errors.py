@@ -1,0 +1,39 @@
+"""The one place where errors become HTTP responses: always JSON ``{"error": "..."}``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from vectorizer_module.errors import ServiceError, TooLarge
+from vectorizer_module.protocol import error_body
+
+log = logging.getLogger(__name__)
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(error_body(message), status=status, headers=headers, mimetype="application/json")
+
+
+def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError) -> Response:
+        if exc.status >= 500:
+            log.warning("%d: %s", exc.status, exc.message)
+        return json_error(exc.status, exc.message, exc.headers)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def body_too_large(exc: RequestEntityTooLarge) -> Response:
+        return service_error(TooLarge(
+            f"request body is larger than {max_body_bytes} bytes; raise VECTORIZER_MAX_BODY_BYTES to accept it"))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return json_error(exc.code or 500, f"{exc.name}: {exc.description}", {k: v for k, v in exc.get_headers() if k.lower() != "content-type"})
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return json_error(500, f"internal error: {type(exc).__name__}: {exc}")
