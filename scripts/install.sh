@@ -19,4 +19,7 @@ fi
 step "clip-vectorizer and its test dependencies"
 "$PYTHON" -m pip install --progress-bar on -e ".[test]"
 
-step "done: run 'clip-vectorizer --help'"
+# pyenv puts new console scripts on PATH only after a rehash
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+
+step "done: $(command -v clip-vectorizer || echo "clip-vectorizer (python3 -m vectorizer_module)") is installed"

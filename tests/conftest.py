@@ -1,0 +1,27 @@
+"""Shared fixtures: random-weight CLIP models built on the fly, and a real server process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.server_process import ServerProcess
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random CLIP in the Hugging Face layout (transformers 5 files)."""
+    from vectorizer_module.models.random_clip import save_random_model
+
+    return save_random_model(tmp_path_factory.mktemp("models") / "tiny", "tiny", "huggingface", seed=0)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model) -> ServerProcess:
+    """One real server process over the tiny model, shared by the contract tests."""
+    process = ServerProcess(tiny_model)
+    process.start()
+    process.wait_ready()
+    yield process
+    process.stop()

@@ -1,0 +1,108 @@
+"""Start-up, readiness and shutdown of the real server process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from tests import media
+from tests.reference import strict_json
+from tests.server_process import ServerProcess
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vectorizer_module", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_live_before_ready_while_the_model_loads(tiny_model):
+    server = ServerProcess(tiny_model).start()
+    try:
+        server.wait_live()
+        # The port opens before torch is even imported, so the model cannot be ready yet.
+        ready = server.get("/.well-known/ready")
+        assert ready.status_code == 503
+        assert "loading" in strict_json(ready.text)["error"]
+        early = server.post("/vectorize", {"texts": ["a cat"]})
+        assert early.status_code == 503 and "loading" in strict_json(early.text)["error"]
+        assert early.headers["Retry-After"]
+        assert strict_json(server.get("/meta").text)  # still a JSON object for Weaviate's probe
+        server.wait_ready()
+        assert server.post("/vectorize", {"texts": ["a cat"]}).status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits(tiny_model):
+    server = ServerProcess(tiny_model).start()
+    server.wait_ready()
+    # Enough distinct large images to keep the model busy for a while.
+    images = [media.b64(media.encode(media.photo(1200, 900, seed=100 + i), "JPEG", quality=80)) for i in range(40)]
+    result: dict = {}
+
+    def slow_request() -> None:
+        result["response"] = server.post("/vectorize", {"images": images})
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    time.sleep(0.4)
+    server.terminate()
+    time.sleep(0.1)
+    try:
+        refused = server.post("/vectorize", {"texts": ["too late"]})
+    except requests.ConnectionError:
+        refused = None  # the port may already be closed: also a refusal
+    worker.join(60)
+    assert server.process.wait(30) == 0
+    response = result["response"]
+    assert response.status_code == 200, response.text
+    assert len(response.json()["imageVectors"]) == 40
+    assert "waiting for 1 request(s) in flight" in server.log, server.log
+    if refused is not None:
+        assert refused.status_code == 503 and "shutting down" in strict_json(refused.text)["error"]
+
+
+def test_a_directory_that_is_no_model_fails_at_start_up_with_what_was_expected(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    result = run_cli("--model", str(tmp_path), "--port", "0")
+    assert result.returncode == 2
+    assert "is not a CLIP model directory" in result.stderr
+    assert "Expected one of" in result.stderr and "notes.txt" in result.stderr
+
+
+def test_no_model_configured_is_a_clear_error():
+    result = run_cli("--port", "0")
+    assert result.returncode == 2
+    assert "no model configured" in result.stderr and "VECTORIZER_MODEL" in result.stderr
+
+
+def test_a_bad_setting_names_its_flag():
+    result = run_cli("--model", ".", "--dtype", "float8")
+    assert result.returncode == 2
+    assert "--dtype" in result.stderr and "float8" in result.stderr
+
+
+def test_unloadable_weights_stop_the_process_with_status_3(tiny_model, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in tiny_model.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    server = ServerProcess(broken).start()
+    assert server.process.wait(120) == 3
+    assert "could not load the model" in server.log
+
+
+@pytest.mark.parametrize("variable,value,says", [
+    ("VECTORIZER_PORT", "http", "VECTORIZER_PORT"),
+    ("ENABLE_CUDA", "maybe", "ENABLE_CUDA"),
+])
+def test_bad_environment_values_name_the_variable(variable, value, says):
+    result = subprocess.run([sys.executable, "-m", "vectorizer_module", "--model", "."], capture_output=True,
+                            text=True, timeout=60, env={**__import__("os").environ, variable: value})
+    assert result.returncode == 2 and says in result.stderr

@@ -1,0 +1,82 @@
+"""Start ``clip-vectorizer`` as a real subprocess on a free loopback port, and stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, model: Path | str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.model = str(model)
+        self.args = list(args)
+        self.env = env or {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile(prefix="clip-vectorizer-", suffix=".log", delete=False)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "ServerProcess":
+        env = dict(os.environ, **self.env)
+        command = [sys.executable, "-m", "vectorizer_module", "--model", self.model, "--port", str(self.port),
+                   "--threads", "8", *self.args]
+        self.process = subprocess.Popen(command, stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    @property
+    def log(self) -> str:
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def wait_live(self, timeout: float = 60) -> None:
+        self._wait("/.well-known/live", timeout)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        self._wait("/.well-known/ready", timeout)
+
+    def _wait(self, path: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log}")
+            try:
+                if requests.get(self.url + path, timeout=1).status_code == 204:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{path} did not answer 204 within {timeout} s:\n{self.log}")
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def post(self, path: str, body, **kwargs) -> requests.Response:
+        if isinstance(body, (bytes, str)):
+            return requests.post(self.url + path, data=body, timeout=60, **kwargs)
+        return requests.post(self.url + path, json=body, timeout=60, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kwargs)

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from tests import media
+from tests.reference import ReferenceClip, assert_parity, unit
+from vectorizer_module.config import Settings
+from vectorizer_module.engine import Engine
+from vectorizer_module.errors import BadInput, Unavailable
+from vectorizer_module.models.loading import detect
+
+
+def make_engine(model, **overrides) -> Engine:
+    engine = Engine(Settings(model=str(model), **overrides), detect(model))
+    engine.load()
+    return engine
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    return make_engine(tiny_model)
+
+
+def jpeg(seed: int) -> bytes:
+    return media.encode(media.photo(seed=seed), "JPEG", quality=92)
+
+
+def test_not_ready_before_load(tiny_model):
+    engine = Engine(Settings(model=str(tiny_model)), detect(tiny_model))
+    with pytest.raises(Unavailable):
+        engine.embed(["a"], [])
+
+
+def test_vectors_are_normalised_unless_turned_off(tiny_model, engine):
+    raw = make_engine(tiny_model, normalize=False)
+    texts = ["a cat", "a dog on a sofa"]
+    reference = ReferenceClip(tiny_model).texts(texts)
+    unnormalised, _ = raw.embed(texts, [])
+    normalised, _ = engine.embed(texts, [])
+    assert_parity(unnormalised, reference)
+    assert_parity(normalised, unit(reference))
+    assert np.allclose(np.linalg.norm(normalised, axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(np.linalg.norm(unnormalised, axis=1), 1.0, atol=1e-3)
+
+
+def test_repeats_are_computed_once_and_identical(tiny_model):
+    engine = make_engine(tiny_model, cache_size=0)
+    calls = []
+    run = engine._run
+    engine._run = lambda tower, items: calls.append(len(items)) or run(tower, items)
+    texts, images = engine.embed(["a", "b", "a"], [jpeg(1), jpeg(2), jpeg(1)])
+    assert calls == [2, 2]
+    assert np.array_equal(texts[0], texts[2]) and np.array_equal(images[0], images[2])
+
+
+def test_cache_keeps_repeats_bit_identical_across_batch_compositions(tiny_model):
+    engine = make_engine(tiny_model, cache_size=8)
+    alone, _ = engine.embed(["query"], [])
+    crowded, _ = engine.embed(["x", "y", "query", "z"], [])
+    assert np.array_equal(crowded[2], alone[0])
+    assert len(engine.cache) == 4
+
+
+def test_cache_is_bounded(tiny_model):
+    engine = make_engine(tiny_model, cache_size=3)
+    engine.embed([f"text {i}" for i in range(10)], [])
+    assert len(engine.cache) == 3
+
+
+def test_a_bad_image_fails_before_any_model_work(tiny_model):
+    engine = make_engine(tiny_model, cache_size=0)
+    calls = []
+    engine._run = lambda tower, items: calls.append(tower.modality)
+    with pytest.raises(BadInput, match=r"images\[1\]"):
+        engine.embed(["text"], [jpeg(1), b"not an image"])
+    assert calls == []
+
+
+def test_empty_request_gives_empty_arrays_of_the_right_width(engine):
+    texts, images = engine.embed([], [])
+    assert texts.shape == images.shape == (0, 16)

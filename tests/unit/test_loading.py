@@ -1,0 +1,87 @@
+import json
+import shutil
+
+import pytest
+
+from vectorizer_module.errors import ModelLayoutError
+from vectorizer_module.models.loading import detect
+from vectorizer_module.models.random_clip import write_layout
+
+
+@pytest.fixture(scope="module")
+def layouts(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("layouts")
+    return {name: write_layout(tiny_model, root / name, name)
+            for name in ("hub", "sentence-transformers", "sentence-transformers-legacy", "reference-image",
+                         "reference-image-st")}
+
+
+def test_each_layout_is_recognised_from_its_files(tiny_model, layouts):
+    assert detect(tiny_model).layout == "huggingface"
+    assert detect(layouts["hub"]).layout == "huggingface"
+    legacy = detect(layouts["sentence-transformers-legacy"])
+    assert legacy.layout == "sentence-transformers" and legacy.text_weights.name == "0_CLIPModel"
+    image = detect(layouts["reference-image"])
+    assert image.vision_weights.name == "openai_clip" and image.image_processor.name == "openai_clip_processor"
+    # --model may name the image's models/ folder or the folder above it
+    assert detect(layouts["reference-image-st"] / "models") == detect(layouts["reference-image-st"])
+    st_pair = detect(layouts["reference-image-st"])
+    assert st_pair.text_weights.parent.name == "text" and st_pair.vision_weights.parent.name == "clip"
+
+
+def test_missing_directory_and_file_are_refused(tmp_path):
+    with pytest.raises(ModelLayoutError, match="does not exist.*Expected one of"):
+        detect(tmp_path / "absent")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelLayoutError, match="is a file, not a directory"):
+        detect(tmp_path / "file")
+
+
+def test_a_model_of_another_type_is_named(tiny_model, tmp_path):
+    target = tmp_path / "bert"
+    shutil.copytree(tiny_model, target)
+    (target / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelLayoutError, match="type 'bert', not 'clip'"):
+        detect(target)
+
+
+def test_missing_tokenizer_or_processor_is_named(tiny_model, tmp_path):
+    target = tmp_path / "partial"
+    shutil.copytree(tiny_model, target)
+    (target / "tokenizer.json").unlink()
+    (target / "processor_config.json").unlink()
+    with pytest.raises(ModelLayoutError) as caught:
+        detect(target)
+    assert "tokenizer files" in str(caught.value) and "image processor file" in str(caught.value)
+
+
+def test_weights_missing(tiny_model, tmp_path):
+    target = tmp_path / "noweights"
+    shutil.copytree(tiny_model, target)
+    (target / "model.safetensors").unlink()
+    with pytest.raises(ModelLayoutError, match="no weights"):
+        detect(target)
+
+
+def test_unsupported_reference_image_families_are_named(tmp_path):
+    (tmp_path / "models" / "siglip").mkdir(parents=True)
+    with pytest.raises(ModelLayoutError, match="SigLIP models are not supported yet"):
+        detect(tmp_path)
+
+
+def test_a_text_only_sentence_transformers_model_is_refused(tmp_path):
+    (tmp_path / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"}]))
+    (tmp_path / "0_Transformer").mkdir()
+    (tmp_path / "0_Transformer" / "config.json").write_text(json.dumps({"model_type": "xlm-roberta"}))
+    with pytest.raises(ModelLayoutError, match="none of its modules is a CLIP model.*'xlm-roberta'"):
+        detect(tmp_path)
+
+
+def test_reference_pair_with_a_non_clip_text_model_says_so(layouts, tmp_path):
+    target = tmp_path / "multilingual"
+    shutil.copytree(layouts["reference-image-st"], target)
+    text = target / "models" / "text" / "0_CLIPModel" / "config.json"
+    text.write_text(json.dumps({"model_type": "distilbert"}))
+    with pytest.raises(ModelLayoutError, match="not a CLIP text model.*multilingual"):
+        detect(target)

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from tests import media
+from vectorizer_module.models.loading import detect, load_towers
+
+
+@pytest.fixture()
+def towers(tiny_model):
+    return load_towers(detect(tiny_model))
+
+
+def test_towers_share_one_space_and_describe_themselves(towers):
+    assert towers.query.embedding_dim == towers.items.embedding_dim == towers.info.dimension == 16
+    assert towers.query.max_length == 77 and towers.items.image_size == 32
+    assert towers.info.layout == "huggingface"
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("which", ["query", "items"])
+def test_each_tower_traces_on_its_example_inputs(towers, which):
+    tower = getattr(towers, which)
+    example = tower.example_inputs(batch_size=3)
+    with torch.inference_mode():
+        eager = tower(*example)
+    traced = torch.jit.trace(tower, example, check_trace=False)
+    assert eager.shape == (3, 16)
+    assert torch.allclose(traced(*example), eager, atol=1e-6)
+
+
+def test_preprocess_pads_to_the_longest_text_and_truncates(towers):
+    batch = towers.query.preprocess(["a", "a much longer text than the first one"])
+    assert batch["input_ids"].shape[1] < 77
+    assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
+    assert towers.query.preprocess(["x " * 400])["input_ids"].shape[1] == 77
+
+
+def test_image_preprocessing_resizes_and_crops_to_the_model_size(towers):
+    pixels = towers.items.preprocess([media.photo(640, 480), media.photo(20, 90)])["pixel_values"]
+    assert pixels.shape == (2, 3, 32, 32)
+
+
+def test_freeze_and_unfreeze_by_name(towers):
+    text = towers.query
+    total = len(list(text.parameters()))
+    frozen = text.freeze("model.text_model.embeddings")
+    assert frozen and all(name.startswith("model.text_model.embeddings.") for name in frozen)
+    assert len(text.trainable_parameter_names()) == total - len(frozen)
+    text.freeze()
+    assert text.trainable_parameter_names() == []
+    text.unfreeze("*.layers.1.*")
+    assert text.trainable_parameter_names() and all(".layers.1." in n for n in text.trainable_parameter_names())
+    with pytest.raises(ValueError, match="no parameter of the text tower"):
+        text.freeze("no.such.layer")
+
+
+def test_freeze_first_layers_leaves_later_layers_trainable(towers):
+    vision = towers.items
+    vision.freeze_first_layers(1)
+    trainable = vision.trainable_parameter_names()
+    assert not any(".layers.0." in n or "embeddings" in n for n in trainable)
+    assert any(".layers.1." in n for n in trainable)
+    with pytest.raises(ValueError, match="has 2 layers"):
+        vision.freeze_first_layers(3)
+
+
+def test_frozen_parameters_get_no_gradient(towers):
+    text = towers.query
+    text.freeze_first_layers(2)
+    out = text(*text.example_inputs(2)).sum()
+    out.backward()
+    for name, parameter in text.named_parameters():
+        if ".layers.0." in name:
+            assert parameter.grad is None
+    assert text.model.text_projection.weight.grad is not None
