@@ -105,6 +105,8 @@ OPTIONS: tuple[Option, ...] = (
            "HTTP worker threads (Weaviate sends up to 2 x its CPU count requests at once)."),
     Option("torch_threads", "VECTORIZER_TORCH_THREADS", "--torch-threads", _non_negative_int, 0,
            "Threads torch uses for one forward pass on the CPU (0: one per CPU core)."),
+    Option("max_batch_size", "VECTORIZER_MAX_BATCH_SIZE", "--max-batch-size", _positive_int, 64,
+           "Most items in one forward pass; a request with more is run in several, to bound memory."),
     Option("cache_size", "VECTORIZER_CACHE_SIZE", "--cache-size", _non_negative_int, 4096,
            "Vectors of recent inputs kept by content, so that repeated inputs are bit-identical and free "
            "(0 turns the cache off)."),
@@ -131,6 +133,7 @@ class Settings:
     normalize: bool = True
     server_threads: int = 16
     torch_threads: int = 0
+    max_batch_size: int = 64
     cache_size: int = 4096
     max_body_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 50_000_000

@@ -5,8 +5,8 @@ The path of one ``embed`` call, top to bottom:
    are not computed again (so identical inputs get bit-identical vectors);
 2. every image still to compute is decoded in full first, so a bad image fails the request before any
    model work is spent on it;
-3. each tower runs once for the request's unique texts and once for its unique images, under one lock
-   (one forward pass at a time, as the reference image does);
+3. each tower runs over the request's unique texts, then its unique images, in forward passes of at
+   most ``max_batch_size`` items, under one lock (one forward pass at a time, as the reference image does);
 4. vectors are L2-normalised in float32 (unless turned off) and stored in the cache.
 """
 
@@ -126,14 +126,18 @@ class Engine:
         return _Plan(modality, [content_key(modality, c) for c in contents], self.cache, self.dimension)
 
     def _run(self, tower: Any, items: list[Any]) -> np.ndarray:
-        """One forward pass of ``tower`` over ``items``: float32 vectors, normalised if configured."""
+        """``tower`` over ``items`` in passes of at most ``max_batch_size``: float32 vectors, normalised
+        if configured."""
         import torch
 
+        step = self.settings.max_batch_size
         try:
-            batch = tower.preprocess(items)
-            with self._model_lock, torch.inference_mode():
-                output = tower(*tower.to_model_inputs(batch))
-                vectors = output.float().cpu().numpy()
+            parts = []
+            for start in range(0, len(items), step):
+                batch = tower.preprocess(items[start:start + step])
+                with self._model_lock, torch.inference_mode():
+                    parts.append(tower(*tower.to_model_inputs(batch)).float().cpu().numpy())
+            vectors = np.concatenate(parts)
         except ServiceError:
             raise
         except Exception as exc:

@@ -71,6 +71,11 @@ def _string_list(payload: dict[str, Any], key: str) -> list[str]:
     for index, item in enumerate(value):
         if not isinstance(item, str):
             raise BadInput(f"{key}[{index}] must be a string, got {_describe(item)}")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput(f"{key}[{index}] is not valid Unicode: it contains an unpaired surrogate "
+                           "escape such as \\ud800") from None
     return value
 
 

@@ -194,6 +194,7 @@ PNG = media.b64(media.encode(media.photo(), "PNG"))
     (b'{"texts": "a cat"}', 400, "'texts' must be an array of strings, got a string"),
     (b'{"texts": ["ok", 3]}', 400, "texts[1] must be a string, got a number"),
     (b'{"texts": [null]}', 400, "texts[0] must be a string, got null"),
+    (b'{"texts": ["ok", "\\ud800"]}', 400, "texts[1] is not valid Unicode"),
     (b'{"images": {"a": 1}}', 400, "'images' must be an array of strings, got an object"),
     (b'{"images": ["' + PNG.encode() + b'", "%%%"]}', 400, "images[1] is not valid base64"),
     (b'{"images": ["' + PNG[: len(PNG) // 8 * 4].encode() + b'"]}', 400, "images[0] could not be decoded as PNG"),

@@ -78,3 +78,16 @@ def test_a_bad_image_fails_before_any_model_work(tiny_model):
 def test_empty_request_gives_empty_arrays_of_the_right_width(engine):
     texts, images = engine.embed([], [])
     assert texts.shape == images.shape == (0, 16)
+
+
+def test_large_requests_run_in_bounded_forward_passes(tiny_model):
+    engine = make_engine(tiny_model, cache_size=0, max_batch_size=4)
+    reference = make_engine(tiny_model, cache_size=0)
+    sizes = []
+    forward = engine.towers.query.forward
+    engine.towers.query.forward = lambda *inputs: sizes.append(inputs[0].shape[0]) or forward(*inputs)
+    texts = [f"text number {i}" for i in range(10)]
+    chunked, _ = engine.embed(texts, [])
+    assert sizes == [4, 4, 2]
+    whole, _ = reference.embed(texts, [])
+    assert np.allclose(chunked, whole, atol=1e-6)
