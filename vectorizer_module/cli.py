@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Sequence
 
 from vectorizer_module import __version__
 from vectorizer_module.config import ConfigError, add_arguments, load_settings
+from vectorizer_module.logs import setup_logging
 
 COMMANDS = ("serve", "make-random-model")
 
@@ -38,8 +38,7 @@ def _serve(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"clip-vectorizer: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
     if not settings.model:
         print("clip-vectorizer: no model configured: pass --model DIR or set VECTORIZER_MODEL "
               "(clip-vectorizer make-random-model DIR writes a random-weight one to try)", file=sys.stderr)

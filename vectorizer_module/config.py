@@ -18,6 +18,7 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
 
 
 class ConfigError(ValueError):
@@ -114,9 +115,28 @@ OPTIONS: tuple[Option, ...] = (
            "Largest request body accepted; larger bodies get 413."),
     Option("max_image_pixels", "VECTORIZER_MAX_IMAGE_PIXELS", "--max-image-pixels", _positive_int, 50_000_000,
            "Largest image (width x height) accepted, checked from the header before decoding; larger gets 413."),
+    Option("max_image_bytes", "VECTORIZER_MAX_IMAGE_BYTES", "--max-image-bytes", _positive_int, 20 * 1024 * 1024,
+           "Largest encoded image (after base64 decoding) accepted; larger gets 413."),
+    Option("max_texts", "VECTORIZER_MAX_TEXTS", "--max-texts", _positive_int, 256,
+           "Most texts in one request; more gets 413."),
+    Option("max_images", "VECTORIZER_MAX_IMAGES", "--max-images", _positive_int, 64,
+           "Most images in one request; more gets 413."),
+    Option("max_text_chars", "VECTORIZER_MAX_TEXT_CHARS", "--max-text-chars", _positive_int, 200_000,
+           "Longest text accepted, in characters (texts within it are truncated to the model's context); "
+           "longer gets 413."),
+    Option("max_queue", "VECTORIZER_MAX_QUEUE", "--max-queue", _positive_int, 64,
+           "Most requests waiting for the model; past it new work gets 503 with Retry-After at once."),
+    Option("request_deadline", "VECTORIZER_REQUEST_DEADLINE", "--request-deadline", _non_negative_float, 40.0,
+           "Seconds a request may wait for the model before it is dropped with 503 (Weaviate gives up after "
+           "50 s by default); work whose client has disconnected is dropped too."),
+    Option("api_key", "VECTORIZER_API_KEY", "--api-key", str, None,
+           "If set, /vectorize, /meta and /metrics require 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. "
+           "Weaviate's module sends no key: keep the Weaviate path on a private network instead."),
     Option("shutdown_grace", "VECTORIZER_SHUTDOWN_GRACE", "--shutdown-grace", _non_negative_float, 30.0,
            "Seconds that in-flight requests get to finish after SIGTERM before the process exits."),
     Option("log_level", "VECTORIZER_LOG_LEVEL", "--log-level", _choice(LOG_LEVELS), "info", "Log level."),
+    Option("log_format", "VECTORIZER_LOG_FORMAT", "--log-format", _choice(LOG_FORMATS), "json",
+           "json: one JSON object per line (request id, route, status, sizes, milliseconds); text: plain lines."),
 )
 
 
@@ -137,8 +157,16 @@ class Settings:
     cache_size: int = 4096
     max_body_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_texts: int = 256
+    max_images: int = 64
+    max_text_chars: int = 200_000
+    max_queue: int = 64
+    request_deadline: float = 40.0
+    api_key: str | None = dataclasses.field(default=None, repr=False)  # never in logs
     shutdown_grace: float = 30.0
     log_level: str = "info"
+    log_format: str = "json"
 
     @property
     def device(self) -> str:

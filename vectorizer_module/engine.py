@@ -6,7 +6,8 @@ The path of one ``embed`` call, top to bottom:
 2. every image still to compute is decoded in full first, so a bad image fails the request before any
    model work is spent on it;
 3. each tower runs over the request's unique texts, then its unique images, in forward passes of at
-   most ``max_batch_size`` items, under one lock (one forward pass at a time, as the reference image does);
+   most ``max_batch_size`` items, one pass at a time behind a bounded queue (``admission``) that refuses
+   work past its size and drops work past its deadline or whose client is gone;
 4. vectors are L2-normalised in float32 (unless turned off) and stored in the cache.
 """
 
@@ -21,9 +22,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vectorizer_module import __version__, protocol
+from vectorizer_module.admission import Cancelled, ModelQueue, never_cancelled
 from vectorizer_module.cache import VectorCache, content_key
 from vectorizer_module.config import Settings
 from vectorizer_module.errors import ModelFailure, ServiceError, Unavailable
+from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.loading import ModelSource
 from vectorizer_module.preprocessing.images import decode_image
 
@@ -36,15 +39,17 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 class Engine:
-    def __init__(self, settings: Settings, source: ModelSource) -> None:
+    def __init__(self, settings: Settings, source: ModelSource, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.source = source
+        self.metrics = metrics or Metrics()
         self.towers: Any = None
         self.device = settings.device
         self.meta_body: bytes = b""
         self.load_seconds: float | None = None
         self.cache = VectorCache(settings.cache_size)
-        self._model_lock = threading.Lock()
+        self.queue = ModelQueue(settings.max_queue)
+        self.metrics.queue_depth.set_function(lambda: self.queue.depth)
         self._ready = threading.Event()
 
     @property
@@ -77,6 +82,9 @@ class Engine:
         self._warm_up()
         self.load_seconds = time.perf_counter() - started
         self.meta_body = protocol.dumps(self._meta())
+        self.metrics.load_seconds.set(self.load_seconds)
+        self.metrics.model_info.labels(towers.info.name, towers.info.layout, self.settings.device,
+                                       self.settings.compute_dtype, str(towers.info.dimension)).set(1)
         self._ready.set()
         log.info("model %s (%s, %d-d) ready on %s in %s after %.1f s", towers.info.name, towers.info.layout,
                  towers.info.dimension, device, self.settings.compute_dtype, self.load_seconds)
@@ -110,22 +118,33 @@ class Engine:
         }
 
     # -- serving -----------------------------------------------------------------------------------
-    def embed(self, texts: Sequence[str], images: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors for ``texts`` and ``images`` (encoded bytes), in order, as float32 arrays."""
+    def embed(self, texts: Sequence[str], images: Sequence[bytes], *, deadline: float | None = None,
+              cancelled: Cancelled = never_cancelled) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for ``texts`` and ``images`` (encoded bytes), in order, as float32 arrays.
+        ``deadline`` (a ``time.monotonic()`` instant) defaults to now + the configured request deadline."""
         if not self.ready:
-            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204")
+            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204",
+                              reason="loading")
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.request_deadline
         text_plan = self._plan("text", texts)
         image_plan = self._plan("image", images)
         decoded = {i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels)
                    for i in image_plan.missing.values()}
-        text_vectors = text_plan.complete(self.cache, lambda idx: self._run(self.towers.query, [texts[i] for i in idx]))
-        image_vectors = image_plan.complete(self.cache, lambda idx: self._run(self.towers.items, [decoded[i] for i in idx]))
+        text_vectors = text_plan.complete(
+            self.cache, lambda idx: self._run(self.towers.query, [texts[i] for i in idx], deadline, cancelled))
+        image_vectors = image_plan.complete(
+            self.cache, lambda idx: self._run(self.towers.items, [decoded[i] for i in idx], deadline, cancelled))
         return text_vectors, image_vectors
 
     def _plan(self, modality: str, contents: Sequence[bytes | str]) -> "_Plan":
-        return _Plan(modality, [content_key(modality, c) for c in contents], self.cache, self.dimension)
+        plan = _Plan(modality, [content_key(modality, c) for c in contents], self.cache, self.dimension)
+        if plan.known:
+            self.metrics.cache_hits.labels(modality).inc(len(plan.keys) - len(plan.missing))
+        return plan
 
-    def _run(self, tower: Any, items: list[Any]) -> np.ndarray:
+    def _run(self, tower: Any, items: list[Any], deadline: float | None = None,
+             cancelled: Cancelled = never_cancelled) -> np.ndarray:
         """``tower`` over ``items`` in passes of at most ``max_batch_size``: float32 vectors, normalised
         if configured."""
         import torch
@@ -135,8 +154,11 @@ class Engine:
             parts = []
             for start in range(0, len(items), step):
                 batch = tower.preprocess(items[start:start + step])
-                with self._model_lock, torch.inference_mode():
+                with self.queue.turn(deadline or time.monotonic() + 3600, cancelled), torch.inference_mode():
                     parts.append(tower(*tower.to_model_inputs(batch)).float().cpu().numpy())
+                count = len(items[start:start + step])
+                self.metrics.batch_size.labels(tower.modality).observe(count)
+                self.metrics.embedded.labels(tower.modality).inc(count)
             vectors = np.concatenate(parts)
         except ServiceError:
             raise

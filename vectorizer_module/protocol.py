@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from vectorizer_module.errors import BadInput, ModelFailure
+from vectorizer_module.config import Settings
+from vectorizer_module.errors import BadInput, ModelFailure, TooLarge
 
 _DATA_URI = re.compile(r"^data:([^,]*?);base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
@@ -50,62 +51,83 @@ def _describe(value: Any) -> str:
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or BadInput saying why it is not one."""
     if not body:
-        raise BadInput("request body is empty: expected a JSON object such as {\"texts\": [\"a cat\"]}")
+        raise BadInput("request body is empty: expected a JSON object such as {\"texts\": [\"a cat\"]}",
+                       reason="invalid_json")
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise BadInput(f"request body is not valid JSON: {exc}") from None
+        raise BadInput(f"request body is not valid JSON: {exc}", reason="invalid_json") from None
     except RecursionError:
-        raise BadInput("request body is not usable JSON: nested too deeply") from None
+        raise BadInput("request body is not usable JSON: nested too deeply", reason="invalid_json") from None
     if not isinstance(payload, dict):
-        raise BadInput(f"request body must be a JSON object, got {_describe(payload)}")
+        raise BadInput(f"request body must be a JSON object, got {_describe(payload)}", reason="wrong_type")
     return payload
 
 
-def _string_list(payload: dict[str, Any], key: str) -> list[str]:
+def _string_list(payload: dict[str, Any], key: str, max_items: int, setting: str) -> list[str]:
     value = payload.get(key)
     if value is None:
         return []
     if not isinstance(value, list):
-        raise BadInput(f"'{key}' must be an array of strings, got {_describe(value)}")
+        raise BadInput(f"'{key}' must be an array of strings, got {_describe(value)}", reason="wrong_type")
+    if len(value) > max_items:
+        raise TooLarge(f"'{key}' has {len(value)} items, above the limit of {max_items} per request; send "
+                       f"fewer per request or raise {setting}", reason="too_many_items")
     for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise BadInput(f"{key}[{index}] must be a string, got {_describe(item)}")
+            raise BadInput(f"{key}[{index}] must be a string, got {_describe(item)}", reason="wrong_type")
         try:
             item.encode("utf-8")
         except UnicodeEncodeError:
             raise BadInput(f"{key}[{index}] is not valid Unicode: it contains an unpaired surrogate "
-                           "escape such as \\ud800") from None
+                           "escape such as \\ud800", reason="invalid_text") from None
     return value
 
 
-def decode_base64_image(value: str, label: str) -> bytes:
+def decode_base64_image(value: str, label: str, max_bytes: int) -> bytes:
     """Bytes of a base64 image string; accepts a ``data:image/...;base64,`` prefix, line breaks,
     URL-safe characters and missing padding, since nearImage queries reach us unchecked."""
+    if len(value) // 4 * 3 > max_bytes * 1.5 + 1024:  # clearly too large: do not even clean it up
+        raise _image_too_large(label, len(value) // 4 * 3, max_bytes)
     text = value.strip()
     match = _DATA_URI.match(text)
     if match:
         text = text[match.end():]
     elif text.startswith("data:"):
-        raise BadInput(f"{label} is a data URI without ';base64,': only base64 data URIs are accepted")
+        raise BadInput(f"{label} is a data URI without ';base64,': only base64 data URIs are accepted",
+                       reason="invalid_base64")
     text = _WHITESPACE.sub("", text).replace("-", "+").replace("_", "/")
     if not text:
-        raise BadInput(f"{label} is empty: expected a base64-encoded image")
+        raise BadInput(f"{label} is empty: expected a base64-encoded image", reason="empty_image")
     if not _BASE64_ALPHABET.match(text):
         bad = next(ch for ch in text.rstrip("=") if not (ch.isascii() and (ch.isalnum() or ch in "+/")))
-        raise BadInput(f"{label} is not valid base64: character {bad!r} is not in the base64 alphabet")
+        raise BadInput(f"{label} is not valid base64: character {bad!r} is not in the base64 alphabet",
+                       reason="invalid_base64")
     text += "=" * (-len(text) % 4)
+    if len(text) // 4 * 3 - text.count("=") > max_bytes:
+        raise _image_too_large(label, len(text) // 4 * 3 - text.count("="), max_bytes)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BadInput(f"{label} is not valid base64: {exc}") from None
+        raise BadInput(f"{label} is not valid base64: {exc}", reason="invalid_base64") from None
 
 
-def parse_vectorize(body: bytes) -> VectorizeRequest:
+def _image_too_large(label: str, size: int, max_bytes: int) -> TooLarge:
+    return TooLarge(f"{label} is {size} bytes, above the limit of {max_bytes} bytes per image; raise "
+                    "VECTORIZER_MAX_IMAGE_BYTES to accept it", reason="image_bytes")
+
+
+def parse_vectorize(body: bytes, limits: Settings) -> VectorizeRequest:
+    """The request in ``body``, checked against the limits in ``limits`` before any heavy work."""
     payload = parse_json_object(body)
-    texts = _string_list(payload, "texts")
-    image_strings = _string_list(payload, "images")
-    images = [decode_base64_image(s, f"images[{i}]") for i, s in enumerate(image_strings)]
+    texts = _string_list(payload, "texts", limits.max_texts, "VECTORIZER_MAX_TEXTS")
+    image_strings = _string_list(payload, "images", limits.max_images, "VECTORIZER_MAX_IMAGES")
+    for index, text in enumerate(texts):
+        if len(text) > limits.max_text_chars:
+            raise TooLarge(f"texts[{index}] has {len(text)} characters, above the limit of "
+                           f"{limits.max_text_chars} (only the first 77 tokens count anyway); raise "
+                           "VECTORIZER_MAX_TEXT_CHARS to accept it", reason="text_length")
+    images = [decode_base64_image(s, f"images[{i}]", limits.max_image_bytes) for i, s in enumerate(image_strings)]
     return VectorizeRequest(texts=texts, images=images)
 
 

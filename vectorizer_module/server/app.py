@@ -1,31 +1,72 @@
-"""The Flask application: Weaviate's module routes, calling only the engine and the protocol."""
+"""The Flask application: Weaviate's module routes plus /metrics, calling only the engine and the protocol."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+import hmac
+import logging
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from vectorizer_module import protocol
 from vectorizer_module.engine import Engine
-from vectorizer_module.errors import Unavailable
+from vectorizer_module.errors import Unauthorized, Unavailable
 from vectorizer_module.server.errors import register_error_handlers
 from vectorizer_module.server.lifecycle import Lifecycle
 
 JSON = "application/json"
+PROTECTED = frozenset({"/vectorize", "/meta", "/metrics"})  # health probes stay open
+log = logging.getLogger("vectorizer_module.access")
+
+
+def _presented_key() -> str:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("X-API-Key", "")
 
 
 def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     lifecycle = lifecycle or Lifecycle()
+    settings, metrics = engine.settings, engine.metrics
     app = Flask("vectorizer_module")
-    app.config["MAX_CONTENT_LENGTH"] = engine.settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # done by Lifecycle.wrap without a redirect
-    register_error_handlers(app, engine.settings.max_body_bytes)
+    register_error_handlers(app, settings.max_body_bytes, metrics)
 
     def require_serving() -> None:
         if lifecycle.draining:
-            raise Unavailable("the service is shutting down; retry against another instance", retry_after=5)
+            raise Unavailable("the service is shutting down; retry against another instance",
+                              reason="shutting_down", retry_after=5)
         if not engine.ready:
-            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204")
+            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204",
+                              reason="loading")
+
+    @app.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+        g.sizes = {}
+        if settings.api_key and request.path in PROTECTED:
+            if not hmac.compare_digest(_presented_key().encode(), settings.api_key.encode()):
+                raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>' or "
+                                   "'X-API-Key: <key>' (VECTORIZER_API_KEY is set on this service)")
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(seconds)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        if endpoint not in ("/.well-known/live", "/.well-known/ready", "/metrics") or response.status_code >= 400:
+            log.info("%s %s %d", request.method, endpoint, response.status_code, extra={
+                "request_id": g.get("request_id"), "status": response.status_code, "endpoint": endpoint,
+                "ms": round(seconds * 1000, 2), "body_bytes": request.content_length or 0, **g.get("sizes", {})})
+        return response
 
     @app.get("/.well-known/live")
     def live() -> Response:
@@ -41,11 +82,20 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
         require_serving()
         return Response(engine.meta_body, status=200, mimetype=JSON)
 
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), status=200, content_type=CONTENT_TYPE_LATEST)
+
     @app.post("/vectorize")
     def vectorize() -> Response:
         require_serving()
-        parsed = protocol.parse_vectorize(request.get_data(cache=False))
-        text_vectors, image_vectors = engine.embed(parsed.texts, parsed.images)
+        parsed = protocol.parse_vectorize(request.get_data(cache=False), settings)
+        g.sizes = {"texts": len(parsed.texts), "images": len(parsed.images),
+                   "image_bytes": sum(len(i) for i in parsed.images)}
+        disconnected = request.environ.get("waitress.client_disconnected", lambda: False)
+        text_vectors, image_vectors = engine.embed(
+            parsed.texts, parsed.images, deadline=time.monotonic() + settings.request_deadline,
+            cancelled=disconnected)
         return Response(protocol.vectorize_response(text_vectors, image_vectors), status=200, mimetype=JSON)
 
     return app

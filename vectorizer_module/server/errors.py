@@ -8,6 +8,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from vectorizer_module.errors import ServiceError, TooLarge
+from vectorizer_module.metrics import Metrics
 from vectorizer_module.protocol import error_body
 
 log = logging.getLogger(__name__)
@@ -17,23 +18,28 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
     return Response(error_body(message), status=status, headers=headers, mimetype="application/json")
 
 
-def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
+def register_error_handlers(app: Flask, max_body_bytes: int, metrics: Metrics) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError) -> Response:
-        if exc.status >= 500:
+        metrics.rejected.labels(exc.reason).inc()
+        if exc.status >= 500 and exc.status != 503:
             log.warning("%d: %s", exc.status, exc.message)
         return json_error(exc.status, exc.message, exc.headers)
 
     @app.errorhandler(RequestEntityTooLarge)
     def body_too_large(exc: RequestEntityTooLarge) -> Response:
         return service_error(TooLarge(
-            f"request body is larger than {max_body_bytes} bytes; raise VECTORIZER_MAX_BODY_BYTES to accept it"))
+            f"request body is larger than {max_body_bytes} bytes; raise VECTORIZER_MAX_BODY_BYTES to accept it",
+            reason="body_size"))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        return json_error(exc.code or 500, f"{exc.name}: {exc.description}", {k: v for k, v in exc.get_headers() if k.lower() != "content-type"})
+        metrics.rejected.labels(f"http_{exc.code}").inc()
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return json_error(exc.code or 500, f"{exc.name}: {exc.description}", headers)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
+        metrics.rejected.labels("internal").inc()
         log.exception("unexpected error")
         return json_error(500, f"internal error: {type(exc).__name__}: {exc}")

@@ -73,7 +73,8 @@ def serve(settings: Settings, source: ModelSource) -> int:
         app, host=settings.host, port=settings.port, threads=settings.server_threads,
         # our own limit answers with a JSON 413; waitress's must not trigger first
         max_request_body_size=settings.max_body_bytes + 1024 * 1024,
-        ident="clip-vectorizer", channel_timeout=120, connection_limit=1000, expose_tracebacks=False)
+        ident="clip-vectorizer", channel_timeout=120, connection_limit=1000, expose_tracebacks=False,
+        channel_request_lookahead=1)  # lets a waiting request see that its client disconnected
     _install_signal_handlers(lifecycle, settings.shutdown_grace)
     log.info("listening on http://%s:%s (model %s, %s layout); loading the model",
              settings.host, getattr(server, "effective_port", settings.port), source.root, source.layout)

@@ -1,0 +1,112 @@
+"""Limits, API key, metrics, logs, and the proof that input never causes I/O."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests import media
+from tests.reference import strict_json
+from tests.server_process import ServerProcess
+
+AUDIT_SITE = Path(__file__).parent / "audit_site"
+
+
+@pytest.fixture(scope="module")
+def strict(tiny_model, tmp_path_factory):
+    """A server with small limits and an API key, whose file opens and connections are recorded."""
+    audit = tmp_path_factory.mktemp("audit") / "audit.log"
+    server = ServerProcess(
+        tiny_model, "--max-texts", "3", "--max-images", "2", "--max-text-chars", "1000",
+        "--max-image-bytes", "50000", "--max-body-bytes", "300000", "--api-key", "s3cret",
+        env={"PYTHONPATH": os.pathsep.join([str(AUDIT_SITE), os.environ.get("PYTHONPATH", "")]),
+             "CLIP_AUDIT_LOG": str(audit)})
+    server.start()
+    server.wait_ready()
+    server.audit = audit
+    yield server
+    server.stop()
+
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+def test_api_key_guards_work_routes_but_not_probes(strict):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "nope"}):
+        response = strict.post("/vectorize", {"texts": ["a"]}, headers=headers)
+        assert response.status_code == 401 and "API key" in strict_json(response.text)["error"]
+    assert strict.get("/meta").status_code == 401 and strict.get("/metrics").status_code == 401
+    assert strict.post("/vectorize", {"texts": ["a"]}, headers=AUTH).status_code == 200
+    assert strict.post("/vectorize", {"texts": ["a"]}, headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert strict.get("/.well-known/ready").status_code == 204
+    assert strict.get("/.well-known/live").status_code == 204
+
+
+@pytest.mark.parametrize("body,setting", [
+    ({"texts": ["a", "b", "c", "d"]}, "VECTORIZER_MAX_TEXTS"),
+    ({"images": [media.b64(media.encode(media.photo(8, 8), "PNG"))] * 3}, "VECTORIZER_MAX_IMAGES"),
+    ({"texts": ["x" * 1001]}, "VECTORIZER_MAX_TEXT_CHARS"),
+    ({"images": [media.b64(os.urandom(60_000))]}, "VECTORIZER_MAX_IMAGE_BYTES"),
+    ({"texts": ["y" * 900] * 3, "images": ["A" * 299_000]}, "VECTORIZER_MAX_BODY_BYTES"),
+])
+def test_each_limit_answers_413_naming_its_setting(strict, body, setting):
+    response = strict.post("/vectorize", body, headers=AUTH)
+    assert response.status_code == 413, response.text
+    assert setting in strict_json(response.text)["error"]
+    assert strict.post("/vectorize", {"texts": ["fine"]}, headers=AUTH).status_code == 200
+
+
+def test_metrics_count_requests_rejections_and_items(strict):
+    def scrape() -> str:
+        response = strict.get("/metrics", headers=AUTH)
+        assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+        return response.text
+
+    def value(text: str, name: str, **labels) -> float:
+        selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        selector = "{" + selector + "}" if selector else ""
+        match = re.search(rf"^{re.escape(name + selector)} (\S+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    before = scrape()
+    strict.post("/vectorize", {"texts": ["metric one", "metric two"], "images": [media.b64(media.encode(media.photo(seed=40), "PNG"))]}, headers=AUTH)
+    strict.post("/vectorize", b"{broken", headers=AUTH)
+    after = scrape()
+    assert value(after, "clip_requests_total", endpoint="/vectorize", status="200") == \
+        value(before, "clip_requests_total", endpoint="/vectorize", status="200") + 1
+    assert value(after, "clip_rejected_total", reason="invalid_json") == value(before, "clip_rejected_total", reason="invalid_json") + 1
+    assert value(after, "clip_items_embedded_total", modality="text") >= value(before, "clip_items_embedded_total", modality="text") + 2
+    assert value(after, "clip_items_embedded_total", modality="image") >= value(before, "clip_items_embedded_total", modality="image") + 1
+    assert "clip_request_seconds_bucket" in after and "clip_queue_depth" in after
+    assert value(after, "clip_model_load_seconds") > 0
+    assert 'device="cpu"' in after
+
+
+def test_logs_are_json_lines_with_request_ids_and_no_contents(strict):
+    secret = "confidential-caption-7f3a"
+    response = strict.post("/vectorize", {"texts": [secret]}, headers={**AUTH, "X-Request-Id": "req-abc-123"})
+    assert response.headers["X-Request-Id"] == "req-abc-123"
+    lines = [json.loads(line) for line in strict.log.splitlines() if line.startswith("{")]
+    entry = next(e for e in lines if e.get("request_id") == "req-abc-123")
+    assert entry["status"] == 200 and entry["texts"] == 1 and entry["endpoint"] == "/vectorize"
+    assert secret not in strict.log
+
+
+def test_input_never_causes_io(strict, tmp_path, tiny_model):
+    assert f"open {tiny_model.resolve()}" in strict.audit.read_text()  # the recorder works: it saw the model load
+    image_file = tmp_path / "photo.jpg"
+    image_file.write_bytes(media.encode(media.photo(seed=41), "JPEG"))
+    texts = [str(image_file), f"file://{image_file}", "http://127.0.0.1:9/cat.png"]
+    mark = strict.audit.stat().st_size
+    response = strict.post("/vectorize", {"texts": texts}, headers=AUTH)
+    assert response.status_code == 200
+    second = strict.post("/vectorize", {"texts": ["data:image/jpeg;base64," + media.b64(image_file.read_bytes())[:900]]},
+                         headers=AUTH)
+    assert second.status_code == 200
+    events = strict.audit.read_text()[mark:]
+    assert str(image_file) not in events
+    assert "connect" not in events, events
