@@ -19,6 +19,7 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
+BATCHING_MODES = ("dynamic", "per-request")
 
 
 class ConfigError(ValueError):
@@ -106,8 +107,13 @@ OPTIONS: tuple[Option, ...] = (
            "HTTP worker threads (Weaviate sends up to 2 x its CPU count requests at once)."),
     Option("torch_threads", "VECTORIZER_TORCH_THREADS", "--torch-threads", _non_negative_int, 0,
            "Threads torch uses for one forward pass on the CPU (0: one per CPU core)."),
-    Option("max_batch_size", "VECTORIZER_MAX_BATCH_SIZE", "--max-batch-size", _positive_int, 64,
-           "Most items in one forward pass; a request with more is run in several, to bound memory."),
+    Option("batching", "VECTORIZER_BATCHING", "--batching", _choice(BATCHING_MODES), "dynamic",
+           "dynamic: items of concurrent requests are batched together; per-request: one request at a "
+           "time under a lock, batching only within a request (the reference image's design)."),
+    Option("max_batch_size", "VECTORIZER_MAX_BATCH_SIZE", "--max-batch-size", _non_negative_int, 0,
+           "Most items in one forward pass (0: 16 on CPU, 128 on CUDA)."),
+    Option("max_wait_ms", "VECTORIZER_MAX_WAIT_MS", "--max-wait-ms", _non_negative_float, 2.0,
+           "How long a batch waits for more items once it has one (dynamic batching)."),
     Option("cache_size", "VECTORIZER_CACHE_SIZE", "--cache-size", _non_negative_int, 4096,
            "Vectors of recent inputs kept by content, so that repeated inputs are bit-identical and free "
            "(0 turns the cache off)."),
@@ -124,8 +130,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_text_chars", "VECTORIZER_MAX_TEXT_CHARS", "--max-text-chars", _positive_int, 200_000,
            "Longest text accepted, in characters (texts within it are truncated to the model's context); "
            "longer gets 413."),
-    Option("max_queue", "VECTORIZER_MAX_QUEUE", "--max-queue", _positive_int, 64,
-           "Most requests waiting for the model; past it new work gets 503 with Retry-After at once."),
+    Option("max_queue", "VECTORIZER_MAX_QUEUE", "--max-queue", _positive_int, 512,
+           "Most items (dynamic batching) or requests (per-request) waiting for the model; past it new work "
+           "gets 503 with Retry-After at once."),
     Option("request_deadline", "VECTORIZER_REQUEST_DEADLINE", "--request-deadline", _non_negative_float, 40.0,
            "Seconds a request may wait for the model before it is dropped with 503 (Weaviate gives up after "
            "50 s by default); work whose client has disconnected is dropped too."),
@@ -153,7 +160,9 @@ class Settings:
     normalize: bool = True
     server_threads: int = 16
     torch_threads: int = 0
-    max_batch_size: int = 64
+    batching: str = "dynamic"
+    max_batch_size: int = 0
+    max_wait_ms: float = 2.0
     cache_size: int = 4096
     max_body_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 50_000_000
@@ -161,7 +170,7 @@ class Settings:
     max_texts: int = 256
     max_images: int = 64
     max_text_chars: int = 200_000
-    max_queue: int = 64
+    max_queue: int = 512
     request_deadline: float = 40.0
     api_key: str | None = dataclasses.field(default=None, repr=False)  # never in logs
     shutdown_grace: float = 30.0
@@ -171,6 +180,11 @@ class Settings:
     @property
     def device(self) -> str:
         return self.cuda_core if self.enable_cuda else "cpu"
+
+    @property
+    def batch_size(self) -> int:
+        """Most items per forward pass, with 0 resolved for the device."""
+        return self.max_batch_size or (128 if self.enable_cuda else 16)
 
     @property
     def compute_dtype(self) -> str:

@@ -5,9 +5,10 @@ The path of one ``embed`` call, top to bottom:
    are not computed again (so identical inputs get bit-identical vectors);
 2. every image still to compute is decoded in full first, so a bad image fails the request before any
    model work is spent on it;
-3. each tower runs over the request's unique texts, then its unique images, in forward passes of at
-   most ``max_batch_size`` items, one pass at a time behind a bounded queue (``admission``) that refuses
-   work past its size and drops work past its deadline or whose client is gone;
+3. the unique texts and images still to compute go to the dynamic batcher (``batching``), which
+   batches them with other requests' items (or, in per-request mode, run under one lock behind the
+   bounded queue of ``admission``, as the reference image does); both refuse work past the queue's
+   size and drop work past its deadline or whose client is gone;
 4. vectors are L2-normalised in float32 (unless turned off) and stored in the cache.
 """
 
@@ -49,7 +50,9 @@ class Engine:
         self.load_seconds: float | None = None
         self.cache = VectorCache(settings.cache_size)
         self.queue = ModelQueue(settings.max_queue)
-        self.metrics.queue_depth.set_function(lambda: self.queue.depth)
+        self.batcher: Any = None
+        self.metrics.queue_depth.set_function(
+            lambda: self.batcher.depth if self.batcher is not None else self.queue.depth)
         self._ready = threading.Event()
 
     @property
@@ -80,6 +83,12 @@ class Engine:
             tower.to(device=device, dtype=dtype)
         self.towers = towers
         self._warm_up()
+        if self.settings.batching == "dynamic":
+            from vectorizer_module.batching import DynamicBatcher
+
+            self.batcher = DynamicBatcher(towers, max_batch=self.settings.batch_size,
+                                          max_wait=self.settings.max_wait_ms / 1000,
+                                          max_queue=self.settings.max_queue, metrics=self.metrics)
         self.load_seconds = time.perf_counter() - started
         self.meta_body = protocol.dumps(self._meta())
         self.metrics.load_seconds.set(self.load_seconds)
@@ -110,6 +119,8 @@ class Engine:
             },
             "device": self.settings.device,
             "dtype": self.settings.compute_dtype,
+            "batching": {"mode": self.settings.batching, "max_batch_size": self.settings.batch_size,
+                         "max_wait_ms": self.settings.max_wait_ms},
             "load_seconds": round(self.load_seconds or 0.0, 3),
             "versions": {
                 "clip-vectorizer": __version__, "torch": torch.__version__,
@@ -132,24 +143,33 @@ class Engine:
         decoded = {i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels)
                    for i in image_plan.missing.values()}
         text_vectors = text_plan.complete(
-            self.cache, lambda idx: self._run(self.towers.query, [texts[i] for i in idx], deadline, cancelled))
+            self.cache, lambda idx: self._compute(self.towers.query, [texts[i] for i in idx], deadline, cancelled))
         image_vectors = image_plan.complete(
-            self.cache, lambda idx: self._run(self.towers.items, [decoded[i] for i in idx], deadline, cancelled))
+            self.cache, lambda idx: self._compute(self.towers.items, [decoded[i] for i in idx], deadline, cancelled))
         return text_vectors, image_vectors
 
     def _plan(self, modality: str, contents: Sequence[bytes | str]) -> "_Plan":
         plan = _Plan(modality, [content_key(modality, c) for c in contents], self.cache, self.dimension)
-        if plan.known:
-            self.metrics.cache_hits.labels(modality).inc(len(plan.keys) - len(plan.missing))
+        hits = len(plan.keys) - len(plan.missing)
+        if hits:
+            self.metrics.cache_hits.labels(modality).inc(hits)
         return plan
+
+    def _compute(self, tower: Any, items: list[Any], deadline: float, cancelled: Cancelled) -> np.ndarray:
+        """Vectors of ``items`` through the dynamic batcher or, in per-request mode, under the lock."""
+        if self.batcher is not None:
+            vectors = self.batcher.run(tower, items, deadline, cancelled)
+        else:
+            vectors = self._run(tower, items, deadline, cancelled)
+        return l2_normalize(vectors) if self.settings.normalize else vectors
 
     def _run(self, tower: Any, items: list[Any], deadline: float | None = None,
              cancelled: Cancelled = never_cancelled) -> np.ndarray:
-        """``tower`` over ``items`` in passes of at most ``max_batch_size``: float32 vectors, normalised
-        if configured."""
+        """``tower`` over ``items`` in passes of at most ``batch_size``, one request at a time: raw
+        float32 vectors. Used for warm-up and by the per-request mode."""
         import torch
 
-        step = self.settings.max_batch_size
+        step = self.settings.batch_size
         try:
             parts = []
             for start in range(0, len(items), step):
@@ -159,13 +179,12 @@ class Engine:
                 count = len(items[start:start + step])
                 self.metrics.batch_size.labels(tower.modality).observe(count)
                 self.metrics.embedded.labels(tower.modality).inc(count)
-            vectors = np.concatenate(parts)
+            return np.concatenate(parts)
         except ServiceError:
             raise
         except Exception as exc:
             log.exception("the %s tower failed on a batch of %d", tower.modality, len(items))
             raise ModelFailure(f"the {tower.modality} model failed: {type(exc).__name__}: {exc}") from exc
-        return l2_normalize(vectors) if self.settings.normalize else vectors
 
 
 class _Plan:

@@ -45,8 +45,8 @@ def test_vectors_are_normalised_unless_turned_off(tiny_model, engine):
 def test_repeats_are_computed_once_and_identical(tiny_model):
     engine = make_engine(tiny_model, cache_size=0)
     calls = []
-    run = engine._run
-    engine._run = lambda tower, items, *rest: calls.append(len(items)) or run(tower, items, *rest)
+    run = engine._compute
+    engine._compute = lambda tower, items, *rest: calls.append(len(items)) or run(tower, items, *rest)
     texts, images = engine.embed(["a", "b", "a"], [jpeg(1), jpeg(2), jpeg(1)])
     assert calls == [2, 2]
     assert np.array_equal(texts[0], texts[2]) and np.array_equal(images[0], images[2])
@@ -69,7 +69,7 @@ def test_cache_is_bounded(tiny_model):
 def test_a_bad_image_fails_before_any_model_work(tiny_model):
     engine = make_engine(tiny_model, cache_size=0)
     calls = []
-    engine._run = lambda tower, items, *rest: calls.append(tower.modality)
+    engine._compute = lambda tower, items, *rest: calls.append(tower.modality)
     with pytest.raises(BadInput, match=r"images\[1\]"):
         engine.embed(["text"], [jpeg(1), b"not an image"])
     assert calls == []

@@ -58,16 +58,22 @@ class Tower(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    def collate(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Items preprocessed one by one (batch dimension 1) → one batch."""
+        return {name: torch.cat([part[name] for part in parts]) for name in self.input_names}
+
     def to_model_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """Preprocessed tensors in ``forward``'s order, on the tower's device; floats in its dtype."""
+        """Preprocessed tensors in ``forward``'s order, on the tower's device; floats in its dtype.
+        On CUDA the copy goes through pinned memory, without blocking the host."""
         device, dtype = self.device, self.dtype
+        cuda = device.type == "cuda"
         out = []
         for name in self.input_names:
             tensor = batch[name]
-            if tensor.is_floating_point():
-                tensor = tensor.to(device=device, dtype=dtype)
-            else:
-                tensor = tensor.to(device=device)
+            if cuda:
+                tensor = tensor.pin_memory()
+            tensor = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype,
+                               non_blocking=cuda)
             out.append(tensor)
         return tuple(out)
 
@@ -122,8 +128,23 @@ class TextTower(Tower):
     def max_length(self) -> int:
         raise NotImplementedError
 
+    @property
+    def pad_token_id(self) -> int:
+        raise NotImplementedError
+
     def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def collate(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Pad each item's tokens on the right to the longest in the batch (not to the context size)."""
+        longest = max(part["input_ids"].shape[1] for part in parts)
+        ids = torch.full((len(parts), longest), self.pad_token_id, dtype=parts[0]["input_ids"].dtype)
+        mask = torch.zeros((len(parts), longest), dtype=parts[0]["attention_mask"].dtype)
+        for row, part in enumerate(parts):
+            length = part["input_ids"].shape[1]
+            ids[row, :length] = part["input_ids"][0]
+            mask[row, :length] = part["attention_mask"][0]
+        return {"input_ids": ids, "attention_mask": mask}
 
 
 class VisionTower(Tower):

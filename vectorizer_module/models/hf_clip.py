@@ -68,6 +68,10 @@ class HFClipTextTower(TextTower):
         return self._max_length
 
     @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @property
     def embedding_dim(self) -> int:
         return int(self.model.config.projection_dim)
 
