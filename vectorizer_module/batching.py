@@ -80,12 +80,15 @@ class Lane:
             self._condition.notify_all()
 
     # -- the model thread --------------------------------------------------------------------------
-    def _take(self) -> list[_Work]:
+    def _wait_for_work(self) -> bool:
         with self._condition:
             while not self._waiting and not self._stopped:
                 self._condition.wait()
-            if self._stopped:
-                return []
+            return not self._stopped
+
+    def _take(self) -> list[_Work]:
+        """What is waiting, up to ``max_batch``; waits up to ``max_wait`` for more to arrive."""
+        with self._condition:
             flush_at = time.monotonic() + self.max_wait
             while len(self._waiting) < self.max_batch:
                 remaining = flush_at - time.monotonic()
@@ -93,31 +96,36 @@ class Lane:
                     break
             return [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
 
+    def _admit(self, batch: list[_Work]) -> list[_Work]:
+        """The items still worth computing; the others' futures are answered with why they were dropped."""
+        now = time.monotonic()
+        live = []
+        for work in batch:
+            if not work.future.set_running_or_notify_cancel():
+                continue  # its request already gave up
+            if now > work.deadline:
+                work.future.set_exception(Unavailable(
+                    "the request waited for the model past its deadline and was dropped; see "
+                    "VECTORIZER_REQUEST_DEADLINE", reason="deadline"))
+            elif work.cancelled():
+                work.future.set_exception(ClientGone("the client disconnected before its request reached "
+                                                     "the model", reason="client_gone"))
+            else:
+                live.append(work)
+        return live
+
     def _loop(self) -> None:
-        while True:
-            batch = self._take()
-            if not batch:
-                return
-            now = time.monotonic()
-            live = []
-            for work in batch:
-                if not work.future.set_running_or_notify_cancel():
-                    continue  # its request already gave up
-                if now > work.deadline:
-                    work.future.set_exception(Unavailable(
-                        "the request waited for the model past its deadline and was dropped; see "
-                        "VECTORIZER_REQUEST_DEADLINE", reason="deadline"))
-                elif work.cancelled():
-                    work.future.set_exception(ClientGone("the client disconnected before its request reached "
-                                                         "the model", reason="client_gone"))
-                else:
-                    live.append(work)
-            if live:
-                self._run(live)
+        # The batch is taken once the model is ours, so it holds everything that arrived while the
+        # other lane was running, and no item is computed after its deadline.
+        while self._wait_for_work():
+            with self._model_lock:
+                live = self._admit(self._take())
+                if live:
+                    self._run(live)
 
     def _forward(self, batch: list[_Work]) -> np.ndarray:
         inputs = self.tower.collate([w.inputs for w in batch])
-        with self._model_lock, torch.inference_mode():
+        with torch.inference_mode():
             output = self.tower(*self.tower.to_model_inputs(inputs)).float().cpu().numpy()
         self.metrics.batch_size.labels(self.tower.modality).observe(len(batch))
         self.metrics.embedded.labels(self.tower.modality).inc(len(batch))
