@@ -121,6 +121,9 @@ OPTIONS: tuple[Option, ...] = (
            "Largest request body accepted; larger bodies get 413."),
     Option("max_image_pixels", "VECTORIZER_MAX_IMAGE_PIXELS", "--max-image-pixels", _positive_int, 50_000_000,
            "Largest image (width x height) accepted, checked from the header before decoding; larger gets 413."),
+    Option("jpeg_draft", "VECTORIZER_JPEG_DRAFT", "--jpeg-draft", parse_bool, False,
+           "Decode JPEGs at a reduced scale (1/2, 1/4, 1/8) when they are at least twice the model's image size: "
+           "several times faster, vectors within about 1e-3 cosine of a full decode.", is_bool=True),
     Option("max_image_bytes", "VECTORIZER_MAX_IMAGE_BYTES", "--max-image-bytes", _positive_int, 20 * 1024 * 1024,
            "Largest encoded image (after base64 decoding) accepted; larger gets 413."),
     Option("max_texts", "VECTORIZER_MAX_TEXTS", "--max-texts", _positive_int, 256,
@@ -166,6 +169,7 @@ class Settings:
     cache_size: int = 4096
     max_body_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    jpeg_draft: bool = False
     max_image_bytes: int = 20 * 1024 * 1024
     max_texts: int = 256
     max_images: int = 64

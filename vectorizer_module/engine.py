@@ -140,7 +140,9 @@ class Engine:
             deadline = time.monotonic() + self.settings.request_deadline
         text_plan = self._plan("text", texts)
         image_plan = self._plan("image", images)
-        decoded = {i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels)
+        draft = self.towers.items.image_size if self.settings.jpeg_draft else None
+        decoded = {i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels,
+                                   draft_size=draft)
                    for i in image_plan.missing.values()}
         text_vectors = text_plan.complete(
             self.cache, lambda idx: self._compute(self.towers.query, [texts[i] for i in idx], deadline, cancelled))

@@ -81,3 +81,12 @@ def test_pixel_limit_is_the_configured_one():
     assert decode_image(image, "x", max_pixels=10_000).size == (100, 100)
     with pytest.raises(TooLarge):
         decode_image(image, "x", max_pixels=9_999)
+
+
+def test_jpeg_draft_decodes_large_jpegs_at_a_reduced_scale_but_never_below_the_target():
+    data = media.encode(media.photo(1600, 1200), "JPEG", quality=90)
+    assert decode_image(data, "x", max_pixels=LIMIT).size == (1600, 1200)
+    assert decode_image(data, "x", max_pixels=LIMIT, draft_size=224).size == (400, 300)
+    assert decode_image(data, "x", max_pixels=LIMIT, draft_size=500).size == (800, 600)
+    png = media.encode(media.photo(1600, 1200), "PNG")
+    assert decode_image(png, "x", max_pixels=LIMIT, draft_size=224).size == (1600, 1200)

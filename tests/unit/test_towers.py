@@ -73,3 +73,12 @@ def test_frozen_parameters_get_no_gradient(towers):
         if ".layers.0." in name:
             assert parameter.grad is None
     assert text.model.text_projection.weight.grad is not None
+
+
+def test_fast_image_preprocessing_gives_the_processors_exact_pixels(towers):
+    assert towers.items.recipe is not None
+    for size in [(640, 480), (33, 32), (32, 33), (1000, 37), (37, 1000), (32, 32), (31, 31), (17, 400)]:
+        image = media.photo(*size, seed=sum(size))
+        ours = towers.items.preprocess([image])["pixel_values"]
+        theirs = towers.items.processor(images=[image], return_tensors="pt")["pixel_values"]
+        assert torch.equal(ours, theirs), size
