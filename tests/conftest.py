@@ -18,6 +18,15 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def vit_model(tmp_path_factory) -> Path:
+    """The exact openai/clip-vit-base-patch32 architecture, random weights (~600 MB, ~15 s to build).
+    Slow enough on a CPU to keep the model busy in shutdown and overload tests."""
+    from vectorizer_module.models.random_clip import save_random_model
+
+    return save_random_model(tmp_path_factory.mktemp("models") / "vit-b-32", "vit-b-32", "huggingface", seed=3)
+
+
+@pytest.fixture(scope="session")
 def server(tiny_model) -> ServerProcess:
     """One real server process over the tiny model, shared by the contract tests."""
     process = ServerProcess(tiny_model)

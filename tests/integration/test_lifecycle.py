@@ -106,3 +106,57 @@ def test_bad_environment_values_name_the_variable(variable, value, says):
     result = subprocess.run([sys.executable, "-m", "vectorizer_module", "--model", "."], capture_output=True,
                             text=True, timeout=60, env={**__import__("os").environ, variable: value})
     assert result.returncode == 2 and says in result.stderr
+
+
+def busy_images(count: int, seed: int) -> list[str]:
+    return [media.b64(media.encode(media.photo(640, 480, seed=seed + i), "JPEG", quality=85)) for i in range(count)]
+
+
+def test_sigterm_exits_within_the_grace_period_even_if_work_is_still_running(vit_model):
+    server = ServerProcess(vit_model, "--shutdown-grace", "0.5", "--max-batch-size", "4").start()
+    server.wait_ready()
+    images = busy_images(32, 300)  # about 8 forward passes of ~0.5 s on 2 cores
+    worker = threading.Thread(target=lambda: _swallow(lambda: server.post("/vectorize", {"images": images})))
+    worker.start()
+    time.sleep(1.0)
+    server.terminate()
+    started = time.monotonic()
+    assert server.process.wait(30) == 0
+    assert time.monotonic() - started < 4
+    assert "grace period over with 1 request(s) still running" in server.log, server.log
+    worker.join(60)
+
+
+def _swallow(call) -> None:
+    try:
+        call()
+    except requests.RequestException:
+        pass
+
+
+def test_work_of_a_client_that_gave_up_is_dropped(vit_model):
+    server = ServerProcess(vit_model, "--max-batch-size", "4").start()
+    server.wait_ready()
+    heavy, light = busy_images(24, 400), busy_images(4, 500)
+    try:
+        busy = threading.Thread(target=lambda: server.post("/vectorize", {"images": heavy}))
+        busy.start()
+        time.sleep(0.5)
+        with pytest.raises(requests.Timeout):  # its items wait behind the 24 heavy ones
+            requests.post(server.url + "/vectorize", json={"images": light}, timeout=0.5)
+        busy.join(60)
+
+        def dropped() -> float:
+            text = server.get("/metrics").text
+            line = next((l for l in text.splitlines() if l.startswith('clip_rejected_total{reason="client_gone"}')), "")
+            return float(line.split()[-1]) if line else 0.0
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not dropped():
+            time.sleep(0.2)
+        assert dropped() == 1.0, server.get("/metrics").text + server.log[-3000:]
+        embedded = next(l for l in server.get("/metrics").text.splitlines()
+                        if l.startswith('clip_items_embedded_total{modality="image"}'))
+        assert float(embedded.split()[-1]) == 1 + 24  # warm-up and the patient request; none of the 4
+    finally:
+        assert server.stop() == 0

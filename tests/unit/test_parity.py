@@ -33,7 +33,10 @@ def images():
 def built(request, tmp_path_factory):
     """The model saved once by transformers, its reference vectors, and a folder for layouts."""
     root = tmp_path_factory.mktemp(request.param)
-    hf_dir = save_random_model(root / "hf", request.param, "huggingface", seed=3)
+    if request.param == "vit-b-32":
+        hf_dir = request.getfixturevalue("vit_model")  # shared with the integration tests
+    else:
+        hf_dir = save_random_model(root / "hf", request.param, "huggingface", seed=3)
     reference = ReferenceClip(hf_dir)
     pictures = images()
     return hf_dir, root, reference.texts(TEXTS), reference.images(pictures), pictures

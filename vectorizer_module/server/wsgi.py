@@ -43,10 +43,14 @@ def _load_or_exit(engine: Engine) -> None:
 def _install_signal_handlers(lifecycle: Lifecycle, grace: float) -> None:
     def drain_then_stop() -> None:
         started = time.monotonic()
-        finished = lifecycle.wait_idle(grace)
-        log.info("shutdown: %s after %.2f s", "requests in flight finished" if finished else
-                 f"grace period over with {lifecycle.in_flight} request(s) still running", time.monotonic() - started)
-        os.kill(os.getpid(), STOP_SIGNAL)
+        if lifecycle.wait_idle(grace):
+            log.info("shutdown: requests in flight finished after %.2f s", time.monotonic() - started)
+            os.kill(os.getpid(), STOP_SIGNAL)
+            return
+        # waitress would wait for its busy workers again; the grace period is the promise, so go now
+        log.warning("shutdown: grace period over with %d request(s) still running; exiting", lifecycle.in_flight)
+        logging.shutdown()
+        os._exit(0)
 
     def on_signal(signum: int, _frame: Any) -> None:
         if lifecycle.draining:
