@@ -55,7 +55,7 @@ class ServerProcess:
             try:
                 if requests.get(self.url + path, timeout=1).status_code == 204:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy loading to answer in time
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"{path} did not answer 204 within {timeout} s:\n{self.log}")

@@ -20,6 +20,7 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 BATCHING_MODES = ("dynamic", "per-request")
+BACKENDS = ("torch", "onnx")
 
 
 class ConfigError(ValueError):
@@ -97,6 +98,10 @@ OPTIONS: tuple[Option, ...] = (
            "Run the model on a CUDA GPU (as in the reference image: true or 1).", is_bool=True),
     Option("cuda_core", "CUDA_CORE", "--cuda-core", str, "cuda:0",
            "CUDA device to use when ENABLE_CUDA is on (as in the reference image)."),
+    Option("backend", "VECTORIZER_BACKEND", "--backend", _choice(BACKENDS), "torch",
+           "torch, or onnx: both towers exported to ONNX (once, cached) and run by onnxruntime on the CPU."),
+    Option("onnx_cache", "VECTORIZER_ONNX_CACHE", "--onnx-cache", str, "~/.cache/clip-vectorizer/onnx",
+           "Directory for the exported ONNX towers."),
     Option("dtype", "VECTORIZER_DTYPE", "--dtype", _choice(DTYPES), "auto",
            "Compute precision: auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16. "
            "Vectors are always returned as float32."),
@@ -159,6 +164,8 @@ class Settings:
     port: int = 8080
     enable_cuda: bool = False
     cuda_core: str = "cuda:0"
+    backend: str = "torch"
+    onnx_cache: str = "~/.cache/clip-vectorizer/onnx"
     dtype: str = "auto"
     normalize: bool = True
     server_threads: int = 16

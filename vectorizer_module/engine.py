@@ -45,7 +45,6 @@ class Engine:
         self.source = source
         self.metrics = metrics or Metrics()
         self.towers: Any = None
-        self.device = settings.device
         self.meta_body: bytes = b""
         self.load_seconds: float | None = None
         self.cache = VectorCache(settings.cache_size)
@@ -79,8 +78,11 @@ class Engine:
                                f"{torch.__version__} sees no CUDA device")
         dtype = getattr(torch, self.settings.compute_dtype)
         towers = load_towers(self.source)
-        for tower in (towers.query, towers.items):
-            tower.to(device=device, dtype=dtype)
+        if self.settings.backend == "onnx":
+            towers = self._to_onnx(towers, device, dtype)
+        else:
+            for tower in (towers.query, towers.items):
+                tower.to(device=device, dtype=dtype)
         self.towers = towers
         self._warm_up()
         if self.settings.batching == "dynamic":
@@ -97,6 +99,21 @@ class Engine:
         self._ready.set()
         log.info("model %s (%s, %d-d) ready on %s in %s after %.1f s", towers.info.name, towers.info.layout,
                  towers.info.dimension, device, self.settings.compute_dtype, self.load_seconds)
+
+    def _to_onnx(self, towers: Any, device: Any, dtype: Any) -> Any:
+        import os
+        from pathlib import Path
+
+        import torch
+
+        from vectorizer_module.models.onnx_towers import to_onnx
+
+        if device.type != "cpu" or dtype != torch.float32:
+            raise RuntimeError("VECTORIZER_BACKEND=onnx runs on the CPU in float32: turn ENABLE_CUDA off and "
+                               "leave VECTORIZER_DTYPE at auto or float32")
+        weights = {"text": self.source.text_weights, "image": self.source.vision_weights}
+        threads = self.settings.torch_threads or os.cpu_count() or 1
+        return to_onnx(towers, weights, Path(self.settings.onnx_cache).expanduser(), threads)
 
     def _warm_up(self) -> None:
         from PIL import Image
@@ -118,6 +135,7 @@ class Engine:
                 "builtin_demo": info.builtin_demo,
             },
             "device": self.settings.device,
+            "backend": self.settings.backend,
             "dtype": self.settings.compute_dtype,
             "batching": {"mode": self.settings.batching, "max_batch_size": self.settings.batch_size,
                          "max_wait_ms": self.settings.max_wait_ms},
