@@ -14,6 +14,16 @@ from pathlib import Path
 import requests
 
 
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus series in a /metrics text, 0.0 if it is absent."""
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    series = name + ("{" + selector + "}" if selector else "")
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

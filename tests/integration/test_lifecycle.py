@@ -12,7 +12,7 @@ import requests
 
 from tests import media
 from tests.reference import strict_json
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, metric_value
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -108,6 +108,14 @@ def test_bad_environment_values_name_the_variable(variable, value, says):
     assert result.returncode == 2 and says in result.stderr
 
 
+def wait_for_queue(server: ServerProcess, depth: int, timeout: float = 30) -> None:
+    """Until at least ``depth`` items wait for the model (the busy request has really arrived)."""
+    deadline = time.monotonic() + timeout
+    while metric_value(server.get("/metrics").text, "clip_queue_depth") < depth:
+        assert time.monotonic() < deadline, "the busy request never queued"
+        time.sleep(0.05)
+
+
 def busy_images(count: int, seed: int) -> list[str]:
     return [media.b64(media.encode(media.photo(640, 480, seed=seed + i), "JPEG", quality=85)) for i in range(count)]
 
@@ -118,7 +126,7 @@ def test_sigterm_exits_within_the_grace_period_even_if_work_is_still_running(vit
     images = busy_images(32, 300)  # about 8 forward passes of ~0.5 s on 2 cores
     worker = threading.Thread(target=lambda: _swallow(lambda: server.post("/vectorize", {"images": images})))
     worker.start()
-    time.sleep(1.0)
+    wait_for_queue(server, 8)
     server.terminate()
     started = time.monotonic()
     assert server.process.wait(30) == 0
@@ -141,22 +149,19 @@ def test_work_of_a_client_that_gave_up_is_dropped(vit_model):
     try:
         busy = threading.Thread(target=lambda: server.post("/vectorize", {"images": heavy}))
         busy.start()
-        time.sleep(0.5)
-        with pytest.raises(requests.Timeout):  # its items wait behind the 24 heavy ones
+        wait_for_queue(server, 8)
+        with pytest.raises(requests.Timeout):  # its items wait behind the heavy ones
             requests.post(server.url + "/vectorize", json={"images": light}, timeout=0.5)
         busy.join(60)
 
         def dropped() -> float:
-            text = server.get("/metrics").text
-            line = next((l for l in text.splitlines() if l.startswith('clip_rejected_total{reason="client_gone"}')), "")
-            return float(line.split()[-1]) if line else 0.0
+            return metric_value(server.get("/metrics").text, "clip_rejected_total", reason="client_gone")
 
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not dropped():
             time.sleep(0.2)
         assert dropped() == 1.0, server.get("/metrics").text + server.log[-3000:]
-        embedded = next(l for l in server.get("/metrics").text.splitlines()
-                        if l.startswith('clip_items_embedded_total{modality="image"}'))
-        assert float(embedded.split()[-1]) == 1 + 24  # warm-up and the patient request; none of the 4
+        embedded = metric_value(server.get("/metrics").text, "clip_items_embedded_total", modality="image")
+        assert embedded == 1 + 24  # warm-up and the patient request; none of the 4
     finally:
         assert server.stop() == 0

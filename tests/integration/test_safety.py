@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
 
 from tests import media
 from tests.reference import strict_json
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, metric_value
 
 AUDIT_SITE = Path(__file__).parent / "audit_site"
 
@@ -66,23 +65,17 @@ def test_metrics_count_requests_rejections_and_items(strict):
         assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
         return response.text
 
-    def value(text: str, name: str, **labels) -> float:
-        selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        selector = "{" + selector + "}" if selector else ""
-        match = re.search(rf"^{re.escape(name + selector)} (\S+)$", text, re.M)
-        return float(match.group(1)) if match else 0.0
-
     before = scrape()
     strict.post("/vectorize", {"texts": ["metric one", "metric two"], "images": [media.b64(media.encode(media.photo(seed=40), "PNG"))]}, headers=AUTH)
     strict.post("/vectorize", b"{broken", headers=AUTH)
     after = scrape()
-    assert value(after, "clip_requests_total", endpoint="/vectorize", status="200") == \
-        value(before, "clip_requests_total", endpoint="/vectorize", status="200") + 1
-    assert value(after, "clip_rejected_total", reason="invalid_json") == value(before, "clip_rejected_total", reason="invalid_json") + 1
-    assert value(after, "clip_items_embedded_total", modality="text") >= value(before, "clip_items_embedded_total", modality="text") + 2
-    assert value(after, "clip_items_embedded_total", modality="image") >= value(before, "clip_items_embedded_total", modality="image") + 1
+    assert metric_value(after, "clip_requests_total", endpoint="/vectorize", status="200") == \
+        metric_value(before, "clip_requests_total", endpoint="/vectorize", status="200") + 1
+    assert metric_value(after, "clip_rejected_total", reason="invalid_json") == metric_value(before, "clip_rejected_total", reason="invalid_json") + 1
+    assert metric_value(after, "clip_items_embedded_total", modality="text") >= metric_value(before, "clip_items_embedded_total", modality="text") + 2
+    assert metric_value(after, "clip_items_embedded_total", modality="image") >= metric_value(before, "clip_items_embedded_total", modality="image") + 1
     assert "clip_request_seconds_bucket" in after and "clip_queue_depth" in after
-    assert value(after, "clip_model_load_seconds") > 0
+    assert metric_value(after, "clip_model_load_seconds") > 0
     assert 'device="cpu"' in after
 
 
