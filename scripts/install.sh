@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="2.13.0"
+WEAVIATE_VERSION="v1.39.0"   # the real Weaviate the end-to-end tests and `clip-weaviate` run
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -19,7 +20,38 @@ fi
 step "clip-vectorizer and its test dependencies"
 "$PYTHON" -m pip install --progress-bar on -e ".[test]"
 
+step "building Weaviate ${WEAVIATE_VERSION} (first build takes a few minutes)"
+# go install puts weaviate-server in $(go env GOBIN) or $(go env GOPATH)/bin; the version is checked from
+# the binary's embedded build info (`go version -m`), so a binary of another version is rebuilt.
+# SKIP_WEAVIATE_BUILD=1 skips this step (the end-to-end tests then skip, saying why).
+GO="$(command -v go || true)"
+if [ -z "$GO" ] && [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; fi
+if [ "${SKIP_WEAVIATE_BUILD:-0}" = "1" ]; then
+    echo "SKIP_WEAVIATE_BUILD=1: not building Weaviate"
+elif [ -z "$GO" ]; then
+    echo "Go (>= 1.26) is needed to build Weaviate: install Go 1.26 or newer (from your package" >&2
+    echo "manager), or set SKIP_WEAVIATE_BUILD=1 to install without Weaviate." >&2
+    exit 1
+else
+    GOBIN_DIR="$("$GO" env GOBIN)"
+    if [ -z "$GOBIN_DIR" ]; then GOBIN_DIR="$("$GO" env GOPATH | cut -d: -f1)/bin"; fi
+    WEAVIATE_BIN="${GOBIN_DIR}/weaviate-server"
+    built_version() {
+        "$GO" version -m "$WEAVIATE_BIN" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/weaviate/weaviate" { print $3 }'
+    }
+    if [ -x "$WEAVIATE_BIN" ] && [ "$(built_version)" = "$WEAVIATE_VERSION" ]; then
+        echo "weaviate-server ${WEAVIATE_VERSION} is already built: ${WEAVIATE_BIN}"
+    else
+        "$GO" install "github.com/weaviate/weaviate/cmd/weaviate-server@${WEAVIATE_VERSION}"
+        echo "built ${WEAVIATE_BIN} ($(built_version))"
+    fi
+    case ":$PATH:" in
+        *":${GOBIN_DIR}:"*) ;;
+        *) echo "note: ${GOBIN_DIR} is not on PATH; clip-weaviate and the tests look there anyway" ;;
+    esac
+fi
+
 # pyenv puts new console scripts on PATH only after a rehash
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 
-step "done: $(command -v clip-vectorizer || echo "clip-vectorizer (python3 -m vectorizer_module)") is installed"
+step "done: $(command -v clip-vectorizer || echo "clip-vectorizer (python3 -m vectorizer_module)") and $(command -v clip-weaviate || echo "clip-weaviate (python3 -m plugin_api)") are installed"

@@ -1,0 +1,90 @@
+"""The stack's process handling, with small stand-in processes (no Weaviate needed)."""
+
+from __future__ import annotations
+
+import stat
+import sys
+import time
+
+import pytest
+
+from plugin_api.binary import find_weaviate_server
+from plugin_api.errors import StackError, WeaviateBinaryNotFound
+from plugin_api.processes import ManagedProcess, free_ports, http_status
+
+
+def test_free_ports_are_distinct():
+    ports = free_ports(8)
+    assert len(set(ports)) == 8
+
+
+def test_exit_before_ready_raises_with_the_log_tail(tmp_path):
+    proc = ManagedProcess("crasher", [sys.executable, "-c", "print('bad model dir'); raise SystemExit(2)"],
+                          log_path=tmp_path / "crasher.log", ready_url=f"http://127.0.0.1:{free_ports(1)[0]}/")
+    proc.start()
+    with pytest.raises(StackError, match=r"(?s)crasher exited with status 2.*bad model dir"):
+        proc.wait_ready(30)
+
+
+def test_ready_when_the_url_answers_and_stop_is_sigterm(tmp_path):
+    port = free_ports(1)[0]
+    code = (f"import http.server, signal, sys\n"
+            f"signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+            f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()")
+    proc = ManagedProcess("web", [sys.executable, "-c", code], log_path=tmp_path / "web.log",
+                          ready_url=f"http://127.0.0.1:{port}/")
+    proc.start()
+    proc.wait_ready(30)
+    assert http_status(f"http://127.0.0.1:{port}/") == 200
+    assert proc.stop() == 0 and not proc.running
+    assert http_status(f"http://127.0.0.1:{port}/") is None
+
+
+def test_stop_kills_a_process_that_ignores_sigterm(tmp_path):
+    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ignoring' + ' now', flush=True)\ntime.sleep(60)"
+    proc = ManagedProcess("stubborn", [sys.executable, "-c", code], log_path=tmp_path / "s.log",
+                          ready_url="http://127.0.0.1:9/")
+    proc.start()
+    deadline = time.monotonic() + 20
+    while "ignoring now" not in proc.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert proc.stop(timeout=0.5) == -9
+    assert time.monotonic() - started < 10
+
+
+def _executable(path):
+    path.write_text("#!/bin/sh\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_binary_from_env_var_and_clear_error_when_missing(tmp_path, monkeypatch):
+    fake = _executable(tmp_path / "weaviate-server")
+    monkeypatch.setenv("WEAVIATE_SERVER_BIN", str(fake))
+    assert find_weaviate_server() == fake
+    monkeypatch.setenv("WEAVIATE_SERVER_BIN", str(tmp_path / "nope"))
+    with pytest.raises(WeaviateBinaryNotFound, match="not an executable file"):
+        find_weaviate_server()
+
+
+def test_binary_found_in_go_bin_and_error_names_the_places(tmp_path, monkeypatch):
+    monkeypatch.delenv("WEAVIATE_SERVER_BIN", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GOPATH", str(tmp_path / "gopath"))
+    monkeypatch.delenv("GOBIN", raising=False)
+    with pytest.raises(WeaviateBinaryNotFound, match=r"scripts/install\.sh.*WEAVIATE_SERVER_BIN"):
+        find_weaviate_server()
+    (tmp_path / "go" / "bin").mkdir(parents=True)
+    fake = _executable(tmp_path / "go" / "bin" / "weaviate-server")
+    assert find_weaviate_server() == fake
+
+
+def test_local_stack_fails_before_starting_anything_without_a_binary(tmp_path, monkeypatch):
+    from plugin_api.stack import LocalStack
+
+    monkeypatch.setenv("WEAVIATE_SERVER_BIN", str(tmp_path / "missing"))
+    with pytest.raises(WeaviateBinaryNotFound):
+        LocalStack(tmp_path, workdir=tmp_path / "w")
+    assert not (tmp_path / "w").exists()
