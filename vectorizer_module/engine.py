@@ -168,6 +168,21 @@ class Engine:
             self.cache, lambda idx: self._compute(self.towers.items, [decoded[i] for i in idx], deadline, cancelled))
         return text_vectors, image_vectors
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text as the text tower sees it: after truncation to the context, special
+        tokens included (the attention mask of the tower's own preprocessing)."""
+        if not self.ready:
+            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204",
+                              reason="loading")
+        if not texts:
+            return []
+        mask = self.towers.query.preprocess(list(texts))["attention_mask"]
+        return [int(n) for n in mask.sum(dim=1).tolist()]
+
+    @property
+    def model_name(self) -> str:
+        return self.towers.info.name
+
     def _plan(self, modality: str, contents: Sequence[bytes | str]) -> "_Plan":
         plan = _Plan(modality, [content_key(modality, c) for c in contents], self.cache, self.dimension)
         hits = len(plan.keys) - len(plan.missing)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 class ServiceError(Exception):
     """Base class; ``status`` is the HTTP status, ``reason`` a short label for metrics and logs,
-    ``headers`` extra response headers."""
+    ``headers`` extra response headers, ``param`` the request field at fault (shown by the OpenAI-style
+    error shape of ``/v1/`` routes) or None."""
 
     status: int = 500
     reason: str = "internal"
 
-    def __init__(self, message: str, *, reason: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, headers: dict[str, str] | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.reason
         self.headers = dict(headers or {})
+        self.param = param
 
 
 class BadInput(ServiceError):

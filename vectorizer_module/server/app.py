@@ -1,4 +1,5 @@
-"""The Flask application: Weaviate's module routes plus /metrics, calling only the engine and the protocol."""
+"""The Flask application: Weaviate's module routes, the other protocols (``/v1/embeddings``, ``/vectors``),
+/metrics and the OpenAPI description, calling only the engine and the protocol modules."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vectorizer_module import protocol
+from vectorizer_module.protocols import openai, vectors
+from vectorizer_module.admission import Cancelled
 from vectorizer_module.engine import Engine
 from vectorizer_module.errors import Unauthorized, Unavailable
 from vectorizer_module.server.errors import register_error_handlers
 from vectorizer_module.server.lifecycle import Lifecycle
+from vectorizer_module.server.openapi import openapi_body
 
 JSON = "application/json"
-PROTECTED = frozenset({"/vectorize", "/meta", "/metrics"})  # health probes stay open
+# health probes and the API description stay open
+PROTECTED = frozenset({"/vectorize", "/meta", "/metrics", "/v1/embeddings", "/vectors"})
 log = logging.getLogger("vectorizer_module.access")
 
 
@@ -50,7 +55,7 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
         g.started = time.perf_counter()
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
         g.sizes = {}
-        if settings.api_key and request.path in PROTECTED:
+        if settings.api_key and (request.path.rstrip("/") or "/") in PROTECTED:
             if not hmac.compare_digest(_presented_key().encode(), settings.api_key.encode()):
                 raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>' or "
                                    "'X-API-Key: <key>' (VECTORIZER_API_KEY is set on this service)")
@@ -97,5 +102,40 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
             parsed.texts, parsed.images, deadline=time.monotonic() + settings.request_deadline,
             cancelled=disconnected)
         return Response(protocol.vectorize_response(text_vectors, image_vectors), status=200, mimetype=JSON)
+
+    def deadline() -> float:
+        return time.monotonic() + settings.request_deadline
+
+    def disconnected() -> Cancelled:
+        return request.environ.get("waitress.client_disconnected", lambda: False)
+
+    @app.post("/v1/embeddings")
+    def openai_embeddings() -> Response:
+        require_serving()
+        parsed = openai.parse_embeddings(request.get_data(cache=False), settings, engine.dimension)
+        g.sizes = {"texts": len(parsed.texts), "images": len(parsed.images),
+                   "image_bytes": sum(len(i) for i in parsed.images)}
+        tokens = sum(engine.token_counts(parsed.texts))
+        text_vectors, image_vectors = engine.embed(parsed.texts, parsed.images, deadline=deadline(),
+                                                   cancelled=disconnected())
+        found = text_vectors if parsed.modality == "text" else image_vectors
+        body = openai.embeddings_response(found, parsed.encoding_format, engine.model_name, tokens)
+        return Response(body, status=200, mimetype=JSON)
+
+    @app.post("/vectors")
+    @app.post("/vectors/")
+    def weaviate_vectors() -> Response:
+        require_serving()
+        parsed = vectors.parse_vectors(request.get_data(cache=False), settings, engine.dimension)
+        g.sizes = {"texts": len(parsed.texts), "images": len(parsed.images),
+                   "image_bytes": sum(len(i) for i in parsed.images)}
+        text_vectors, image_vectors = engine.embed(parsed.texts, parsed.images, deadline=deadline(),
+                                                   cancelled=disconnected())
+        found = image_vectors if parsed.kind == "image" else text_vectors
+        return Response(vectors.vectors_response(parsed, found, engine.dimension), status=200, mimetype=JSON)
+
+    @app.get("/openapi.json")
+    def openapi_description() -> Response:
+        return Response(openapi_body(), status=200, mimetype=JSON)
 
     return app

@@ -1,21 +1,32 @@
-"""The one place where errors become HTTP responses: always JSON ``{"error": "..."}``."""
+"""The one place where errors become HTTP responses: JSON ``{"error": "..."}``, except under ``/v1/``
+(the OpenAI-compatible routes), where the body has OpenAI's shape
+``{"error": {"message", "type", "param", "code"}}`` so that OpenAI clients can read it."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from vectorizer_module.errors import ServiceError, TooLarge
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.protocol import error_body
+from vectorizer_module.protocols import openai
 
 log = logging.getLogger(__name__)
 
 
-def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(error_body(message), status=status, headers=headers, mimetype="application/json")
+OPENAI_PREFIX = "/v1/"
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None, *,
+               param: str | None = None, code: str | None = None) -> Response:
+    if has_request_context() and request.path.startswith(OPENAI_PREFIX):
+        body = openai.error_body(status, message, param, code)
+    else:
+        body = error_body(message)
+    return Response(body, status=status, headers=headers, mimetype="application/json")
 
 
 def register_error_handlers(app: Flask, max_body_bytes: int, metrics: Metrics) -> None:
@@ -24,7 +35,7 @@ def register_error_handlers(app: Flask, max_body_bytes: int, metrics: Metrics) -
         metrics.rejected.labels(exc.reason).inc()
         if exc.status >= 500 and exc.status != 503:
             log.warning("%d: %s", exc.status, exc.message)
-        return json_error(exc.status, exc.message, exc.headers)
+        return json_error(exc.status, exc.message, exc.headers, param=exc.param, code=exc.reason)
 
     @app.errorhandler(RequestEntityTooLarge)
     def body_too_large(exc: RequestEntityTooLarge) -> Response:
@@ -36,10 +47,10 @@ def register_error_handlers(app: Flask, max_body_bytes: int, metrics: Metrics) -
     def http_error(exc: HTTPException) -> Response:
         metrics.rejected.labels(f"http_{exc.code}").inc()
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        return json_error(exc.code or 500, f"{exc.name}: {exc.description}", headers)
+        return json_error(exc.code or 500, f"{exc.name}: {exc.description}", headers, code=f"http_{exc.code}")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         metrics.rejected.labels("internal").inc()
         log.exception("unexpected error")
-        return json_error(500, f"internal error: {type(exc).__name__}: {exc}")
+        return json_error(500, f"internal error: {type(exc).__name__}: {exc}", code="internal")
