@@ -31,8 +31,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, model: Path | str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.model = str(model)
+    def __init__(self, model: Path | str | None, *args: str, env: dict[str, str] | None = None) -> None:
+        self.model = None if model is None else str(model)  # None: no --model (the built-in demo model)
         self.args = list(args)
         self.env = env or {}
         self.port = free_port()
@@ -42,7 +42,8 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         env = dict(os.environ, **self.env)
-        command = [sys.executable, "-m", "vectorizer_module", "--model", self.model, "--port", str(self.port),
+        model = [] if self.model is None else ["--model", self.model]
+        command = [sys.executable, "-m", "vectorizer_module", *model, "--port", str(self.port),
                    "--threads", "8", *self.args]
         self.process = subprocess.Popen(command, stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
         return self

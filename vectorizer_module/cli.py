@@ -1,7 +1,10 @@
 """The ``clip-vectorizer`` command.
 
-``clip-vectorizer [serve] --model DIR [--port P ...]`` serves a model (the default command);
-``clip-vectorizer make-random-model OUT`` writes a random-weight CLIP for trying things out.
+``clip-vectorizer [serve] [--model DIR] [--port P ...]`` serves a model (the default command; without a
+model, the built-in demo model); ``clip-vectorizer make-random-model OUT`` writes a random-weight CLIP for
+trying things out; ``finetune`` trains a model on image-caption pairs and reports retrieval metrics
+before and after; ``make-shapes-data`` writes the synthetic shapes set; ``train-demo-model`` rebuilds
+the built-in demo model.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from vectorizer_module import __version__
 from vectorizer_module.config import ConfigError, add_arguments, load_settings
 from vectorizer_module.logs import setup_logging
 
-COMMANDS = ("serve", "make-random-model")
+COMMANDS = ("serve", "make-random-model", "finetune", "make-shapes-data", "train-demo-model")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -29,8 +32,10 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 
 def _serve(argv: Sequence[str]) -> int:
+    import logging
+
     from vectorizer_module.errors import ModelLayoutError
-    from vectorizer_module.models.loading import detect
+    from vectorizer_module.models.loading import builtin_demo_source, detect
 
     args = _serve_parser().parse_args(argv)
     try:
@@ -39,14 +44,17 @@ def _serve(argv: Sequence[str]) -> int:
         print(f"clip-vectorizer: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
-    if not settings.model:
-        print("clip-vectorizer: no model configured: pass --model DIR or set VECTORIZER_MODEL "
-              "(clip-vectorizer make-random-model DIR writes a random-weight one to try)", file=sys.stderr)
-        return 2
     try:
-        source = detect(settings.model)
+        if settings.model:
+            source = detect(settings.model)
+        else:
+            source = builtin_demo_source()
+            logging.getLogger("vectorizer_module.cli").warning(
+                "no model configured (--model DIR or VECTORIZER_MODEL): serving the built-in demo model, "
+                "a small CLIP that knows only shapes and colours; it is no replacement for a real CLIP")
     except ModelLayoutError as exc:
-        print(f"clip-vectorizer: cannot serve {settings.model}: {exc}", file=sys.stderr)
+        what = settings.model or "the built-in demo model (clip-vectorizer train-demo-model rebuilds it)"
+        print(f"clip-vectorizer: cannot serve {what}: {exc}", file=sys.stderr)
         return 2
     from vectorizer_module.server.wsgi import serve
 
@@ -70,10 +78,128 @@ def _make_random_model(argv: Sequence[str]) -> int:
     return 0
 
 
+def _finetune_parser() -> argparse.ArgumentParser:
+    from vectorizer_module.finetune.evaluate import RELEVANCE_MODES
+    from vectorizer_module.finetune.train import PRECISIONS, FinetuneConfig
+
+    d = FinetuneConfig(model="", train="", output="")
+    parser = argparse.ArgumentParser(
+        prog="clip-vectorizer finetune",
+        description="Fine-tune a CLIP model on image-caption pairs (symmetric contrastive loss, learnable "
+                    "temperature, AdamW with warm-up and cosine decay), evaluate text-to-image retrieval on "
+                    "held-out pairs before and after, and write a Hugging Face CLIP directory.")
+    add = parser.add_argument
+    add("--model", required=True, help="model directory, in any layout the service serves")
+    add("--train", required=True, help="pairs file: .csv with path,caption columns, or .jsonl with path and "
+                                       "caption (and optionally attributes, image_attributes)")
+    add("--output", required=True, help="directory to write (Hugging Face CLIP layout, plus eval_metrics.json)")
+    add("--eval", action="append", default=[], metavar="[NAME=]FILE",
+        help="held-out pairs file to evaluate on (repeatable); without it --eval-fraction of the training "
+             "images are held out")
+    add("--eval-fraction", type=float, default=d.eval_fraction)
+    add("--image-root", help="folder that relative image paths start from (default: the pairs file's folder)")
+    add("--relevance", choices=RELEVANCE_MODES, default=d.relevance,
+        help="pairs: a caption's own image(s) are relevant; attributes: every image with the attributes the "
+             "caption names; auto: attributes when the file has them")
+    add("--k", type=int, nargs="+", default=d.ks, dest="ks", help="cut-offs of the @k metrics (default: 10)")
+    add("--epochs", type=float, default=d.epochs)
+    add("--steps", type=int, help="number of optimizer steps (overrides --epochs)")
+    add("--batch-size", type=int, default=d.batch_size)
+    add("--lr", type=float, default=d.lr, help="peak learning rate")
+    add("--weight-decay", type=float, default=d.weight_decay)
+    add("--warmup", type=float, default=d.warmup, help="warm-up: a fraction of the steps, or a number of steps (>= 1)")
+    add("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="learning rate at the end, relative to the peak")
+    add("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip (0: off)")
+    add("--fixed-temperature", dest="learn_temperature", action="store_false", help="do not learn the temperature")
+    add("--freeze-text", action="store_true", help="train the vision tower only")
+    add("--freeze-vision", action="store_true", help="train the text tower only")
+    add("--freeze-text-layers", type=int, default=0, metavar="N", help="freeze the text embeddings and first N layers")
+    add("--freeze-vision-layers", type=int, default=0, metavar="N",
+        help="freeze the vision embeddings and first N layers")
+    add("--seed", type=int, default=d.seed)
+    add("--device", default=d.device, help="cpu, cuda or cuda:N")
+    add("--precision", choices=PRECISIONS, default=d.precision,
+        help="autocast on CUDA (auto: bfloat16 where supported, else float16); the CPU always trains in float32")
+    add("--threads", type=int, default=d.threads, help="torch CPU threads (0: torch's default); fix it for "
+                                                      "bit-identical reruns")
+    add("--eval-batch-size", type=int, default=d.eval_batch_size)
+    add("--checkpoint-every", type=int, default=0, metavar="STEPS", help="save a resumable checkpoint every STEPS")
+    add("--checkpoint-dir", help="where checkpoints go (default: OUTPUT-checkpoints)")
+    add("--resume", metavar="CHECKPOINT", help="continue from a checkpoint of the same settings")
+    add("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return parser
+
+
+def _finetune(argv: Sequence[str]) -> int:
+    from dataclasses import fields
+
+    from vectorizer_module.errors import ModelLayoutError
+    from vectorizer_module.finetune.data import PairsError
+    from vectorizer_module.finetune.train import FinetuneConfig, finetune
+
+    args = vars(_finetune_parser().parse_args(argv))
+    config = FinetuneConfig(**{f.name: args[f.name] for f in fields(FinetuneConfig) if f.name in args})
+    try:
+        finetune(config)
+    except (ModelLayoutError, PairsError, ValueError, RuntimeError) as exc:
+        print(f"clip-vectorizer finetune: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _make_shapes_data(argv: Sequence[str]) -> int:
+    from vectorizer_module.finetune import synthetic
+
+    parser = argparse.ArgumentParser(
+        prog="clip-vectorizer make-shapes-data",
+        description="Write the seeded synthetic shapes set: train, validation and test splits (the test split "
+                    "holds colour+shape combinations never seen in training), each a folder of PNGs and a "
+                    "captions.jsonl for finetune.")
+    parser.add_argument("output", help="directory to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--train-per-cell", type=int, default=synthetic.SplitSpec.train,
+                        help="training images per colour+shape, size and position")
+    parser.add_argument("--splits", nargs="+", choices=synthetic.SPLITS, default=list(synthetic.SPLITS))
+    args = parser.parse_args(argv)
+    spec = synthetic.SplitSpec(train=args.train_per_cell)
+    files = synthetic.write_dataset(args.output, args.seed, spec, args.image_size, args.splits)
+    for split, path in files.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def _train_demo_model(argv: Sequence[str]) -> int:
+    from dataclasses import replace
+
+    from vectorizer_module.finetune.demo import DemoRecipe, train_demo_model
+
+    recipe = DemoRecipe()
+    parser = argparse.ArgumentParser(
+        prog="clip-vectorizer train-demo-model",
+        description="Rebuild the built-in demo model from scratch: write the synthetic shapes set, an untrained "
+                    "small CLIP, and fine-tune it on the CPU. With the defaults (2 threads) it reproduces "
+                    "vectorizer_module/default_model bit for bit on the same machine and torch version.")
+    parser.add_argument("output", help="directory to write the model to")
+    parser.add_argument("--work", help="keep the data set and the untrained model here (default: a temporary folder)")
+    parser.add_argument("--threads", type=int, default=recipe.threads)
+    parser.add_argument("--device", default=recipe.device)
+    parser.add_argument("--steps", type=int, default=recipe.steps)
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    args = parser.parse_args(argv)
+    recipe = replace(recipe, threads=args.threads, device=args.device, steps=args.steps)
+    train_demo_model(args.output, recipe, work=args.work, progress=args.progress)
+    return 0
+
+
+SUBCOMMANDS = {"make-random-model": _make_random_model, "finetune": _finetune,
+               "make-shapes-data": _make_shapes_data, "train-demo-model": _train_demo_model}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "make-random-model":
-        return _make_random_model(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     if argv and argv[0] == "serve":
         argv = argv[1:]
     return _serve(argv)

@@ -90,7 +90,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("model", "VECTORIZER_MODEL", "--model", str, None,
            "Model directory: a Hugging Face CLIP directory, a sentence-transformers CLIP directory, "
-           "or the models/ directory of the reference multi2vec-clip image."),
+           "or the models/ directory of the reference multi2vec-clip image. Without one, the built-in demo "
+           "model (a small CLIP that knows only shapes and colours) is served."),
     Option("host", "VECTORIZER_HOST", "--host", str, "127.0.0.1",
            "Address to listen on (the container image sets 0.0.0.0)."),
     Option("port", "VECTORIZER_PORT", "--port", _port, 8080, "TCP port to listen on (0 picks a free one)."),

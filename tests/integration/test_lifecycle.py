@@ -75,10 +75,18 @@ def test_a_directory_that_is_no_model_fails_at_start_up_with_what_was_expected(t
     assert "Expected one of" in result.stderr and "notes.txt" in result.stderr
 
 
-def test_no_model_configured_is_a_clear_error():
-    result = run_cli("--port", "0")
-    assert result.returncode == 2
-    assert "no model configured" in result.stderr and "VECTORIZER_MODEL" in result.stderr
+def test_no_model_configured_serves_the_builtin_demo_model_and_says_so():
+    server = ServerProcess(None).start()
+    try:
+        server.wait_ready()
+        meta = strict_json(server.get("/meta").text)["model"]
+        assert meta["builtin_demo"] is True and meta["name"] == "clip-vectorizer-demo-shapes"
+        assert meta["path"].endswith("default_model")
+        vectors = server.post("/vectorize", {"texts": ["a red circle"]}).json()["textVectors"]
+        assert len(vectors) == 1 and len(vectors[0]) == meta["dimension"]
+        assert "built-in demo model" in server.log and "VECTORIZER_MODEL" in server.log
+    finally:
+        assert server.stop() == 0
 
 
 def test_a_bad_setting_names_its_flag():

@@ -19,7 +19,7 @@ before the server starts; ``load_towers`` imports torch and reads the weights.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class ModelSource:
     vision_weights: Path
     image_processor: Path
     family: str = "clip"
+    builtin_demo: bool = False  # the demonstration model shipped in the package (see builtin_demo_source)
 
 
 def _read_json(path: Path) -> Any:
@@ -183,8 +184,19 @@ def detect(path: str | Path) -> ModelSource:
                            f"{EXPECTED}")
 
 
+BUILTIN_DEMO_DIR = Path(__file__).resolve().parent.parent / "default_model"
+BUILTIN_DEMO_NAME = "clip-vectorizer-demo-shapes"
+
+
+def builtin_demo_source() -> ModelSource:
+    """The built-in demonstration model (a small CLIP that knows shapes and colours), served when no
+    model is configured."""
+    return replace(detect(BUILTIN_DEMO_DIR), builtin_demo=True)
+
+
 def load_towers(source: ModelSource, *, name: str | None = None, builtin_demo: bool = False):
-    """Both towers of ``source`` on the CPU in float32, with the model's description."""
+    """Both towers of ``source`` on the CPU in float32, with the model's description. The built-in demo
+    model (``builtin_demo`` here or on ``source``) says so in /meta."""
     from vectorizer_module.models.base import ModelInfo, Towers
     from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
 
@@ -194,7 +206,9 @@ def load_towers(source: ModelSource, *, name: str | None = None, builtin_demo: b
         raise ModelLayoutError(
             f"the text tower ({source.text_weights}) gives {query.embedding_dim}-d vectors but the vision "
             f"tower ({source.vision_weights}) gives {items.embedding_dim}-d: they are not one CLIP space")
-    info = ModelInfo(name=name or source.root.name, path=str(source.root), family=source.family,
+    builtin_demo = builtin_demo or source.builtin_demo
+    default_name = BUILTIN_DEMO_NAME if builtin_demo else source.root.name
+    info = ModelInfo(name=name or default_name, path=str(source.root), family=source.family,
                      layout=source.layout, dimension=query.embedding_dim, text_max_tokens=query.max_length,
                      image_size=items.image_size, builtin_demo=builtin_demo)
     return Towers(query=query, items=items, info=info)
