@@ -4,6 +4,9 @@
     clip-weaviate import PATH... [--max-side N]  import image files / folders (captions from NAME.txt)
     clip-weaviate search "text" | --image FILE   ranked results (--hybrid for keyword + vector)
     clip-weaviate demo [--model DIR]             all of the above on a generated sample set
+
+Without --model the service serves its built-in demo model, a small CLIP that knows only shapes and
+colours (the demo's sample set is drawn for it); name a real CLIP directory for real photos.
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_stack(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="CLIP model directory for the service (default: a random-weight tiny "
-                                        "CLIP written to a temporary directory; its vectors mean nothing)")
-    parser.add_argument("--workdir", help="directory for logs, Weaviate's data and the generated model "
+    parser.add_argument("--model", help="CLIP model directory for the service (default: the built-in demo "
+                                        "model, which knows only shapes and colours)")
+    parser.add_argument("--workdir", help="directory for logs, Weaviate's data and the demo's sample images "
                                           "(default: a new temporary directory; its data is removed at exit)")
     parser.add_argument("--weaviate-bin", help="weaviate-server binary (default: $WEAVIATE_SERVER_BIN, PATH, "
                                                "then $(go env GOPATH)/bin)")
@@ -106,17 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _start_stack(args: argparse.Namespace, **ports: int | None) -> "LocalStack":
     from plugin_api.stack import LocalStack
-    from vectorizer_module.models.random_clip import save_random_model
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="clip-weaviate-"))
-    model = args.model
-    if model is None:
-        model = workdir / "random-tiny-clip"
-        if not model.exists():
-            print(f"no --model given: writing a random-weight tiny CLIP to {model} (its vectors mean nothing)")
-            save_random_model(model, "tiny", "huggingface", 0)
-    stack = LocalStack(model, workdir=workdir, weaviate_binary=args.weaviate_bin,
+    stack = LocalStack(args.model, workdir=workdir, weaviate_binary=args.weaviate_bin,
                        keep_data=bool(args.workdir), **ports)
+    model = args.model or "the built-in demo model: it knows shapes and colours only"
     print(f"starting clip-vectorizer ({model}) and Weaviate; logs in {stack.log_dir}")
     return stack.start()
 
@@ -146,7 +143,8 @@ def _up(args: argparse.Namespace) -> int:
         print(f"clip-vectorizer {stack.service.url}")
         extra = "" if (args.port, args.grpc_port) == (8080, DEFAULT_GRPC_PORT) else \
             f" --url {stack.url} --grpc-port {stack.grpc_port}"
-        print(f"try: clip-weaviate import PHOTOS_DIR{extra} && clip-weaviate search 'a dog'{extra}")
+        query = "a dog" if args.model else "a red circle"   # the built-in model knows shapes and colours only
+        print(f"try: clip-weaviate import IMAGES_DIR{extra} && clip-weaviate search '{query}'{extra}")
         print("Ctrl-C stops both.", flush=True)
         while stack.weaviate.process.running and stack.service.running:
             time.sleep(0.5)
@@ -208,6 +206,9 @@ def format_hits(hits: Sequence[Hit]) -> str:
     return "\n".join(lines)
 
 
+DEMO_QUERIES = ("a red circle", "a large blue square on the left", "a yellow star")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from plugin_api.images import items_from_paths
     from plugin_api.importer import import_images
@@ -226,19 +227,25 @@ def _demo(args: argparse.Namespace) -> int:
             collection = create_image_collection(client, "Demo")
             report = import_images(collection, items_from_paths([sample]), progress=False)
             print(f"\nimported {sample}: {report.details()}")
-            queries = [
-                ("near_text 'a red circle'", lambda: near_text(collection, "a red circle", limit=3)),
-                ("near_text 'a red circle', moved away from 'black background'",
-                 lambda: near_text(collection, "a red circle", limit=3,
-                                   move_away=Move(force=0.5, concepts=["black background"]))),
-                ("near_image blue-square.png", lambda: near_image(collection, sample / "blue-square.png", limit=3)),
-                ("hybrid 'yellow triangle' (alpha 0.5)", lambda: hybrid(collection, "yellow triangle", limit=3)),
+            print("(each file is named SIZE-COLOUR-SHAPE-POSITION.png; only the image is vectorized, "
+                  "not its name or caption)")
+            query_image = next(sample.glob("*-pink-heart-*.png"))
+            queries = [(f"near_text {text!r}", lambda text=text: near_text(collection, text, limit=3))
+                       for text in DEMO_QUERIES]
+            queries += [
+                ("near_text 'a blue square', moved away from 'on the left' (force 0.6)",
+                 lambda: near_text(collection, "a blue square", limit=3,
+                                   move_away=Move(force=0.6, concepts=["on the left"]))),
+                (f"near_image {query_image.name} (a stored image finds itself first)",
+                 lambda: near_image(collection, query_image, limit=3)),
+                ("hybrid 'green triangle' (alpha 0.5: keywords in captions + vectors)",
+                 lambda: hybrid(collection, "green triangle", limit=3)),
             ]
             for title, run in queries:
                 print(f"\n{title}\n{format_hits(run())}")
         if args.model is None:
-            print("\n(the model has random weights: rankings are arbitrary except where keywords or the very "
-                  "same image decide; pass --model DIR with a real CLIP)")
+            print("\n(served by the built-in demo model, which knows shapes and colours only; "
+                  "pass --model DIR with a real CLIP for photos)")
         done = True
         return 0
     finally:

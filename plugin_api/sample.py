@@ -1,43 +1,87 @@
-"""A small generated image set with captions, for ``clip-weaviate demo``: coloured shapes on plain grounds."""
+"""The sample set of ``clip-weaviate demo``: pictures of one coloured shape, drawn the way the built-in
+demo model saw them in training (``vectorizer_module.finetune.synthetic``), with a caption per image.
+
+Every colour x shape appears once, at a seeded size, position and background. Two combinations (a red
+circle and a blue square) appear in every size and position, so that a query such as "a large blue
+square on the left" has close distractors and a right answer that only size and position decide.
+"""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
-COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40)}
-SHAPES = ("circle", "square", "triangle")
-BACKGROUNDS = {"white": (250, 250, 250), "black": (15, 15, 15)}
+SHOWCASE = (("red", "circle"), ("blue", "square"))   # drawn in every size and position
+SEED = 7
 
 
-def sample_images(size: int = 160) -> list[tuple[str, str, bytes]]:
-    """``(file name, caption, PNG bytes)`` for every colour x shape, alternating backgrounds."""
-    from PIL import Image, ImageDraw
+@dataclass(frozen=True)
+class SampleImage:
+    """One picture: its attributes, file name, caption and PNG bytes."""
+
+    colour: str
+    shape: str
+    size: str
+    position: str
+    background: str
+    png: bytes
+
+    @property
+    def name(self) -> str:
+        return f"{self.size}-{self.colour}-{self.shape}-{self.position}.png"
+
+    @property
+    def caption(self) -> str:
+        from vectorizer_module.finetune.synthetic import POSITION_PHRASES
+
+        return (f"a {self.size} {self.colour} {self.shape} {POSITION_PHRASES[self.position]} "
+                f"on a {self.background} background")
+
+
+def _attributes(seed: int) -> list[dict[str, str]]:
+    import numpy as np
+
+    from vectorizer_module.finetune.synthetic import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
+
+    rng = np.random.default_rng(seed)
+
+    def pick(options: list[str]) -> str:
+        return options[int(rng.integers(len(options)))]
 
     out = []
-    for i, (colour, rgb) in enumerate(COLOURS.items()):
-        for j, shape in enumerate(SHAPES):
-            background = list(BACKGROUNDS)[(i + j) % len(BACKGROUNDS)]
-            image = Image.new("RGB", (size, size), BACKGROUNDS[background])
-            draw = ImageDraw.Draw(image)
-            box = (size * 0.2, size * 0.2, size * 0.8, size * 0.8)
-            if shape == "circle":
-                draw.ellipse(box, fill=rgb)
-            elif shape == "square":
-                draw.rectangle(box, fill=rgb)
+    for colour in COLOURS:
+        for shape in SHAPES:
+            if (colour, shape) in SHOWCASE:
+                cells = [(size, position) for size in SIZES for position in POSITIONS]
             else:
-                draw.polygon([(size * 0.5, size * 0.15), (size * 0.85, size * 0.8), (size * 0.15, size * 0.8)], fill=rgb)
-            buffer = io.BytesIO()
-            image.save(buffer, "PNG")
-            out.append((f"{colour}-{shape}.png", f"a {colour} {shape} on a {background} background", buffer.getvalue()))
+                cells = [(pick(list(SIZES)), pick(list(POSITIONS)))]
+            for size, position in cells:
+                out.append(dict(colour=colour, shape=shape, size=size, position=position,
+                                background=pick(list(BACKGROUNDS))))
     return out
 
 
-def write_sample(directory: str | Path) -> Path:
+def sample_images(seed: int = SEED, image_size: int = 64) -> list[SampleImage]:
+    """The whole set (82 images), the same for the same seed. ``image_size`` 64 is what the demo model
+    was trained on."""
+    import numpy as np
+
+    from vectorizer_module.finetune.synthetic import render
+
+    out = []
+    for index, attributes in enumerate(_attributes(seed)):
+        buffer = io.BytesIO()
+        render(attributes, np.random.default_rng([seed, index]), image_size).save(buffer, "PNG")
+        out.append(SampleImage(**attributes, png=buffer.getvalue()))
+    return out
+
+
+def write_sample(directory: str | Path, seed: int = SEED) -> Path:
     """Write the sample set as ``NAME.png`` + ``NAME.txt`` (its caption) files; returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for name, caption, data in sample_images():
-        (directory / name).write_bytes(data)
-        (directory / name).with_suffix(".txt").write_text(caption + "\n")
+    for image in sample_images(seed):
+        (directory / image.name).write_bytes(image.png)
+        (directory / image.name).with_suffix(".txt").write_text(image.caption + "\n")
     return directory

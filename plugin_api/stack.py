@@ -1,6 +1,6 @@
 """A real local stack on loopback: our CLIP service(s) and a ``weaviate-server`` that uses them.
 
-    with LocalStack("/path/to/model") as stack:
+    with LocalStack("/path/to/model") as stack:     # or LocalStack(None): the built-in demo model
         client = stack.connect()
         ...
 
@@ -34,15 +34,19 @@ LOOPBACK = "127.0.0.1"
 class VectorizerService:
     """One ``python -m vectorizer_module`` process on a fixed loopback port (kept across restarts)."""
 
-    def __init__(self, model: str | os.PathLike[str], *, port: int, log_path: Path,
+    def __init__(self, model: str | os.PathLike[str] | None, *, port: int, log_path: Path,
                  args: Sequence[str] = (), name: str = "clip-vectorizer") -> None:
-        self.model = Path(model)
+        self.model = None if model is None else Path(model)   # None: the service's built-in demo model
         self.port = port
         self.url = f"http://{LOOPBACK}:{port}"
-        command = [sys.executable, "-m", "vectorizer_module", "--model", str(self.model),
+        model_args = [] if self.model is None else ["--model", str(self.model)]
+        command = [sys.executable, "-m", "vectorizer_module", *model_args,
                    "--host", LOOPBACK, "--port", str(port), *args]
+        env = inherited_env()
+        if self.model is None:
+            env.pop("VECTORIZER_MODEL", None)   # None means the built-in model, whatever the shell has set
         self.process = ManagedProcess(name, command, log_path=log_path, ready_url=self.url + "/.well-known/ready",
-                                      env=inherited_env(), ready_statuses=(204,))
+                                      env=env, ready_statuses=(204,))
 
     @property
     def running(self) -> bool:
@@ -123,12 +127,12 @@ class LocalStack:
     model) for collections with their own ``inferenceUrl``; they are stopped with the stack.
     """
 
-    def __init__(self, model: str | os.PathLike[str], *, workdir: str | os.PathLike[str] | None = None,
+    def __init__(self, model: str | os.PathLike[str] | None, *, workdir: str | os.PathLike[str] | None = None,
                  weaviate_binary: str | os.PathLike[str] | None = None, http_port: int | None = None,
                  grpc_port: int | None = None, service_port: int | None = None, service_args: Sequence[str] = (),
                  weaviate_env: Mapping[str, str] | None = None, keep_data: bool | None = None) -> None:
         self.binary = find_weaviate_server(weaviate_binary)   # fail before starting anything
-        self.model = Path(model)
+        self.model = None if model is None else Path(model)   # None: the built-in demo model
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="clip-weaviate-"))
         self.log_dir = self.workdir / "logs"
@@ -168,7 +172,7 @@ class LocalStack:
             raise
         return self
 
-    def add_service(self, model: str | os.PathLike[str], *, wait: bool = True) -> VectorizerService:
+    def add_service(self, model: str | os.PathLike[str] | None, *, wait: bool = True) -> VectorizerService:
         """Start one more service instance on a free port (logs to ``clip-vectorizer-N.log``)."""
         index = len(self.extra_services) + 2
         service = VectorizerService(model, port=free_ports(1)[0], args=self._service_args,

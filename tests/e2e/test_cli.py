@@ -22,13 +22,14 @@ def test_import_then_search_by_image_and_text(stack, collection_name, tmp_path, 
     assert main(["import", str(sample), "--quiet", *args]) == 0
     assert f"0 stored, {count} skipped" in capsys.readouterr().out
 
-    assert main(["search", "--image", str(sample / "green-square.png"), "--limit", "2", *args]) == 0
+    query = sorted(sample.glob("*-green-*.png"))[0]
+    assert main(["search", "--image", str(query), "--limit", "2", *args]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and "filename='green-square.png'" in lines[0] and "distance 0.0000" in lines[0]
+    assert len(lines) == 2 and f"filename='{query.name}'" in lines[0] and "distance 0.0000" in lines[0]
 
     assert main(["search", "yellow", "--hybrid", "--alpha", "0", "--limit", "3", *args]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert all("yellow" in line for line in out)        # the three yellow shapes, by keyword
+    assert len(out) == 3 and all("yellow" in line for line in out)    # yellow shapes, by keyword
 
 
 def test_clear_error_when_the_inference_service_is_unreachable(stack, client, collection_name, capsys):
@@ -39,3 +40,24 @@ def test_clear_error_when_the_inference_service_is_unreachable(stack, client, co
     assert code == 1
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "near_text" in err and dead.split("//")[1] in err
+
+
+def _ranked(output: str, title: str) -> list[str]:
+    """The file names of the results printed under ``title`` by ``clip-weaviate demo``."""
+    block = output.split("\n" + title + "\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split("filename='", 1)[1].split("'", 1)[0] for line in block.splitlines()]
+
+
+def test_demo_finds_the_named_shapes_first_with_the_builtin_model(weaviate_binary, tmp_path, capsys):
+    """The whole demo on a stack of its own: the built-in model behind a real Weaviate ranks a picture of
+    what the query names first (file names are SIZE-COLOUR-SHAPE-POSITION.png)."""
+    assert main(["demo", "--workdir", str(tmp_path), "--weaviate-bin", str(weaviate_binary)]) == 0
+    out = capsys.readouterr().out
+    assert "82 stored, 0 skipped (already there), 0 failed" in out
+    red_circles = _ranked(out, "near_text 'a red circle'")
+    assert len(red_circles) == 3 and all("-red-circle-" in name for name in red_circles)
+    assert _ranked(out, "near_text 'a large blue square on the left'")[0] == "large-blue-square-left.png"
+    assert "-yellow-star-" in _ranked(out, "near_text 'a yellow star'")[0]
+    assert not _ranked(out, "near_text 'a blue square', moved away from 'on the left' (force 0.6)")[0].endswith("-left.png")
+    heart = next(line for line in out.splitlines() if line.startswith("near_image "))
+    assert _ranked(out, heart)[0] == heart.split()[1]
