@@ -28,10 +28,16 @@ def weaviate_binary() -> Path:
 
 @pytest.fixture(scope="package")
 def stack(weaviate_binary, tiny_model, tmp_path_factory):
+    from plugin_api.processes import free_ports
     from plugin_api.stack import LocalStack
 
+    # The same service also backs Weaviate's text-only and image-only modules (its /vectors protocols).
+    port = free_ports(1)[0]
+    service = f"http://127.0.0.1:{port}"
+    modules = {"ENABLE_MODULES": "multi2vec-clip,text2vec-transformers,img2vec-neural",
+               "TRANSFORMERS_INFERENCE_API": service, "IMAGE_INFERENCE_API": service}
     local = LocalStack(tiny_model, workdir=tmp_path_factory.mktemp("stack"), weaviate_binary=weaviate_binary,
-                       service_args=["--log-level", "warning"])
+                       service_port=port, service_args=["--log-level", "warning"], weaviate_env=modules)
     local.start()
     _started_stacks.append(local)
     yield local

@@ -45,6 +45,16 @@ def test_api_key_guards_work_routes_but_not_probes(strict):
     assert strict.get("/.well-known/live").status_code == 204
 
 
+@pytest.mark.parametrize("path,body", [
+    ("/v1/embeddings", {"input": "a"}), ("/vectors", {"text": "a"}), ("/vectors/", {"text": "a"}),
+])
+def test_api_key_guards_the_other_protocols_too(strict, path, body):
+    refused = strict.post(path, body)
+    error = strict_json(refused.text)["error"]   # OpenAI's routes nest it: {"error": {"message": ...}}
+    assert refused.status_code == 401 and "API key" in (error["message"] if isinstance(error, dict) else error)
+    assert strict.post(path, body, headers=AUTH).status_code == 200
+
+
 @pytest.mark.parametrize("body,setting", [
     ({"texts": ["a", "b", "c", "d"]}, "VECTORIZER_MAX_TEXTS"),
     ({"images": [media.b64(media.encode(media.photo(8, 8), "PNG"))] * 3}, "VECTORIZER_MAX_IMAGES"),
