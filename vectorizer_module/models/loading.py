@@ -194,14 +194,23 @@ def builtin_demo_source() -> ModelSource:
     return replace(detect(BUILTIN_DEMO_DIR), builtin_demo=True)
 
 
+def tower_classes(family: str) -> tuple[type, type]:
+    """The query and items tower classes of a model family (each has ``from_dir(weights, preprocessing)``)."""
+    from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
+
+    if family == "clip":
+        return HFClipTextTower, HFClipVisionTower
+    raise ModelLayoutError(f"no towers for the model family {family!r}")
+
+
 def load_towers(source: ModelSource, *, name: str | None = None, builtin_demo: bool = False):
     """Both towers of ``source`` on the CPU in float32, with the model's description. The built-in demo
     model (``builtin_demo`` here or on ``source``) says so in /meta."""
     from vectorizer_module.models.base import ModelInfo, Towers
-    from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
 
-    query = HFClipTextTower.from_dir(source.text_weights, source.tokenizer)
-    items = HFClipVisionTower.from_dir(source.vision_weights, source.image_processor)
+    text_class, vision_class = tower_classes(source.family)
+    query = text_class.from_dir(source.text_weights, source.tokenizer)
+    items = vision_class.from_dir(source.vision_weights, source.image_processor)
     if query.embedding_dim != items.embedding_dim:
         raise ModelLayoutError(
             f"the text tower ({source.text_weights}) gives {query.embedding_dim}-d vectors but the vision "
