@@ -42,7 +42,7 @@ def built(request, tmp_path_factory):
     return hf_dir, root, reference.texts(TEXTS), reference.images(pictures), pictures
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", [layout for layout in LAYOUTS if not layout.endswith("multilingual")])
 def test_vectors_match_transformers_for_every_layout(built, layout):
     hf_dir, root, text_reference, image_reference, pictures = built
     model_dir = write_layout(hf_dir, root / layout, layout)

@@ -283,6 +283,9 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed, device)
     source = detect(config.model)
+    if source.family != "clip":  # the output is one transformers CLIPModel
+        raise ValueError(f"{config.model} is a {source.family} model; fine-tuning writes a CLIP directory and "
+                         "takes CLIP models only (Hugging Face, sentence-transformers or reference-image CLIP)")
     towers = load_towers(source)
     apply_freezing(towers, config)
     loading = time.perf_counter()

@@ -10,7 +10,8 @@ Layouts read (chosen by looking at the files, never by name):
   (sentence-transformers 6) or in a subfolder such as ``0_CLIPModel`` (``sentence-transformers/clip-ViT-B-32``).
 - ``reference-image``: the ``models/`` directory of Weaviate's ``multi2vec-clip`` inference image, either
   ``openai_clip`` + ``openai_clip_processor`` or ``clip`` (vision) + ``text`` (text), each a
-  sentence-transformers CLIP directory. ``--model`` may name ``models/`` or the folder that holds it.
+  sentence-transformers CLIP directory; or ``text`` a sentence-transformers text model trained into
+  CLIP's space (multilingual CLIP: family ``clip-multilingual``, see ``st_text.py``). ``--model`` may name ``models/`` or the folder that holds it.
 
 ``detect`` only reads small JSON files, so the command line can refuse a wrong directory at once,
 before the server starts; ``load_towers`` imports torch and reads the weights.
@@ -154,9 +155,16 @@ def _detect_reference(models: Path) -> ModelSource:
     try:
         text = _sentence_transformers_clip_dir(models / "text")
     except ModelLayoutError as exc:
-        raise ModelLayoutError(
-            f"{models / 'text'} is not a CLIP text model, so it cannot be served as CLIP's query tower "
-            f"(multilingual text encoders are not supported yet): {exc}") from None
+        from vectorizer_module.models.st_text import read_modules
+
+        try:  # a multilingual text model trained into CLIP's space (transformer → pooling → dense)
+            read_modules(models / "text")
+        except ModelLayoutError as text_exc:
+            raise ModelLayoutError(
+                f"{models / 'text'} is neither a CLIP model nor a sentence-transformers text model "
+                f"(transformer, pooling, dense) such as a multilingual CLIP text encoder: {exc}; {text_exc}") from None
+        return ModelSource("reference-image", models, models / "text", models / "text", vision, vision,
+                           family="clip-multilingual")
     _check_preprocessing(text, "reference image layout: text model")
     return ModelSource("reference-image", models, text, text, vision, vision)
 
@@ -200,6 +208,10 @@ def tower_classes(family: str) -> tuple[type, type]:
 
     if family == "clip":
         return HFClipTextTower, HFClipVisionTower
+    if family == "clip-multilingual":
+        from vectorizer_module.models.st_text import SentenceTransformerTextTower
+
+        return SentenceTransformerTextTower, HFClipVisionTower
     raise ModelLayoutError(f"no towers for the model family {family!r}")
 
 

@@ -38,7 +38,7 @@ ARCHITECTURES = {
 }
 VOCAB_SIZES = {"tiny": 514, "vit-b-32": 49408}
 LAYOUTS = ("huggingface", "hub", "sentence-transformers", "sentence-transformers-legacy",
-           "reference-image", "reference-image-st")
+           "reference-image", "reference-image-st", "reference-image-multilingual")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -160,6 +160,14 @@ def write_layout(hf_dir: Path, target: Path, layout: str) -> Path:
     elif layout == "reference-image-st":  # download.py, sentence-transformers path
         _write_sentence_transformers_legacy(hf_dir, target / "models" / "clip")
         _write_sentence_transformers_legacy(hf_dir, target / "models" / "text")
+    elif layout == "reference-image-multilingual":  # download.py with a multilingual text model
+        from vectorizer_module.models.random_multilingual import save_random_text_model
+
+        config = json.loads((hf_dir / "config.json").read_text())
+        big = config["projection_dim"] >= 512
+        _write_sentence_transformers_legacy(hf_dir, target / "models" / "clip")
+        save_random_text_model(target / "models" / "text", config["projection_dim"],
+                               architecture="distilbert-multilingual" if big else "tiny")
     else:
         raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     return target
