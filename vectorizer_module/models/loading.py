@@ -5,7 +5,9 @@ Layouts read (chosen by looking at the files, never by name):
 - ``huggingface``: a transformers CLIP directory, as ``openai/clip-vit-base-patch32`` ships:
   ``config.json`` (``model_type: clip``), ``model.safetensors`` or ``pytorch_model.bin``, tokenizer
   files (``tokenizer.json`` or ``vocab.json`` + ``merges.txt``) and ``preprocessor_config.json`` or
-  ``processor_config.json``.
+  ``processor_config.json``. A SigLIP directory (``config.json`` with ``model_type: siglip``: SigLIP and
+  the fixed-resolution SigLIP 2 checkpoints, tokenizer ``spiece.model``, ``tokenizer.json`` or
+  ``tokenizer.model``) is read in the same layout, as family ``siglip``.
 - ``sentence-transformers``: a directory with ``modules.json`` whose CLIP module is either in the root
   (sentence-transformers 6) or in a subfolder such as ``0_CLIPModel`` (``sentence-transformers/clip-ViT-B-32``).
 - ``reference-image``: the ``models/`` directory of Weaviate's ``multi2vec-clip`` inference image, either
@@ -30,6 +32,7 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json")
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+SIGLIP_TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer.model")
 UNSUPPORTED_REFERENCE_DIRS = {
     "openclip": "OpenCLIP", "siglip": "SigLIP", "colpali_engine_model": "ColPali",
 }
@@ -39,6 +42,8 @@ EXPECTED = (
     "  - a Hugging Face CLIP directory (config.json with model_type 'clip', model.safetensors or "
     "pytorch_model.bin, tokenizer.json or vocab.json+merges.txt, preprocessor_config.json), "
     "as openai/clip-vit-base-patch32 ships;\n"
+    "  - a Hugging Face SigLIP directory (config.json with model_type 'siglip', weights, spiece.model or "
+    "tokenizer.json, preprocessor_config.json), as google/siglip-base-patch16-224 ships;\n"
     "  - a sentence-transformers CLIP directory (modules.json with a CLIP module), "
     "as sentence-transformers/clip-ViT-B-32 ships;\n"
     "  - the models/ directory of the multi2vec-clip inference image "
@@ -169,6 +174,31 @@ def _detect_reference(models: Path) -> ModelSource:
     return ModelSource("reference-image", models, text, text, vision, vision)
 
 
+def _detect_siglip(root: Path) -> ModelSource | None:
+    """The source of a Hugging Face SigLIP directory, or None if ``root`` does not hold one."""
+    config_path = root / "config.json"
+    config = _read_json(config_path) if config_path.is_file() else None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type == "siglip2":
+        raise ModelLayoutError(
+            f"{config_path} describes a SigLIP 2 NaFlex model (model_type 'siglip2', variable resolution and "
+            "aspect ratio), which is not supported; the fixed-resolution SigLIP 2 checkpoints "
+            f"(model_type 'siglip', e.g. google/siglip2-base-patch16-224) are. {EXPECTED}")
+    if model_type != "siglip":
+        return None
+    missing = []
+    if not any((root / name).is_file() for name in WEIGHT_FILES):
+        missing.append(f"weights ({' or '.join(WEIGHT_FILES[::2])})")
+    if not any((root / name).is_file() for name in SIGLIP_TOKENIZER_FILES):
+        missing.append(f"tokenizer files ({', '.join(SIGLIP_TOKENIZER_FILES)})")
+    if not _has_processor(root):
+        missing.append("an image processor file (preprocessor_config.json or processor_config.json)")
+    if missing:
+        raise ModelLayoutError(f"Hugging Face SigLIP directory {root} lacks {' and '.join(missing)} "
+                               f"(it holds: {_listing(root)}).")
+    return ModelSource("huggingface", root, root, root, root, root, family="siglip")
+
+
 def detect(path: str | Path) -> ModelSource:
     """The layout of the model directory ``path``, or ModelLayoutError saying what was expected."""
     root = Path(path).expanduser()
@@ -184,6 +214,9 @@ def detect(path: str | Path) -> ModelSource:
         folder = _sentence_transformers_clip_dir(root)
         _check_preprocessing(folder, "sentence-transformers CLIP module")
         return ModelSource("sentence-transformers", root, folder, folder, folder, folder)
+    siglip = _detect_siglip(root)
+    if siglip is not None:
+        return siglip
     problem = _clip_config_problem(root)
     if problem is None:
         _check_preprocessing(root, "Hugging Face CLIP directory")
@@ -208,6 +241,10 @@ def tower_classes(family: str) -> tuple[type, type]:
 
     if family == "clip":
         return HFClipTextTower, HFClipVisionTower
+    if family == "siglip":
+        from vectorizer_module.models.siglip import SiglipTextTower, SiglipVisionTower
+
+        return SiglipTextTower, SiglipVisionTower
     if family == "clip-multilingual":
         from vectorizer_module.models.st_text import SentenceTransformerTextTower
 

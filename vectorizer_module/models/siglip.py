@@ -1,0 +1,206 @@
+"""SigLIP towers on transformers' ``SiglipTextModel`` and ``SiglipVisionModel``.
+
+Covers SigLIP (``google/siglip-*``) and the fixed-resolution SigLIP 2 checkpoints
+(``google/siglip2-*-patch16-224`` and the like), which are the same ``SiglipModel`` architecture
+(``model_type: siglip``) with a Gemma tokenizer. Each tower loads its half of the full checkpoint. The
+outputs equal ``SiglipModel.get_text_features`` / ``get_image_features`` (``pooler_output``) on what
+``SiglipProcessor`` makes:
+
+- **Text** is tokenized with ``padding="max_length"`` to the model's length (64 for most checkpoints),
+  truncated there, and run *without* an attention mask: SigLIP was trained on fixed-length, padded
+  sequences and pools the last position, so a shorter padding would change the vector. ``collate`` pads
+  to that same length and the head runs row by row, so a text's vector does not depend on the batch it
+  is computed in (bit for bit, on the CPU). The
+  tokenizer's own rules apply (SigLIP's sentencepiece tokenizer lower-cases and drops punctuation).
+- **Images** are resized to the model's square size (no crop; bicubic, as the processor file says),
+  rescaled to [0, 1] and normalised with mean 0.5 / std 0.5: ``SiglipImageProcessorPil``'s steps and
+  dtypes (``SiglipImageRecipe``), read from the directory's processor file.
+
+Normalisation: SigLIP's features are not normalised by the model (its loss normalises them before
+the sigmoid), and the towers return them raw, as the CLIP towers do; the engine L2-normalises every
+vector unless ``VECTORIZER_NORMALIZE`` is off, as for CLIP. SigLIP's ``logit_scale`` / ``logit_bias``
+are not used: cosine ranking does not need them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import transformers
+from PIL import Image
+from transformers import (AutoConfig, AutoTokenizer, PretrainedConfig, SiglipConfig, SiglipImageProcessorPil,
+                          SiglipTextModel, SiglipVisionModel)
+
+from vectorizer_module.models.base import TextTower, VisionTower
+from vectorizer_module.models.hf_clip import quiet_transformers
+
+_EXAMPLE_TEXTS = ("a photo of a cat", "a red circle on a white background", "a diagram", "a dog")
+
+
+def siglip_tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
+    """The text or vision config of a SigLIP checkpoint (a full ``SiglipConfig`` or a tower's own)."""
+    config = AutoConfig.from_pretrained(str(weights_dir), local_files_only=True)
+    if isinstance(config, SiglipConfig):
+        return getattr(config, f"{part}_config")
+    return config
+
+
+class SiglipTextTower(TextTower):
+    """Texts → SigLIP text features. Forward takes ``input_ids`` only (no attention mask)."""
+
+    input_names = ("input_ids",)
+
+    def __init__(self, model: SiglipTextModel, tokenizer: transformers.PreTrainedTokenizerBase):
+        super().__init__()
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        positions = int(model.config.max_position_embeddings)
+        limit = getattr(tokenizer, "model_max_length", None)
+        self._max_length = min(int(limit), positions) if limit else positions
+
+    @classmethod
+    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "SiglipTextTower":
+        with quiet_transformers():
+            model = SiglipTextModel.from_pretrained(
+                str(weights_dir), config=siglip_tower_config(weights_dir, "text"), local_files_only=True,
+                dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
+        return cls(model, tokenizer)
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.head.out_features)
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token ids padded to ``max_length``; ``attention_mask`` marks the real tokens (for counting
+        tokens only: the model does not take it)."""
+        encoded = self.tokenizer(list(items), padding="max_length", truncation=True, max_length=self._max_length,
+                                 return_attention_mask=True, return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def collate(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Every row padded on the right to ``max_length`` (never to the longest in the batch)."""
+        length = max(self._max_length, *(part["input_ids"].shape[1] for part in parts))
+        ids = torch.full((len(parts), length), self.pad_token_id, dtype=parts[0]["input_ids"].dtype)
+        mask = torch.zeros((len(parts), length), dtype=parts[0]["attention_mask"].dtype)
+        for row, part in enumerate(parts):
+            width = part["input_ids"].shape[1]
+            ids[row, :width] = part["input_ids"][0]
+            mask[row, :width] = part["attention_mask"][0]
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``pooler_output``: the head on the last position. The head runs as a batch of one-row products
+        (not one matrix product over the batch, whose rounding depends on the batch size), so a text's
+        vector is the same, bit for bit, alone or in any batch."""
+        last = self.model(input_ids=input_ids).last_hidden_state[:, -1:, :]
+        head = self.model.head
+        weight = head.weight.t().unsqueeze(0).expand(last.shape[0], -1, -1)
+        return (torch.bmm(last, weight) + head.bias).squeeze(1)
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        texts = [_EXAMPLE_TEXTS[i % len(_EXAMPLE_TEXTS)] for i in range(batch_size)]
+        return self.to_model_inputs(self.preprocess(texts))
+
+    def layer_prefixes(self) -> list[str]:
+        return [f"model.encoder.layers.{i}" for i in range(len(self.model.encoder.layers))]
+
+    def embedding_prefixes(self) -> list[str]:
+        return ["model.embeddings"]
+
+
+@dataclass(frozen=True)
+class SiglipImageRecipe:
+    """SigLIP's image preprocessing as data, run with PIL and numpy directly: the same steps and dtypes as
+    ``SiglipImageProcessorPil`` (resize to height × width, rescale, normalise; no crop), so the same
+    pixels, without its per-image overhead."""
+
+    height: int
+    width: int
+    resample: int
+    scale: float
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, processor: SiglipImageProcessorPil) -> "SiglipImageRecipe | None":
+        """The recipe of ``processor``, or None if it does something this fast path does not."""
+        size = processor.size
+        plain = (processor.do_resize and processor.do_rescale and processor.do_normalize
+                 and not getattr(processor, "do_center_crop", False) and not getattr(processor, "do_pad", False)
+                 and size.height and size.width and not size.shortest_edge)
+        if not plain:
+            return None
+        return cls(int(size.height), int(size.width), int(processor.resample), float(processor.rescale_factor),
+                   np.asarray(processor.image_mean, dtype=np.float32),
+                   np.asarray(processor.image_std, dtype=np.float32))
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """One RGB image → float32 (3, height, width)."""
+        if image.size != (self.width, self.height):
+            image = image.resize((self.width, self.height), resample=self.resample)
+        pixels = (np.asarray(image).astype(np.float64) * self.scale).astype(np.float32)
+        return ((pixels - self.mean) / self.std).transpose(2, 0, 1)
+
+
+class SiglipVisionTower(VisionTower):
+    """RGB images → SigLIP image features (the attention-pooling head's output)."""
+
+    def __init__(self, model: SiglipVisionModel, processor: SiglipImageProcessorPil):
+        super().__init__()
+        if not model.config.vision_use_head:
+            raise ValueError("this SigLIP vision model has no pooling head (vision_use_head is false), "
+                             "so it gives no image embedding")
+        self.model = model.eval()
+        self.processor = processor
+        self.recipe = SiglipImageRecipe.of(processor)
+
+    @classmethod
+    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "SiglipVisionTower":
+        with quiet_transformers():
+            model = SiglipVisionModel.from_pretrained(
+                str(weights_dir), config=siglip_tower_config(weights_dir, "vision"), local_files_only=True,
+                dtype=torch.float32)
+            processor = SiglipImageProcessorPil.from_pretrained(str(processor_dir or weights_dir),
+                                                                local_files_only=True)
+        return cls(model, processor)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.image_size)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def preprocess(self, items: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        if self.recipe is not None:
+            return {"pixel_values": torch.from_numpy(np.stack([self.recipe(image) for image in items]))}
+        return {"pixel_values": self.processor(images=list(items), return_tensors="pt")["pixel_values"]}
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).pooler_output
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        size = self.image_size
+        generator = torch.Generator().manual_seed(0)
+        pixels = torch.randn(batch_size, 3, size, size, generator=generator)
+        return self.to_model_inputs({"pixel_values": pixels})
+
+    def layer_prefixes(self) -> list[str]:
+        return [f"model.encoder.layers.{i}" for i in range(len(self.model.encoder.layers))]
+
+    def embedding_prefixes(self) -> list[str]:
+        return ["model.embeddings"]
