@@ -78,10 +78,10 @@ def test_a_text_only_sentence_transformers_model_is_refused(tmp_path):
         detect(tmp_path)
 
 
-def test_reference_pair_with_a_non_clip_text_model_says_so(layouts, tmp_path):
-    target = tmp_path / "multilingual"
+def test_reference_pair_with_a_text_model_that_is_neither_clip_nor_a_text_encoder_says_so(layouts, tmp_path):
+    target = tmp_path / "broken-text"
     shutil.copytree(layouts["reference-image-st"], target)
     text = target / "models" / "text" / "0_CLIPModel" / "config.json"
-    text.write_text(json.dumps({"model_type": "distilbert"}))
-    with pytest.raises(ModelLayoutError, match="not a CLIP text model.*multilingual"):
+    text.write_text(json.dumps({"model_type": "distilbert"}))   # listed as its only module: no pooling
+    with pytest.raises(ModelLayoutError, match="neither a CLIP model nor a sentence-transformers text model"):
         detect(target)

@@ -147,3 +147,15 @@ def test_vectorize_round_trip(engine, reference):
     assert_parity(vectors["imageVectors"], unit(reference_images(reference, images)))
     meta = client.get("/meta").get_json()
     assert (meta["model"]["family"], meta["model"]["dimension"], meta["model"]["normalized"]) == ("siglip", 32, True)
+
+
+def test_the_onnx_backend_runs_siglip_with_the_same_vectors(siglip_model, towers, tmp_path):
+    from vectorizer_module.models.onnx_towers import to_onnx
+
+    source = detect(siglip_model)
+    pictures = [media.photo(w, h, seed=i) for i, (w, h) in enumerate(SIZES)]
+    expected_texts, expected_images = towers.query.embed(TEXTS).numpy(), towers.items.embed(pictures).numpy()
+    onnx = to_onnx(load_towers(source), {"text": source.text_weights, "image": source.vision_weights}, tmp_path, 1)
+    assert onnx.query.input_names == ("input_ids",)
+    assert_parity(onnx.query.embed(TEXTS).numpy(), expected_texts, min_cosine=0.9999, max_abs=1e-4)
+    assert_parity(onnx.items.embed(pictures).numpy(), expected_images, min_cosine=0.9999, max_abs=1e-4)

@@ -27,8 +27,8 @@ def _dynamic_shapes(tower: Tower) -> dict[str, dict[int, Any]]:
     batch = torch.export.Dim("batch", min=1, max=4096)
     if tower.modality == "text":
         sequence = torch.export.Dim("sequence", min=2, max=tower.max_length)
-        return {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
-    return {"pixel_values": {0: batch}}
+        return {name: {0: batch, 1: sequence} for name in tower.input_names}
+    return {name: {0: batch} for name in tower.input_names}
 
 
 def export_tower(tower: Tower, path: Path) -> Path:
@@ -91,6 +91,7 @@ class OnnxTextTower(_OnnxMixin, TextTower):
     def __init__(self, torch_tower: TextTower, session: Any) -> None:
         super().__init__()
         self._setup(torch_tower, session)
+        self.input_names = torch_tower.input_names  # SigLIP's text tower takes input_ids only
 
     @property
     def max_length(self) -> int:
