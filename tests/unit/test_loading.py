@@ -85,3 +85,10 @@ def test_reference_pair_with_a_text_model_that_is_neither_clip_nor_a_text_encode
     text.write_text(json.dumps({"model_type": "distilbert"}))   # listed as its only module: no pooling
     with pytest.raises(ModelLayoutError, match="neither a CLIP model nor a sentence-transformers text model"):
         detect(target)
+
+
+def test_an_openclip_only_checkpoint_is_refused_with_advice(tmp_path):
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": {"embed_dim": 512}}))
+    (tmp_path / "open_clip_pytorch_model.bin").write_bytes(b"\0" * 16)
+    with pytest.raises(ModelLayoutError, match="OpenCLIP checkpoint.*config.json, model.safetensors"):
+        detect(tmp_path)

@@ -218,6 +218,12 @@ def detect(path: str | Path) -> ModelSource:
     if siglip is not None:
         return siglip
     problem = _clip_config_problem(root)
+    if problem is not None and (root / "open_clip_config.json").is_file():
+        raise ModelLayoutError(
+            f"{root} is an OpenCLIP checkpoint (open_clip_config.json) without the Hugging Face files; OpenCLIP "
+            "checkpoints are not supported (see the README). Many hub repositories of OpenCLIP models "
+            "(laion/CLIP-*) also hold config.json, model.safetensors, tokenizer and preprocessor files: "
+            "download those and serve the directory as a Hugging Face CLIP.")
     if problem is None:
         _check_preprocessing(root, "Hugging Face CLIP directory")
         return ModelSource("huggingface", root, root, root, root, root)
