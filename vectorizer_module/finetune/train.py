@@ -316,7 +316,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
                         "groups": {g: {"before": before[s.name][g], "after": after[s.name][g]} for g in s.groups}}
                for s in eval_sets}
     report = {
-        "config": asdict(config),
+        # the settings that shape the weights; not whether a progress bar was drawn
+        "config": {k: v for k, v in asdict(config).items() if k != "progress"},
         "training": {"steps": trainer.step, "steps_per_epoch": trainer.steps_per_epoch,
                      "images": len(data.pairs.images), "pairs": len(data.pairs.pairs),
                      "first_loss": trainer.losses[0] if trainer.losses else None,
