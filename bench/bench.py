@@ -56,6 +56,22 @@ def jpeg_pool(seed: int, count: int = 24) -> list[str]:
     return pool
 
 
+def build_model(target: Path) -> Path:
+    """The random-weight ViT-B/32 architecture, with a tokenizer that makes each caption word one token.
+
+    CLIP's real BPE has every word of ``WORDS`` as a single token, so a caption costs its word count plus
+    two; the random model's byte-level tokenizer would make each caption 30 to 50 tokens, three to five
+    times the text tower's real work."""
+    from vectorizer_module.finetune.vocab import word_level_tokenizer
+    from vectorizer_module.models.random_clip import save_random_model
+
+    save_random_model(target, "vit-b-32")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"):
+        (target / name).unlink(missing_ok=True)
+    word_level_tokenizer([" ".join(WORDS)], vocab_size=49408).save_pretrained(str(target))
+    return target
+
+
 def caption(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9)))
 
@@ -176,15 +192,18 @@ def bench_mode(model: str, mode: str, args: argparse.Namespace) -> dict:
         server.wait_ready(600)
         run_load(server.url, "objects", min(args.clients, 4), 3, 1)  # warm-up
         result: dict = {"mode": mode}
-        stop, probes = threading.Event(), {}
-        prober = threading.Thread(target=probe, args=(server.url, stop, probes))
-        prober.start()
-        result["objects"] = run_load(server.url, "objects", args.clients, args.seconds, args.processes)
-        stop.set()
-        prober.join()
-        result["probes_under_object_load"] = probes
-        gpu_peak = gpu_memory_mb(server.process.pid) if args.cuda else None
-        result["texts"] = run_load(server.url, "texts", args.clients, args.seconds, args.processes)
+        gpu_peak = None
+        if "objects" in args.loads:
+            stop, probes = threading.Event(), {}
+            prober = threading.Thread(target=probe, args=(server.url, stop, probes))
+            prober.start()
+            result["objects"] = run_load(server.url, "objects", args.clients, args.seconds, args.processes)
+            stop.set()
+            prober.join()
+            result["probes_under_object_load"] = probes
+            gpu_peak = gpu_memory_mb(server.process.pid) if args.cuda else None
+        if "texts" in args.loads:
+            result["texts"] = run_load(server.url, "texts", args.clients, args.seconds, args.processes)
         result["batch_sizes"] = batch_sizes(server.url)
         result["peak_rss_mb"] = peak_rss_mb(server.process.pid)
         if args.cuda:
@@ -203,16 +222,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--processes", type=int, default=1, help="client processes (use several on a GPU host)")
     parser.add_argument("--modes", default="dynamic,per-request")
+    parser.add_argument("--loads", default="objects,texts", help="which loads to run (objects, texts or both)")
     parser.add_argument("--cuda", action="store_true", help="serve on the GPU (ENABLE_CUDA=true)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra flag for clip-vectorizer, e.g. --server-arg=--jpeg-draft (repeatable)")
     parser.add_argument("--out", help="write the results as JSON here too")
     args = parser.parse_args()
 
-    model = args.model
-    if model is None:
-        from vectorizer_module.models.random_clip import save_random_model
-        model = str(save_random_model(Path(tempfile.mkdtemp()) / "vit-b-32", "vit-b-32"))
+    model = args.model or str(build_model(Path(tempfile.mkdtemp()) / "vit-b-32"))
     results = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "clients": args.clients,
@@ -221,7 +238,7 @@ def main() -> int:
     by_mode = {r["mode"]: r for r in results["modes"]}
     if {"dynamic", "per-request"} <= set(by_mode):
         ratio = {}
-        for load in ("objects", "texts"):
+        for load in [load for load in ("objects", "texts") if load in args.loads]:
             base = by_mode["per-request"][load]["requests_per_s"]
             ratio[load] = round(by_mode["dynamic"][load]["requests_per_s"] / base, 2) if base else None
         results["dynamic_over_per_request"] = ratio

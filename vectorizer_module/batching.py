@@ -2,7 +2,8 @@
 
 A request thread preprocesses its own items (tokenise, or decode + resize + normalise) and submits
 them; each item carries a future. A lane's thread takes what is waiting (up to ``max_batch``, waiting
-at most ``max_wait`` for more once it has one), drops items whose deadline passed or whose client
+at most ``max_wait`` for more once it has one, but only while requests come together: when the lane's
+last batch, less than a second ago, held several items; a request that arrives alone never waits), drops items whose deadline passed or whose client
 left, collates the rest (texts padded to the longest in the batch, not to 77), runs the tower, and
 answers each future with its own row. If a batch fails, its items are retried one by one, so one
 input that breaks the model fails only its own request.
@@ -54,6 +55,7 @@ class Lane:
         self._waiting: collections.deque[_Work] = collections.deque()
         self._condition = threading.Condition()
         self._stopped = False
+        self._last_batch = (0, 0.0)  # size and time of the last batch taken
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{tower.modality}", daemon=True)
         self._thread.start()
 
@@ -86,15 +88,26 @@ class Lane:
                 self._condition.wait()
             return not self._stopped
 
+    def _busy(self, now: float) -> bool:
+        """Whether requests are coming together, so that waiting a little fills the batch. Under a
+        closed-loop load (Weaviate's import workers), the clients answered by the last batch come back
+        a few milliseconds after the next batch would otherwise start: without the wait, the clients
+        split into two half-size cohorts that alternate."""
+        size, at = self._last_batch
+        return size >= 2 and now - at < 1.0
+
     def _take(self) -> list[_Work]:
-        """What is waiting, up to ``max_batch``; waits up to ``max_wait`` for more to arrive."""
+        """What is waiting, up to ``max_batch``; while busy, waits up to ``max_wait`` for more to arrive."""
         with self._condition:
-            flush_at = time.monotonic() + self.max_wait
+            now = time.monotonic()
+            flush_at = now + (self.max_wait if self._busy(now) else 0.0)
             while len(self._waiting) < self.max_batch:
                 remaining = flush_at - time.monotonic()
                 if remaining <= 0 or not self._condition.wait(remaining):
                     break
-            return [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
+            taken = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
+            self._last_batch = (len(taken), time.monotonic())
+            return taken
 
     def _admit(self, batch: list[_Work]) -> list[_Work]:
         """The items still worth computing; the others' futures are answered with why they were dropped."""

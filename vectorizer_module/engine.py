@@ -89,7 +89,7 @@ class Engine:
             from vectorizer_module.batching import DynamicBatcher
 
             self.batcher = DynamicBatcher(towers, max_batch=self.settings.batch_size,
-                                          max_wait=self.settings.max_wait_ms / 1000,
+                                          max_wait=self.settings.batch_wait_ms / 1000,
                                           max_queue=self.settings.max_queue, metrics=self.metrics)
         self.load_seconds = time.perf_counter() - started
         self.meta_body = protocol.dumps(self._meta())
@@ -138,7 +138,7 @@ class Engine:
             "backend": self.settings.backend,
             "dtype": self.settings.compute_dtype,
             "batching": {"mode": self.settings.batching, "max_batch_size": self.settings.batch_size,
-                         "max_wait_ms": self.settings.max_wait_ms},
+                         "max_wait_ms": self.settings.batch_wait_ms},
             "load_seconds": round(self.load_seconds or 0.0, 3),
             "versions": {
                 "clip-vectorizer": __version__, "torch": torch.__version__,

@@ -126,3 +126,33 @@ def test_an_input_that_breaks_the_model_fails_only_its_request(tiny_model):
         thread.join(30)
     assert isinstance(outcomes["POISON"], ModelFailure)
     assert all(isinstance(outcomes[t], np.ndarray) for t in ("good one", "good two", "good 3"))
+
+
+def test_a_lone_request_never_waits_but_requests_arriving_together_are_gathered(towers):
+    lock = threading.Lock()
+    sizes: list[int] = []
+    forward = towers.query.forward
+    lane = Lane(towers.query, lock, max_batch=8, max_wait=0.6, max_queue=16, metrics=Metrics())
+    towers.query.forward = lambda *x: sizes.append(x[0].shape[0]) or forward(*x)
+    item = towers.query.preprocess
+
+    def submit(*texts: str):
+        return lane.submit([item([t]) for t in texts], time.monotonic() + 30)
+
+    try:
+        started = time.monotonic()
+        submit("alone")[0].result(10)
+        assert time.monotonic() - started < 0.3, "a request arriving alone waited for company"
+        [f.result(10) for f in submit("two", "together")]   # the lane is busy now
+        first = submit("a")                   # arrives first ...
+        time.sleep(0.1)
+        second = submit("b")                  # ... and this one, 100 ms later, joins its batch
+        [f.result(10) for f in first + second]
+        assert sizes == [1, 2, 2]
+        time.sleep(1.1)                       # idle again: a lone request goes at once
+        started = time.monotonic()
+        submit("alone again")[0].result(10)
+        assert time.monotonic() - started < 0.3 and sizes[-1] == 1
+    finally:
+        del towers.query.forward
+        lane.stop()

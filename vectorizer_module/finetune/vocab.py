@@ -58,8 +58,10 @@ def learn_merges(words: Counter[str]) -> list[tuple[str, str]]:
             segmented[word] = (merged, count)
 
 
-def word_level_tokenizer(texts: Iterable[str], max_length: int = 77) -> CLIPTokenizer:
-    """A CLIP tokenizer whose merges make each word of ``texts`` a single token."""
+def word_level_tokenizer(texts: Iterable[str], max_length: int = 77, vocab_size: int | None = None) -> CLIPTokenizer:
+    """A CLIP tokenizer whose merges make each word of ``texts`` a single token. With ``vocab_size``, unused
+    entries pad the vocabulary so that the special tokens get the last two ids, as in CLIP (49,406 and
+    49,407 for ``vocab_size=49408``)."""
     merges = learn_merges(corpus_words(texts))
     symbols = list(_bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols]
@@ -68,6 +70,10 @@ def word_level_tokenizer(texts: Iterable[str], max_length: int = 77) -> CLIPToke
         if left + right not in known:
             tokens.append(left + right)
             known.add(left + right)
+    if vocab_size is not None:
+        if vocab_size < len(tokens) + 2:
+            raise ValueError(f"vocab_size {vocab_size} is below the {len(tokens) + 2} tokens needed")
+        tokens += [f"<|unused{i}|>" for i in range(vocab_size - len(tokens) - 2)]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(pair) for pair in merges],
                          model_max_length=max_length)
