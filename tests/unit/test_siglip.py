@@ -159,3 +159,14 @@ def test_the_onnx_backend_runs_siglip_with_the_same_vectors(siglip_model, towers
     assert onnx.query.input_names == ("input_ids",)
     assert_parity(onnx.query.embed(TEXTS).numpy(), expected_texts, min_cosine=0.9999, max_abs=1e-4)
     assert_parity(onnx.items.embed(pictures).numpy(), expected_images, min_cosine=0.9999, max_abs=1e-4)
+
+
+def test_make_random_model_writes_a_siglip_the_service_detects(tmp_path, capsys):
+    from vectorizer_module.cli import main
+
+    assert main(["make-random-model", str(tmp_path / "sig"), "--family", "siglip", "--seed", "3"]) == 0
+    assert "SigLIP" in capsys.readouterr().out
+    source = detect(tmp_path / "sig")
+    assert source.family == "siglip"
+    towers = load_towers(source)
+    assert towers.query.embed(["a cat"]).shape == (1, towers.info.dimension)
