@@ -13,6 +13,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -119,25 +120,42 @@ class Tower(torch.nn.Module):
 
 
 class TextTower(Tower):
-    """The query tower: texts → embeddings. Texts longer than ``max_length`` tokens are truncated."""
+    """The query tower: texts → embeddings. Texts longer than ``max_length`` tokens are truncated.
+
+    The defaults below serve towers that keep their transformers tokenizer in ``self.tokenizer`` and
+    their token limit in ``self._max_length``."""
 
     modality = "text"
     input_names = ("input_ids", "attention_mask")
+    example_texts: ClassVar[tuple[str, ...]] = ("a photo of a cat", "a red circle on a white background",
+                                                "a diagram", "a dog")
+    tokenizer: Any
+    _max_length: int
 
     @property
     def max_length(self) -> int:
-        raise NotImplementedError
+        return self._max_length
 
     @property
     def pad_token_id(self) -> int:
-        raise NotImplementedError
+        return int(self.tokenizer.pad_token_id)
 
     def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        encoded = self.tokenizer(list(items), padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        texts = [self.example_texts[i % len(self.example_texts)] for i in range(batch_size)]
+        return self.to_model_inputs(self.preprocess(texts))
+
+    def batch_length(self, parts: Sequence[dict[str, torch.Tensor]]) -> int:
+        """The padded length of a batch: the longest item (not the context size)."""
+        return max(part["input_ids"].shape[1] for part in parts)
 
     def collate(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Pad each item's tokens on the right to the longest in the batch (not to the context size)."""
-        longest = max(part["input_ids"].shape[1] for part in parts)
+        """Pad each item's tokens on the right to ``batch_length``."""
+        longest = self.batch_length(parts)
         ids = torch.full((len(parts), longest), self.pad_token_id, dtype=parts[0]["input_ids"].dtype)
         mask = torch.zeros((len(parts), longest), dtype=parts[0]["attention_mask"].dtype)
         for row, part in enumerate(parts):
@@ -148,17 +166,29 @@ class TextTower(Tower):
 
 
 class VisionTower(Tower):
-    """The items tower: RGB images → embeddings."""
+    """The items tower: RGB images → embeddings.
+
+    The default ``preprocess`` runs ``self.recipe`` (a fast per-image path, None where it does not
+    apply) or else the transformers image processor in ``self.processor``."""
 
     modality = "image"
     input_names = ("pixel_values",)
+    recipe: Any = None
+    processor: Any
 
     @property
     def image_size(self) -> int:
         raise NotImplementedError
 
     def preprocess(self, items: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        if self.recipe is not None:
+            return {"pixel_values": torch.from_numpy(np.stack([self.recipe(image) for image in items]))}
+        return {"pixel_values": self.processor(images=list(items), return_tensors="pt")["pixel_values"]}
+
+    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
+        size = self.image_size
+        pixels = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+        return self.to_model_inputs({"pixel_values": pixels})
 
 
 @dataclass(frozen=True)

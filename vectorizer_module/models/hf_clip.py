@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -20,8 +20,6 @@ from transformers import (AutoConfig, AutoTokenizer, CLIPConfig, CLIPImageProces
                           CLIPTextModelWithProjection, CLIPVisionModelWithProjection, PretrainedConfig)
 
 from vectorizer_module.models.base import TextTower, VisionTower
-
-_EXAMPLE_TEXTS = ("a photo of a cat", "a red circle on a white background", "a diagram", "a dog")
 
 
 def tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
@@ -66,34 +64,24 @@ class HFClipTextTower(TextTower):
         return cls(model, tokenizer)
 
     @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def pad_token_id(self) -> int:
-        return int(self.tokenizer.pad_token_id)
-
-    @property
     def embedding_dim(self) -> int:
         return int(self.model.config.projection_dim)
 
-    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(list(items), padding=True, truncation=True, max_length=self._max_length,
-                                 return_tensors="pt")
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).text_embeds
-
-    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
-        texts = [_EXAMPLE_TEXTS[i % len(_EXAMPLE_TEXTS)] for i in range(batch_size)]
-        return self.to_model_inputs(self.preprocess(texts))
 
     def layer_prefixes(self) -> list[str]:
         return [f"model.text_model.encoder.layers.{i}" for i in range(len(self.model.text_model.encoder.layers))]
 
     def embedding_prefixes(self) -> list[str]:
         return ["model.text_model.embeddings"]
+
+
+def rescale_and_normalize(pixels: np.ndarray, scale: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """uint8 HWC pixels → float32 CHW, as transformers' PIL image processors do it (the rescale in
+    float64, then float32)."""
+    scaled = (pixels.astype(np.float64) * scale).astype(np.float32)
+    return ((scaled - mean) / std).transpose(2, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -133,8 +121,7 @@ class ClipImageRecipe:
             image = image.resize(size, resample=self.resample)
         top, left = (size[1] - self.crop_height) // 2, (size[0] - self.crop_width) // 2
         pixels = np.asarray(image)[top:top + self.crop_height, left:left + self.crop_width]
-        pixels = (pixels.astype(np.float64) * self.scale).astype(np.float32)
-        return ((pixels - self.mean) / self.std).transpose(2, 0, 1)
+        return rescale_and_normalize(pixels, self.scale, self.mean, self.std)
 
 
 class HFClipVisionTower(VisionTower):
@@ -162,19 +149,8 @@ class HFClipVisionTower(VisionTower):
     def embedding_dim(self) -> int:
         return int(self.model.config.projection_dim)
 
-    def preprocess(self, items: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        if self.recipe is not None:
-            return {"pixel_values": torch.from_numpy(np.stack([self.recipe(image) for image in items]))}
-        return {"pixel_values": self.processor(images=list(items), return_tensors="pt")["pixel_values"]}
-
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).image_embeds
-
-    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
-        size = self.image_size
-        generator = torch.Generator().manual_seed(0)
-        pixels = torch.randn(batch_size, 3, size, size, generator=generator)
-        return self.to_model_inputs({"pixel_values": pixels})
 
     def layer_prefixes(self) -> list[str]:
         count = len(self.model.vision_model.encoder.layers)

@@ -65,7 +65,8 @@ class ModelSource:
     builtin_demo: bool = False  # the demonstration model shipped in the package (see builtin_demo_source)
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file of a model directory; ModelLayoutError naming it when it cannot be read."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -86,7 +87,7 @@ def _clip_config_problem(path: Path) -> str | None:
     config_path = path / "config.json"
     if not config_path.is_file():
         return f"{path} has no config.json"
-    config = _read_json(config_path)
+    config = read_json(config_path)
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type != "clip":
         return f"{config_path} describes a model of type {model_type!r}, not 'clip'"
@@ -115,7 +116,7 @@ def _check_preprocessing(path: Path, what: str) -> None:
 
 def _sentence_transformers_clip_dir(root: Path) -> Path:
     """The folder of the CLIP module listed in ``root/modules.json``."""
-    modules = _read_json(root / "modules.json")
+    modules = read_json(root / "modules.json")
     if not isinstance(modules, list):
         raise ModelLayoutError(f"{root / 'modules.json'} is not a list of modules")
     tried = []
@@ -177,7 +178,7 @@ def _detect_reference(models: Path) -> ModelSource:
 def _detect_siglip(root: Path) -> ModelSource | None:
     """The source of a Hugging Face SigLIP directory, or None if ``root`` does not hold one."""
     config_path = root / "config.json"
-    config = _read_json(config_path) if config_path.is_file() else None
+    config = read_json(config_path) if config_path.is_file() else None
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type == "siglip2":
         raise ModelLayoutError(

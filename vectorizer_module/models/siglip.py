@@ -36,9 +36,7 @@ from transformers import (AutoConfig, AutoTokenizer, PretrainedConfig, SiglipCon
                           SiglipTextModel, SiglipVisionModel)
 
 from vectorizer_module.models.base import TextTower, VisionTower
-from vectorizer_module.models.hf_clip import quiet_transformers
-
-_EXAMPLE_TEXTS = ("a photo of a cat", "a red circle on a white background", "a diagram", "a dog")
+from vectorizer_module.models.hf_clip import quiet_transformers, rescale_and_normalize
 
 
 def siglip_tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
@@ -72,14 +70,6 @@ class SiglipTextTower(TextTower):
         return cls(model, tokenizer)
 
     @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def pad_token_id(self) -> int:
-        return int(self.tokenizer.pad_token_id)
-
-    @property
     def embedding_dim(self) -> int:
         return int(self.model.head.out_features)
 
@@ -90,16 +80,9 @@ class SiglipTextTower(TextTower):
                                  return_attention_mask=True, return_tensors="pt")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
-    def collate(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Every row padded on the right to ``max_length`` (never to the longest in the batch)."""
-        length = max(self._max_length, *(part["input_ids"].shape[1] for part in parts))
-        ids = torch.full((len(parts), length), self.pad_token_id, dtype=parts[0]["input_ids"].dtype)
-        mask = torch.zeros((len(parts), length), dtype=parts[0]["attention_mask"].dtype)
-        for row, part in enumerate(parts):
-            width = part["input_ids"].shape[1]
-            ids[row, :width] = part["input_ids"][0]
-            mask[row, :width] = part["attention_mask"][0]
-        return {"input_ids": ids, "attention_mask": mask}
+    def batch_length(self, parts: Sequence[dict[str, torch.Tensor]]) -> int:
+        """Every row is padded to ``max_length`` (never just to the longest in the batch)."""
+        return max(self.max_length, super().batch_length(parts))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``pooler_output``: the head on the last position. The head runs as a batch of one-row products
@@ -109,10 +92,6 @@ class SiglipTextTower(TextTower):
         head = self.model.head
         weight = head.weight.t().unsqueeze(0).expand(last.shape[0], -1, -1)
         return (torch.bmm(last, weight) + head.bias).squeeze(1)
-
-    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
-        texts = [_EXAMPLE_TEXTS[i % len(_EXAMPLE_TEXTS)] for i in range(batch_size)]
-        return self.to_model_inputs(self.preprocess(texts))
 
     def layer_prefixes(self) -> list[str]:
         return [f"model.encoder.layers.{i}" for i in range(len(self.model.encoder.layers))]
@@ -151,8 +130,7 @@ class SiglipImageRecipe:
         """One RGB image → float32 (3, height, width)."""
         if image.size != (self.width, self.height):
             image = image.resize((self.width, self.height), resample=self.resample)
-        pixels = (np.asarray(image).astype(np.float64) * self.scale).astype(np.float32)
-        return ((pixels - self.mean) / self.std).transpose(2, 0, 1)
+        return rescale_and_normalize(np.asarray(image), self.scale, self.mean, self.std)
 
 
 class SiglipVisionTower(VisionTower):
@@ -185,19 +163,8 @@ class SiglipVisionTower(VisionTower):
     def embedding_dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def preprocess(self, items: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        if self.recipe is not None:
-            return {"pixel_values": torch.from_numpy(np.stack([self.recipe(image) for image in items]))}
-        return {"pixel_values": self.processor(images=list(items), return_tensors="pt")["pixel_values"]}
-
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).pooler_output
-
-    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
-        size = self.image_size
-        generator = torch.Generator().manual_seed(0)
-        pixels = torch.randn(batch_size, 3, size, size, generator=generator)
-        return self.to_model_inputs({"pixel_values": pixels})
 
     def layer_prefixes(self) -> list[str]:
         return [f"model.encoder.layers.{i}" for i in range(len(self.model.encoder.layers))]

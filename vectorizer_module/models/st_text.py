@@ -13,10 +13,9 @@ model lists a ``Normalize`` module.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import transformers
@@ -25,18 +24,11 @@ from transformers import AutoModel, AutoTokenizer
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.base import TextTower
 from vectorizer_module.models.hf_clip import quiet_transformers
+from vectorizer_module.models.loading import read_json
 
 POOLING_MODES = ("mean", "cls", "max")
 ACTIVATIONS = {"Identity": torch.nn.Identity, "Tanh": torch.nn.Tanh, "ReLU": torch.nn.ReLU,
                "GELU": torch.nn.GELU, "Sigmoid": torch.nn.Sigmoid}
-_EXAMPLE_TEXTS = ("a photo of a cat", "ein Foto von einem Hund", "une voiture rouge", "一只猫")
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelLayoutError(f"cannot read {path}: {exc}") from None
 
 
 def _kind(module: dict) -> str:
@@ -58,7 +50,7 @@ class STTextModules:
 def read_modules(root: Path) -> STTextModules:
     """The modules of ``root/modules.json`` if they form transformer → pooling → dense*, else
     ModelLayoutError saying what is there."""
-    modules = _read(root / "modules.json")
+    modules = read_json(root / "modules.json")
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
         raise ModelLayoutError(f"{root / 'modules.json'} is not a list of modules")
     kinds = [_kind(m) for m in modules]
@@ -69,7 +61,7 @@ def read_modules(root: Path) -> STTextModules:
     if unknown:
         raise ModelLayoutError(f"{root} has modules this service does not run: {unknown}")
     transformer = root / str(modules[0].get("path", ""))
-    pooling = _read(root / str(modules[kinds.index("Pooling")].get("path", "")) / "config.json")
+    pooling = read_json(root / str(modules[kinds.index("Pooling")].get("path", "")) / "config.json")
     mode = pooling.get("pooling_mode")
     if mode is None:  # the older keys: one boolean per mode
         chosen = [m for m in POOLING_MODES if pooling.get(f"pooling_mode_{m}_token" if m == "cls" else
@@ -80,8 +72,9 @@ def read_modules(root: Path) -> STTextModules:
     max_seq_length = None
     for folder in (transformer, root):
         config = folder / "sentence_bert_config.json"
-        if config.is_file() and _read(config).get("max_seq_length"):
-            max_seq_length = int(_read(config)["max_seq_length"])
+        length = read_json(config).get("max_seq_length") if config.is_file() else None
+        if length:
+            max_seq_length = int(length)
             break
     dense = tuple(root / str(m.get("path", "")) for m, k in zip(modules, kinds) if k == "Dense")
     return STTextModules(transformer, mode, dense, "Normalize" in kinds, max_seq_length)
@@ -96,7 +89,7 @@ def is_text_model(root: Path) -> bool:
 
 
 def _dense_layer(folder: Path) -> torch.nn.Module:
-    config = _read(folder / "config.json")
+    config = read_json(folder / "config.json")
     linear = torch.nn.Linear(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)))
     if (folder / "model.safetensors").is_file():
         from safetensors.torch import load_file
@@ -114,6 +107,8 @@ def _dense_layer(folder: Path) -> torch.nn.Module:
 
 
 class SentenceTransformerTextTower(TextTower):
+    example_texts = ("a photo of a cat", "ein Foto von einem Hund", "une voiture rouge", "一只猫")
+
     def __init__(self, encoder: transformers.PreTrainedModel, tokenizer: transformers.PreTrainedTokenizerBase,
                  pooling_mode: str, dense: Sequence[torch.nn.Module], normalize: bool, max_length: int):
         super().__init__()
@@ -139,23 +134,10 @@ class SentenceTransformerTextTower(TextTower):
                    min(limits))
 
     @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def pad_token_id(self) -> int:
-        return int(self.tokenizer.pad_token_id)
-
-    @property
     def embedding_dim(self) -> int:
         if self.dense:
             return int(self.dense[-1][0].out_features)
         return int(self.encoder.config.hidden_size)
-
-    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(list(items), padding=True, truncation=True, max_length=self._max_length,
-                                 return_tensors="pt")
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         tokens = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -171,10 +153,6 @@ class SentenceTransformerTextTower(TextTower):
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled
-
-    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
-        texts = [_EXAMPLE_TEXTS[i % len(_EXAMPLE_TEXTS)] for i in range(batch_size)]
-        return self.to_model_inputs(self.preprocess(texts))
 
     def _layer_list(self) -> tuple[str, torch.nn.ModuleList]:
         count = int(getattr(self.encoder.config, "num_hidden_layers", getattr(self.encoder.config, "n_layers", 0)))
