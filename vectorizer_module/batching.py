@@ -1,10 +1,10 @@
 """Dynamic batching across requests: one lane per tower, one model thread per lane, one forward at a time.
 
 A request thread preprocesses its own items (tokenise, or decode + resize + normalise) and submits
-them; each item carries a future. A lane's thread takes what is waiting (up to ``max_batch``, waiting
-at most ``max_wait`` for more once it has one, but only while requests come together: when the lane's
-last batch, less than a second ago, held several items; a request that arrives alone never waits), drops items whose deadline passed or whose client
-left, collates the rest (texts padded to the longest in the batch, not to 77), runs the tower, and
+them; each item carries a future. A lane's thread takes what is waiting (up to ``max_batch``; while
+requests come together, it waits at most ``max_wait`` until as many items are here as the largest batch
+of the last second held; a request that arrives alone never waits), drops items whose deadline passed
+or whose client left, collates the rest (texts padded to the longest in the batch, not to 77), runs the tower, and
 answers each future with its own row. If a batch fails, its items are retried one by one, so one
 input that breaks the model fails only its own request.
 
@@ -31,6 +31,7 @@ from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.base import Tower
 
 log = logging.getLogger(__name__)
+RECENT_SECONDS = 1.0  # how far back Lane._expected looks
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Lane:
         self._waiting: collections.deque[_Work] = collections.deque()
         self._condition = threading.Condition()
         self._stopped = False
-        self._last_batch = (0, 0.0)  # size and time of the last batch taken
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()  # (time, size) of batches taken
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{tower.modality}", daemon=True)
         self._thread.start()
 
@@ -88,25 +89,31 @@ class Lane:
                 self._condition.wait()
             return not self._stopped
 
-    def _busy(self, now: float) -> bool:
-        """Whether requests are coming together, so that waiting a little fills the batch. Under a
-        closed-loop load (Weaviate's import workers), the clients answered by the last batch come back
-        a few milliseconds after the next batch would otherwise start: without the wait, the clients
-        split into two half-size cohorts that alternate."""
-        size, at = self._last_batch
-        return size >= 2 and now - at < 1.0
+    def _expected(self, now: float) -> int:
+        """How many items to wait for: the largest batch taken in the last second. Under a closed-loop
+        load (Weaviate's import workers) the clients answered by one batch come back together a few
+        milliseconds after the next batch would otherwise start; without waiting for them, they split
+        into two half-size cohorts that alternate. Once that many are here, waiting longer only idles
+        the model. The largest of the last second, not the last batch's size, so that one batch that
+        happened to be small does not lock the lane into small batches. 1 (no wait) when requests
+        come alone."""
+        while self._recent and now - self._recent[0][0] > RECENT_SECONDS:
+            self._recent.popleft()
+        return max((size for _, size in self._recent), default=1)
 
     def _take(self) -> list[_Work]:
-        """What is waiting, up to ``max_batch``; while busy, waits up to ``max_wait`` for more to arrive."""
+        """What is waiting, up to ``max_batch``; waits up to ``max_wait`` until as many items are here
+        as recent batches held."""
         with self._condition:
             now = time.monotonic()
-            flush_at = now + (self.max_wait if self._busy(now) else 0.0)
-            while len(self._waiting) < self.max_batch:
+            expected = min(self.max_batch, self._expected(now))
+            flush_at = now + (self.max_wait if expected > 1 else 0.0)
+            while len(self._waiting) < expected:
                 remaining = flush_at - time.monotonic()
                 if remaining <= 0 or not self._condition.wait(remaining):
                     break
             taken = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
-            self._last_batch = (len(taken), time.monotonic())
+            self._recent.append((time.monotonic(), len(taken)))
             return taken
 
     def _admit(self, batch: list[_Work]) -> list[_Work]:

@@ -119,8 +119,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_batch_size", "VECTORIZER_MAX_BATCH_SIZE", "--max-batch-size", _non_negative_int, 0,
            "Most items in one forward pass (0: 16 on CPU, 128 on CUDA)."),
     Option("max_wait_ms", "VECTORIZER_MAX_WAIT_MS", "--max-wait-ms", _non_negative_float, 0.0,
-           "How long a batch waits for more items once it has one, while requests are arriving together "
-           "(dynamic batching; 0: 20 on CPU, 2 on CUDA). A request arriving alone never waits."),
+           "How long a batch waits, at most, for as many items as the largest batch of the last second "
+           "held (dynamic batching; 0: 20 on CPU, 2 on CUDA). A request arriving alone never waits."),
     Option("cache_size", "VECTORIZER_CACHE_SIZE", "--cache-size", _non_negative_int, 4096,
            "Vectors of recent inputs kept by content, so that repeated inputs are bit-identical and free "
            "(0 turns the cache off)."),

@@ -156,3 +156,36 @@ def test_a_lone_request_never_waits_but_requests_arriving_together_are_gathered(
     finally:
         del towers.query.forward
         lane.stop()
+
+
+def test_the_wait_ends_once_as_many_items_as_recent_batches_held_are_here(towers):
+    """Closed-loop clients answered together come back together: the lane waits for that many items,
+    no longer, and one batch that came out small does not lower what it waits for."""
+    lock = threading.Lock()
+    sizes: list[int] = []
+    forward = towers.query.forward
+    lane = Lane(towers.query, lock, max_batch=8, max_wait=0.5, max_queue=16, metrics=Metrics())
+    towers.query.forward = lambda *x: sizes.append(x[0].shape[0]) or forward(*x)
+    item = towers.query.preprocess
+
+    def submit(*texts: str):
+        return lane.submit([item([t]) for t in texts], time.monotonic() + 30)
+
+    try:
+        [f.result(10) for f in submit("one", "two", "three")]     # a batch of 3: three clients
+        started = time.monotonic()
+        late = submit("only one came back")
+        late[0].result(10)
+        assert time.monotonic() - started >= 0.45, "the lane did not wait for the other two"
+        futures = submit("a")
+        time.sleep(0.05)
+        futures += submit("b")
+        time.sleep(0.05)
+        started = time.monotonic()
+        futures += submit("c")
+        [f.result(10) for f in futures]
+        assert time.monotonic() - started < 0.3, "the lane kept waiting after the third item came"
+        assert sizes == [3, 1, 3], "a batch of 1 made the lane stop waiting for three"
+    finally:
+        del towers.query.forward
+        lane.stop()
