@@ -20,6 +20,14 @@ fi
 step "clip-vectorizer and its test dependencies"
 "$PYTHON" -m pip install --progress-bar on -e ".[test]"
 
+step "open_clip in a folder of its own (.openclip-env), for the OpenCLIP parity tests only"
+# open_clip needs torchvision, and an importable torchvision changes sentence-transformers' image pipeline,
+# so neither goes into the main environment: the tests run open_clip in a subprocess with PYTHONPATH set
+# to this folder. Exact versions, no dependencies (torch, regex, tqdm, huggingface_hub and safetensors
+# come from the main environment).
+"$PYTHON" -m pip install --progress-bar on --no-deps --upgrade --target .openclip-env \
+    "open_clip_torch==3.3.0" "torchvision==0.28.0" "ftfy==6.3.1" "wcwidth==0.9.4"
+
 step "building Weaviate ${WEAVIATE_VERSION} (first build takes a few minutes)"
 # go install puts weaviate-server in $(go env GOBIN) or $(go env GOPATH)/bin; the version is checked from
 # the binary's embedded build info (`go version -m`), so a binary of another version is rebuilt.

@@ -124,10 +124,32 @@ def _download_module():
 def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, env, expected):
     module = _download_module()
     calls = []
-    monkeypatch.setattr(module, "snapshot_download", lambda repo, local_dir: calls.append((repo, local_dir)))
+    monkeypatch.setattr(module, "snapshot_download", lambda repo, local_dir, **_: calls.append((repo, local_dir)))
     for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     module.main("/m")
     assert calls == expected
+
+
+def test_an_openclip_repository_without_tokenizer_files_gets_clips(monkeypatch, tmp_path):
+    module = _download_module()
+    calls = []
+
+    def fake_download(repo, local_dir, allow_patterns=None):
+        calls.append((repo, allow_patterns))
+        if repo == "laion/some-openclip":  # what an OpenCLIP-only repository holds
+            (tmp_path / "open_clip_config.json").write_text("{}")
+            (tmp_path / "open_clip_model.safetensors").write_bytes(b"")
+
+    monkeypatch.setattr(module, "snapshot_download", fake_download)
+    monkeypatch.delenv("CLIP_MODEL_NAME", raising=False)
+    monkeypatch.setenv("MODEL_ID", "laion/some-openclip")
+    module.main(str(tmp_path))
+    assert calls == [("laion/some-openclip", None), ("openai/clip-vit-base-patch32", ["vocab.json", "merges.txt"])]
+    (tmp_path / "vocab.json").write_text("{}")
+    (tmp_path / "merges.txt").write_text("")
+    calls.clear()
+    module.main(str(tmp_path))
+    assert calls == [("laion/some-openclip", None)]  # tokenizer files present: nothing more

@@ -87,8 +87,8 @@ def test_reference_pair_with_a_text_model_that_is_neither_clip_nor_a_text_encode
         detect(target)
 
 
-def test_an_openclip_only_checkpoint_is_refused_with_advice(tmp_path):
+def test_an_openclip_config_without_its_towers_is_refused(tmp_path):
     (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": {"embed_dim": 512}}))
     (tmp_path / "open_clip_pytorch_model.bin").write_bytes(b"\0" * 16)
-    with pytest.raises(ModelLayoutError, match="OpenCLIP checkpoint.*config.json, model.safetensors"):
+    with pytest.raises(ModelLayoutError, match="open_clip_config.json has no model_cfg with embed_dim, vision_cfg"):
         detect(tmp_path)

@@ -8,6 +8,9 @@ Layouts read (chosen by looking at the files, never by name):
   ``processor_config.json``. A SigLIP directory (``config.json`` with ``model_type: siglip``: SigLIP and
   the fixed-resolution SigLIP 2 checkpoints, tokenizer ``spiece.model``, ``tokenizer.json`` or
   ``tokenizer.model``) is read in the same layout, as family ``siglip``.
+- ``openclip``: an OpenCLIP directory (``open_clip_config.json``, ``open_clip_model.safetensors`` or
+  ``open_clip_pytorch_model.bin``, and CLIP's tokenizer files or OpenCLIP's BPE file) of the standard ViT
+  architecture, served through the CLIP towers (family ``openclip``, see ``openclip.py``).
 - ``sentence-transformers``: a directory with ``modules.json`` whose CLIP module is either in the root
   (sentence-transformers 6) or in a subfolder such as ``0_CLIPModel`` (``sentence-transformers/clip-ViT-B-32``).
 - ``reference-image``: the ``models/`` directory of Weaviate's ``multi2vec-clip`` inference image, either
@@ -44,6 +47,8 @@ EXPECTED = (
     "as openai/clip-vit-base-patch32 ships;\n"
     "  - a Hugging Face SigLIP directory (config.json with model_type 'siglip', weights, spiece.model or "
     "tokenizer.json, preprocessor_config.json), as google/siglip-base-patch16-224 ships;\n"
+    "  - an OpenCLIP directory (open_clip_config.json, open_clip_model.safetensors or "
+    "open_clip_pytorch_model.bin, a tokenizer), as laion/CLIP-ViT-B-32-laion2B-s34B-b79K ships;\n"
     "  - a sentence-transformers CLIP directory (modules.json with a CLIP module), "
     "as sentence-transformers/clip-ViT-B-32 ships;\n"
     "  - the models/ directory of the multi2vec-clip inference image "
@@ -200,6 +205,22 @@ def _detect_siglip(root: Path) -> ModelSource | None:
     return ModelSource("huggingface", root, root, root, root, root, family="siglip")
 
 
+def _detect_openclip(root: Path) -> ModelSource:
+    """An OpenCLIP directory (``open_clip_config.json``, weights, a tokenizer); see ``openclip.py``."""
+    from vectorizer_module.models import openclip
+
+    openclip.read_config(root)  # refuses architectures the conversion does not cover
+    missing = []
+    if openclip.weights_file(root) is None:
+        missing.append(f"weights ({' or '.join(openclip.WEIGHT_NAMES)})")
+    if not _has_tokenizer(root) and not (root / openclip.BPE_NAME).is_file():
+        missing.append(f"a tokenizer (tokenizer.json, vocab.json + merges.txt, or OpenCLIP's {openclip.BPE_NAME}; "
+                       "CLIP's tokenizer files from openai/clip-vit-base-patch32 fit every standard OpenCLIP model)")
+    if missing:
+        raise ModelLayoutError(f"OpenCLIP directory {root} lacks {' and '.join(missing)} (it holds: {_listing(root)}).")
+    return ModelSource("openclip", root, root, root, root, root, family="openclip")
+
+
 def detect(path: str | Path) -> ModelSource:
     """The layout of the model directory ``path``, or ModelLayoutError saying what was expected."""
     root = Path(path).expanduser()
@@ -220,11 +241,7 @@ def detect(path: str | Path) -> ModelSource:
         return siglip
     problem = _clip_config_problem(root)
     if problem is not None and (root / "open_clip_config.json").is_file():
-        raise ModelLayoutError(
-            f"{root} is an OpenCLIP checkpoint (open_clip_config.json) without the Hugging Face files; OpenCLIP "
-            "checkpoints are not supported (see the README). Many hub repositories of OpenCLIP models "
-            "(laion/CLIP-*) also hold config.json, model.safetensors, tokenizer and preprocessor files: "
-            "download those and serve the directory as a Hugging Face CLIP.")
+        return _detect_openclip(root)
     if problem is None:
         _check_preprocessing(root, "Hugging Face CLIP directory")
         return ModelSource("huggingface", root, root, root, root, root)
@@ -256,6 +273,10 @@ def tower_classes(family: str) -> tuple[type, type]:
         from vectorizer_module.models.st_text import SentenceTransformerTextTower
 
         return SentenceTransformerTextTower, HFClipVisionTower
+    if family == "openclip":
+        from vectorizer_module.models.openclip import OpenClipTextTower, OpenClipVisionTower
+
+        return OpenClipTextTower, OpenClipVisionTower
     raise ModelLayoutError(f"no towers for the model family {family!r}")
 
 

@@ -50,7 +50,7 @@ def cache_key(weights: Path, modality: str) -> str:
     """Changes whenever the weights file changes (size or modification time) or our version does."""
     from vectorizer_module import __version__
 
-    files = sorted(p for p in Path(weights).iterdir() if p.suffix in (".safetensors", ".bin"))
+    files = sorted(p for p in Path(weights).iterdir() if p.suffix in (".safetensors", ".bin", ".pth"))
     stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
     digest = hashlib.sha256(f"{Path(weights).resolve()}|{stamp}|{torch.__version__}|{__version__}".encode())
     return f"{modality}-{digest.hexdigest()[:16]}.onnx"

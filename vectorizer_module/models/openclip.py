@@ -1,0 +1,284 @@
+"""OpenCLIP checkpoints, served without the ``open_clip`` package.
+
+An OpenCLIP directory, as the hub ships one (``laion/*``, ``timm/*-openai``, ``apple/DFN*``), holds
+``open_clip_config.json`` (``model_cfg`` and ``preprocess_cfg``) and the weights
+(``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``). For the standard architecture
+(a ViT image tower and OpenCLIP's causal text transformer, as in ``ViT-B-32``, ``ViT-L-14``,
+``ViT-H-14``, with or without QuickGELU) the weights are renamed, and the fused attention projections
+split, into transformers' CLIP towers: the same layers, so the same vectors, through the same
+``HFClipTextTower`` / ``HFClipVisionTower`` (freezing, ONNX and batching work unchanged). Other
+OpenCLIP architectures (timm or Hugging Face towers, ResNets, layer scale, attentional pooling, CoCa)
+are refused by name.
+
+open_clip itself is not a dependency: it needs torchvision, whose presence changes the image pipeline
+of sentence-transformers (see the README). What OpenCLIP's own pipeline does is reproduced here:
+
+- **Text**: OpenCLIP's tokenizer is OpenAI's CLIP BPE. It is read from the directory: transformers
+  tokenizer files (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``), or OpenCLIP's own BPE file
+  ``bpe_simple_vocab_16e6.txt.gz`` (the file in the open_clip package). Texts are lower-cased and their
+  whitespace collapsed; OpenCLIP also runs ftfy and unescapes HTML entities, which this does not (a
+  text with ``&amp;`` gives other tokens). The vector is taken at the end-of-text token, as OpenCLIP's
+  ``argmax`` pooling does.
+- **Images**: ``preprocess_cfg`` (mean, std, interpolation, resize mode ``shortest`` or ``squash``),
+  with torchvision's steps: resize the short side (bicubic by default), crop the centre (offsets
+  rounded as torchvision rounds them), divide by 255 in float32, normalise.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import (CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionConfig,
+                          CLIPVisionModelWithProjection)
+
+from vectorizer_module.errors import ModelLayoutError
+from vectorizer_module.models.base import VisionTower
+from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower, quiet_transformers
+from vectorizer_module.models.loading import read_json
+
+CONFIG_NAME = "open_clip_config.json"
+WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
+BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+# Settings of OpenCLIP's towers that this conversion does not reproduce, with the value it needs.
+_VISION_PLAIN = {"ls_init_value": None, "attentional_pool": False, "no_ln_pre": False, "pos_embed_type": "learnable",
+                 "pool_type": "tok", "block_type": None, "qk_norm": False, "scaled_cosine_attn": False,
+                 "scale_heads": False, "scale_attn_inner": False, "scale_attn": False, "scale_fc": False,
+                 "timm_model_name": None, "act_kwargs": None, "norm_kwargs": None}
+_TEXT_PLAIN = {"ls_init_value": None, "embed_cls": False, "no_causal_mask": False, "pool_type": "argmax",
+               "proj_bias": False, "proj_type": "linear", "block_type": None, "qk_norm": False,
+               "scaled_cosine_attn": False, "scale_heads": False, "scale_attn_inner": False, "scale_attn": False,
+               "scale_fc": False, "hf_model_name": None, "hf_tokenizer_name": None, "act_kwargs": None,
+               "norm_kwargs": None}
+
+
+def weights_file(root: Path) -> Path | None:
+    return next((root / name for name in WEIGHT_NAMES if (root / name).is_file()), None)
+
+
+def read_config(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``model_cfg`` and ``preprocess_cfg`` of an OpenCLIP directory; ModelLayoutError for an
+    architecture the conversion does not cover."""
+    config = read_json(root / CONFIG_NAME)
+    model_cfg = config.get("model_cfg") if isinstance(config, dict) else None
+    if not isinstance(model_cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(model_cfg):
+        raise ModelLayoutError(f"{root / CONFIG_NAME} has no model_cfg with embed_dim, vision_cfg and text_cfg")
+    problems = []
+    if model_cfg.get("custom_text") or model_cfg.get("multimodal_cfg"):
+        problems.append("a custom text tower (custom_text / CoCa)")
+    vision, text = model_cfg["vision_cfg"], model_cfg["text_cfg"]
+    if not isinstance(vision.get("layers", 12), int):
+        problems.append("a ResNet image tower")
+    if not isinstance(vision.get("image_size", 224), int):
+        problems.append("a non-square image size")
+    for part, cfg, plain in (("vision_cfg", vision, _VISION_PLAIN), ("text_cfg", text, _TEXT_PLAIN)):
+        problems += [f"{part}.{key}={cfg[key]!r}" for key, want in plain.items()
+                     if cfg.get(key, want) not in (want, {}, "default")]
+    preprocess = config.get("preprocess_cfg") or {}
+    if preprocess.get("resize_mode", "shortest") not in ("shortest", "squash"):
+        problems.append(f"preprocess_cfg.resize_mode={preprocess['resize_mode']!r}")
+    if preprocess.get("interpolation", "bicubic") not in RESAMPLE:
+        problems.append(f"preprocess_cfg.interpolation={preprocess['interpolation']!r}")
+    if problems:
+        raise ModelLayoutError(
+            f"{root} is an OpenCLIP checkpoint of an architecture that is not supported ({', '.join(problems)}); "
+            "supported: the standard ViT image tower and causal text transformer (ViT-B-32, ViT-L-14, ...). "
+            "If the hub repository also ships Hugging Face CLIP files (config.json, model.safetensors), "
+            "serve those instead.")
+    return model_cfg, preprocess
+
+
+def _act(model_cfg: dict[str, Any]) -> str:
+    return "quick_gelu" if model_cfg.get("quick_gelu") else "gelu"
+
+
+def text_config(model_cfg: dict[str, Any]) -> CLIPTextConfig:
+    text = model_cfg["text_cfg"]
+    width = int(text.get("width", 512))
+    return CLIPTextConfig(
+        vocab_size=int(text.get("vocab_size", 49408)), hidden_size=width,
+        intermediate_size=int(width * float(text.get("mlp_ratio", 4.0))),
+        num_hidden_layers=int(text.get("layers", 12)), num_attention_heads=int(text.get("heads", 8)),
+        max_position_embeddings=int(text.get("context_length", 77)), hidden_act=_act(model_cfg),
+        layer_norm_eps=1e-5, projection_dim=int(model_cfg["embed_dim"]),
+        eos_token_id=2)  # 2: transformers' legacy rule, pool at the highest id (OpenCLIP's "argmax")
+
+
+def vision_config(model_cfg: dict[str, Any]) -> CLIPVisionConfig:
+    vision = model_cfg["vision_cfg"]
+    width = int(vision.get("width", 768))
+    return CLIPVisionConfig(
+        hidden_size=width, intermediate_size=int(width * float(vision.get("mlp_ratio", 4.0))),
+        num_hidden_layers=int(vision.get("layers", 12)),
+        num_attention_heads=width // int(vision.get("head_width", 64)),
+        image_size=int(vision.get("image_size", 224)), patch_size=int(vision.get("patch_size", 16)),
+        hidden_act=_act(model_cfg), layer_norm_eps=1e-5, projection_dim=int(model_cfg["embed_dim"]))
+
+
+def read_state_dict(root: Path) -> dict[str, torch.Tensor]:
+    path = weights_file(root)
+    if path is None:
+        raise ModelLayoutError(f"OpenCLIP directory {root} has no weights ({' or '.join(WEIGHT_NAMES)})")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def _blocks(state: dict[str, torch.Tensor], source: str, target: str, layers: int) -> dict[str, torch.Tensor]:
+    """One transformer's residual blocks in transformers' names; the fused q/k/v projection split."""
+    out = {}
+    names = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
+             "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+    for i in range(layers):
+        src, dst = f"{source}.resblocks.{i}", f"{target}.layers.{i}"
+        for old, new in names.items():
+            for kind in ("weight", "bias"):
+                out[f"{dst}.{new}.{kind}"] = state[f"{src}.{old}.{kind}"]
+        for kind in ("weight", "bias"):
+            q, k, v = state[f"{src}.attn.in_proj_{kind}"].chunk(3, dim=0)
+            out.update({f"{dst}.self_attn.q_proj.{kind}": q, f"{dst}.self_attn.k_proj.{kind}": k,
+                        f"{dst}.self_attn.v_proj.{kind}": v})
+    return out
+
+
+def text_state(state: dict[str, torch.Tensor], config: CLIPTextConfig) -> dict[str, torch.Tensor]:
+    out = _blocks(state, "transformer", "text_model.encoder", config.num_hidden_layers)
+    out.update({
+        "text_model.embeddings.token_embedding.weight": state["token_embedding.weight"],
+        "text_model.embeddings.position_embedding.weight": state["positional_embedding"],
+        "text_model.final_layer_norm.weight": state["ln_final.weight"],
+        "text_model.final_layer_norm.bias": state["ln_final.bias"],
+        "text_projection.weight": state["text_projection"].t().contiguous(),
+    })
+    return out
+
+
+def vision_state(state: dict[str, torch.Tensor], config: CLIPVisionConfig) -> dict[str, torch.Tensor]:
+    out = _blocks(state, "visual.transformer", "vision_model.encoder", config.num_hidden_layers)
+    out.update({
+        "vision_model.embeddings.class_embedding": state["visual.class_embedding"],
+        "vision_model.embeddings.patch_embedding.weight": state["visual.conv1.weight"],
+        "vision_model.embeddings.position_embedding.weight": state["visual.positional_embedding"],
+        "vision_model.pre_layrnorm.weight": state["visual.ln_pre.weight"],
+        "vision_model.pre_layrnorm.bias": state["visual.ln_pre.bias"],
+        "vision_model.post_layernorm.weight": state["visual.ln_post.weight"],
+        "vision_model.post_layernorm.bias": state["visual.ln_post.bias"],
+        "visual_projection.weight": state["visual.proj"].t().contiguous(),
+    })
+    return out
+
+
+def _load(model: torch.nn.Module, weights: dict[str, torch.Tensor], root: Path) -> torch.nn.Module:
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [key for key in missing if not key.endswith("position_ids")]
+    if missing or unexpected:
+        raise ModelLayoutError(f"the OpenCLIP weights in {root} do not fit their config "
+                               f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
+    return model.eval()
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 symbols CLIP's byte-level BPE uses for bytes, in vocabulary order: printable Latin-1
+    bytes stand for themselves, the others map to code points from 256 up."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in kept]
+    return [chr(b) for b in kept] + [chr(256 + n) for n in range(len(others))]
+
+
+def bpe_tokenizer(bpe_file: Path, context_length: int) -> CLIPTokenizer:
+    """CLIP's tokenizer from OpenCLIP's BPE merges file: the vocabulary is the byte symbols, the same
+    with the end-of-word mark, one entry per merge, then the start and end tokens (49408 in all)."""
+    lines = gzip.decompress(bpe_file.read_bytes()).decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
+    symbols = _byte_symbols()
+    words = symbols + [s + "</w>" for s in symbols] + ["".join(pair) for pair in merges]
+    words += ["<|startoftext|>", "<|endoftext|>"]
+    with quiet_transformers():
+        return CLIPTokenizer(vocab={w: i for i, w in enumerate(words)}, merges=merges,
+                             model_max_length=context_length)
+
+
+def load_tokenizer(root: Path, context_length: int) -> CLIPTokenizer:
+    if (root / "tokenizer.json").is_file() or ((root / "vocab.json").is_file() and (root / "merges.txt").is_file()):
+        with quiet_transformers():
+            return CLIPTokenizer.from_pretrained(str(root), local_files_only=True, model_max_length=context_length)
+    if (root / BPE_NAME).is_file():
+        return bpe_tokenizer(root / BPE_NAME, context_length)
+    raise ModelLayoutError(
+        f"OpenCLIP directory {root} has no tokenizer: add CLIP's tokenizer files (tokenizer.json, or "
+        f"vocab.json and merges.txt, e.g. from openai/clip-vit-base-patch32) or OpenCLIP's {BPE_NAME}")
+
+
+@dataclass(frozen=True)
+class OpenClipImageRecipe:
+    """OpenCLIP's eval transform (torchvision Resize, CenterCrop, ToTensor, Normalize) on PIL and numpy."""
+
+    size: int
+    squash: bool
+    resample: int
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, preprocess: dict[str, Any], image_size: int) -> "OpenClipImageRecipe":
+        return cls(image_size, preprocess.get("resize_mode", "shortest") == "squash",
+                   int(RESAMPLE[preprocess.get("interpolation", "bicubic")]),
+                   np.asarray(preprocess.get("mean", OPENAI_MEAN), dtype=np.float32),
+                   np.asarray(preprocess.get("std", OPENAI_STD), dtype=np.float32))
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        width, height = image.size
+        if self.squash:
+            size = (self.size, self.size)
+        else:
+            short, long = (width, height) if width <= height else (height, width)
+            new_long = int(self.size * long / short)
+            size = (self.size, new_long) if width <= height else (new_long, self.size)
+        if image.size != size:
+            image = image.resize(size, resample=self.resample)
+        top, left = int(round((size[1] - self.size) / 2.0)), int(round((size[0] - self.size) / 2.0))
+        pixels = np.asarray(image)[top:top + self.size, left:left + self.size].astype(np.float32) / np.float32(255)
+        return ((pixels - self.mean) / self.std).transpose(2, 0, 1)
+
+
+class OpenClipTextTower(HFClipTextTower):
+    @classmethod
+    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "OpenClipTextTower":
+        model_cfg, _ = read_config(weights_dir)
+        config = text_config(model_cfg)
+        with quiet_transformers():
+            model = CLIPTextModelWithProjection(config)
+        model = _load(model, text_state(read_state_dict(weights_dir), config), weights_dir)
+        return cls(model, load_tokenizer(tokenizer_dir or weights_dir, config.max_position_embeddings))
+
+
+class OpenClipVisionTower(HFClipVisionTower):
+    def __init__(self, model: CLIPVisionModelWithProjection, recipe: OpenClipImageRecipe):
+        VisionTower.__init__(self)  # no transformers image processor: the recipe is the whole pipeline
+        self.model = model.eval()
+        self.processor = None
+        self.recipe = recipe
+
+    @classmethod
+    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "OpenClipVisionTower":
+        model_cfg, preprocess = read_config(processor_dir or weights_dir)
+        config = vision_config(model_cfg)
+        with quiet_transformers():
+            model = CLIPVisionModelWithProjection(config)
+        model = _load(model, vision_state(read_state_dict(weights_dir), config), weights_dir)
+        return cls(model, OpenClipImageRecipe.of(preprocess, config.image_size))
