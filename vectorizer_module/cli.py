@@ -72,13 +72,15 @@ def _make_random_model(argv: Sequence[str]) -> int:
     parser.add_argument("--arch", choices=sorted(random_clip.ARCHITECTURES), default="tiny")
     parser.add_argument("--layout", choices=random_clip.LAYOUTS, default="huggingface")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--family", choices=("clip", "siglip"), default="clip",
-                        help="siglip: a tiny random SigLIP in the Hugging Face layout (--arch and --layout ignored)")
+    parser.add_argument("--family", choices=("clip", "siglip", "siglip2"), default="clip",
+                        help="siglip / siglip2: a tiny random SigLIP / SigLIP 2 NaFlex in the Hugging Face layout "
+                             "(--arch and --layout ignored)")
     args = parser.parse_args(argv)
-    if args.family == "siglip":
+    if args.family in ("siglip", "siglip2"):
         from vectorizer_module.models.random_siglip import save_random_model as save_random_siglip
 
-        print(f"wrote a random tiny SigLIP to {save_random_siglip(args.output, args.seed)}")
+        path = save_random_siglip(args.output, args.seed, naflex=args.family == "siglip2")
+        print(f"wrote a random tiny {'SigLIP 2 NaFlex' if args.family == 'siglip2' else 'SigLIP'} to {path}")
         return 0
     path = random_clip.save_random_model(args.output, args.arch, args.layout, args.seed)
     print(f"wrote a random {args.arch} CLIP in the {args.layout} layout to {path}")

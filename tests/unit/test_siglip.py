@@ -70,7 +70,7 @@ def test_incomplete_siglip_directories_name_what_is_missing(siglip_model, tmp_pa
     with pytest.raises(ModelLayoutError, match="SigLIP directory .* lacks tokenizer files .* and an image processor"):
         detect(target)
     (target / "config.json").write_text(json.dumps({"model_type": "siglip2"}))
-    with pytest.raises(ModelLayoutError, match="(?s)NaFlex.*not supported.*Expected one of.*SigLIP directory"):
+    with pytest.raises(ModelLayoutError, match="SigLIP 2 directory .* lacks tokenizer files .* and an image processor"):
         detect(target)
     with pytest.raises(ModelLayoutError, match="(?s)does not exist.*a Hugging Face SigLIP directory"):
         detect(tmp_path / "absent")

@@ -30,6 +30,7 @@ class Tower(torch.nn.Module):
 
     modality: ClassVar[str]
     input_names: ClassVar[tuple[str, ...]]
+    onnx_exportable: ClassVar[bool] = True  # False where an exported graph cannot follow the forward
 
     def preprocess(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Raw items → the named input tensors of ``forward`` (on the CPU)."""

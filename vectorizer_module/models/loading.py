@@ -7,7 +7,8 @@ Layouts read (chosen by looking at the files, never by name):
   files (``tokenizer.json`` or ``vocab.json`` + ``merges.txt``) and ``preprocessor_config.json`` or
   ``processor_config.json``. A SigLIP directory (``config.json`` with ``model_type: siglip``: SigLIP and
   the fixed-resolution SigLIP 2 checkpoints, tokenizer ``spiece.model``, ``tokenizer.json`` or
-  ``tokenizer.model``) is read in the same layout, as family ``siglip``.
+  ``tokenizer.model``) is read in the same layout, as family ``siglip``; a SigLIP 2 NaFlex directory
+  (``model_type: siglip2``) as family ``siglip2``.
 - ``openclip``: an OpenCLIP directory (``open_clip_config.json``, ``open_clip_model.safetensors`` or
   ``open_clip_pytorch_model.bin``, and CLIP's tokenizer files or OpenCLIP's BPE file) of the standard ViT
   architecture, served through the CLIP towers (family ``openclip``, see ``openclip.py``).
@@ -45,8 +46,9 @@ EXPECTED = (
     "  - a Hugging Face CLIP directory (config.json with model_type 'clip', model.safetensors or "
     "pytorch_model.bin, tokenizer.json or vocab.json+merges.txt, preprocessor_config.json), "
     "as openai/clip-vit-base-patch32 ships;\n"
-    "  - a Hugging Face SigLIP directory (config.json with model_type 'siglip', weights, spiece.model or "
-    "tokenizer.json, preprocessor_config.json), as google/siglip-base-patch16-224 ships;\n"
+    "  - a Hugging Face SigLIP directory (config.json with model_type 'siglip' or 'siglip2', weights, "
+    "spiece.model or tokenizer.json, preprocessor_config.json), as google/siglip-base-patch16-224 or "
+    "google/siglip2-base-patch16-naflex ships;\n"
     "  - an OpenCLIP directory (open_clip_config.json, open_clip_model.safetensors or "
     "open_clip_pytorch_model.bin, a tokenizer), as laion/CLIP-ViT-B-32-laion2B-s34B-b79K ships;\n"
     "  - a sentence-transformers CLIP directory (modules.json with a CLIP module), "
@@ -185,12 +187,7 @@ def _detect_siglip(root: Path) -> ModelSource | None:
     config_path = root / "config.json"
     config = read_json(config_path) if config_path.is_file() else None
     model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type == "siglip2":
-        raise ModelLayoutError(
-            f"{config_path} describes a SigLIP 2 NaFlex model (model_type 'siglip2', variable resolution and "
-            "aspect ratio), which is not supported; the fixed-resolution SigLIP 2 checkpoints "
-            f"(model_type 'siglip', e.g. google/siglip2-base-patch16-224) are. {EXPECTED}")
-    if model_type != "siglip":
+    if model_type not in ("siglip", "siglip2"):
         return None
     missing = []
     if not any((root / name).is_file() for name in WEIGHT_FILES):
@@ -200,9 +197,10 @@ def _detect_siglip(root: Path) -> ModelSource | None:
     if not _has_processor(root):
         missing.append("an image processor file (preprocessor_config.json or processor_config.json)")
     if missing:
-        raise ModelLayoutError(f"Hugging Face SigLIP directory {root} lacks {' and '.join(missing)} "
+        kind = "SigLIP 2" if model_type == "siglip2" else "SigLIP"
+        raise ModelLayoutError(f"Hugging Face {kind} directory {root} lacks {' and '.join(missing)} "
                                f"(it holds: {_listing(root)}).")
-    return ModelSource("huggingface", root, root, root, root, root, family="siglip")
+    return ModelSource("huggingface", root, root, root, root, root, family=model_type)
 
 
 def _detect_openclip(root: Path) -> ModelSource:
@@ -269,6 +267,10 @@ def tower_classes(family: str) -> tuple[type, type]:
         from vectorizer_module.models.siglip import SiglipTextTower, SiglipVisionTower
 
         return SiglipTextTower, SiglipVisionTower
+    if family == "siglip2":
+        from vectorizer_module.models.siglip2 import Siglip2TextTower, Siglip2VisionTower
+
+        return Siglip2TextTower, Siglip2VisionTower
     if family == "clip-multilingual":
         from vectorizer_module.models.st_text import SentenceTransformerTextTower
 

@@ -128,6 +128,10 @@ def to_onnx(towers: Towers, weights: dict[str, Path], cache_dir: Path, threads: 
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    refused = [t for t in (towers.query, towers.items) if not getattr(t, "onnx_exportable", True)]
+    if refused:
+        raise RuntimeError(f"VECTORIZER_BACKEND=onnx cannot run the {refused[0].modality} tower of the "
+                           f"{towers.info.family} family ({type(refused[0]).__name__}): use the torch backend")
     converted = []
     for tower, wrapper in ((towers.query, OnnxTextTower), (towers.items, OnnxVisionTower)):
         path = Path(cache_dir) / cache_key(weights[tower.modality], tower.modality)

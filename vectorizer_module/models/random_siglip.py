@@ -6,7 +6,8 @@ transformers' own ``SiglipTokenizer`` as ``google/siglip-base-patch16-224``'s ``
 ``<pad>``, 1 ``</s>`` = eos = pad, 2 ``<unk>``; input ids only, no attention mask; 64 tokens), and a
 ``SiglipImageProcessor`` file (square resize, mean/std 0.5). The directory holds what the hub's does:
 ``config.json``, ``model.safetensors``, ``spiece.model``, ``tokenizer_config.json`` and
-``preprocessor_config.json``.
+``preprocessor_config.json``. ``naflex=True`` writes a tiny SigLIP 2 NaFlex (``model_type: siglip2``) with a
+byte-fallback BPE tokenizer in ``Siglip2Tokenizer`` (``tokenizer.json``) instead.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipTokenizer
+from transformers import Siglip2Tokenizer, SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipTokenizer
 
 from vectorizer_module.models.hf_clip import quiet_transformers
 
@@ -72,11 +73,49 @@ def build_model(seed: int = 0) -> tuple[SiglipModel, SiglipTokenizer, SiglipImag
     return model, tokenizer, processor
 
 
-def save_random_model(target: str | Path, seed: int = 0) -> Path:
-    """Write a tiny random SigLIP to ``target`` in the hub's layout; returns the directory."""
+def gemma_style_tokenizer(vocab_size: int = 300) -> Siglip2Tokenizer:
+    """A byte-fallback BPE learnt from the built-in corpus, with the Gemma special ids SigLIP 2 uses
+    (0 ``<pad>``, 1 ``<eos>``, 2 ``<bos>``, 3 ``<unk>``, 4 ``<mask>``), in ``Siglip2Tokenizer`` (which
+    lower-cases). Padded to 64 tokens on the tokenizer's own side."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    learner = Tokenizer(models.BPE(unk_token="<unk>"))
+    learner.pre_tokenizer = pre_tokenizers.Metaspace()
+    learner.train_from_iterator([line.lower() for line in _corpus()],
+                                trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    learnt = json.loads(learner.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learnt["merges"]]
+    with quiet_transformers():
+        return Siglip2Tokenizer(vocab=learnt["vocab"], merges=merges, model_max_length=MAX_LENGTH)
+
+
+def build_siglip2_model(seed: int = 0):
+    """A random-weight tiny SigLIP 2 NaFlex ``Siglip2Model``, its tokenizer and its image processor. The
+    patching is the hub checkpoints' (patches of 16, a 16 x 16 grid of position embeddings, at most 256
+    patches per image): ``Siglip2Processor`` imposes those two numbers whatever its image processor says."""
+    from transformers import Siglip2Config, Siglip2ImageProcessorPil, Siglip2Model
+
+    tokenizer = gemma_style_tokenizer()
+    text_config = dict(TINY["text_config"], vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                       eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    vision_config = dict(TINY["vision_config"], num_patches=256, patch_size=16)
+    vision_config.pop("image_size")
+    config = Siglip2Config(text_config=text_config, vision_config=vision_config)
+    torch.manual_seed(seed)
+    model = Siglip2Model(config).eval()
+    processor = Siglip2ImageProcessorPil(patch_size=16, max_num_patches=256)
+    return model, tokenizer, processor
+
+
+def save_random_model(target: str | Path, seed: int = 0, *, naflex: bool = False) -> Path:
+    """Write a tiny random SigLIP (or, with ``naflex``, SigLIP 2 NaFlex) to ``target`` in the hub's
+    layout; returns the directory."""
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    model, tokenizer, processor = build_model(seed)
+    model, tokenizer, processor = build_siglip2_model(seed) if naflex else build_model(seed)
     with quiet_transformers():
         model.save_pretrained(str(target))
         tokenizer.save_pretrained(str(target))

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import transformers
 from PIL import Image
-from transformers import (AutoConfig, AutoTokenizer, PretrainedConfig, SiglipConfig, SiglipImageProcessorPil,
+from transformers import (AutoConfig, AutoTokenizer, PretrainedConfig, Siglip2Config, SiglipConfig,
+                          SiglipImageProcessorPil,
                           SiglipTextModel, SiglipVisionModel)
 
 from vectorizer_module.models.base import TextTower, VisionTower
@@ -40,9 +41,9 @@ from vectorizer_module.models.hf_clip import quiet_transformers, rescale_and_nor
 
 
 def siglip_tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
-    """The text or vision config of a SigLIP checkpoint (a full ``SiglipConfig`` or a tower's own)."""
+    """The text or vision config of a SigLIP or SigLIP 2 checkpoint (the full config or a tower's own)."""
     config = AutoConfig.from_pretrained(str(weights_dir), local_files_only=True)
-    if isinstance(config, SiglipConfig):
+    if isinstance(config, (SiglipConfig, Siglip2Config)):
         return getattr(config, f"{part}_config")
     return config
 
@@ -88,7 +89,10 @@ class SiglipTextTower(TextTower):
         """``pooler_output``: the head on the last position. The head runs as a batch of one-row products
         (not one matrix product over the batch, whose rounding depends on the batch size), so a text's
         vector is the same, bit for bit, alone or in any batch."""
-        last = self.model(input_ids=input_ids).last_hidden_state[:, -1:, :]
+        return self.row_wise_head(self.model(input_ids=input_ids).last_hidden_state[:, -1:, :])
+
+    def row_wise_head(self, last: torch.Tensor) -> torch.Tensor:
+        """The head on (batch, 1, width) hidden states, one row at a time."""
         head = self.model.head
         weight = head.weight.t().unsqueeze(0).expand(last.shape[0], -1, -1)
         return (torch.bmm(last, weight) + head.bias).squeeze(1)
