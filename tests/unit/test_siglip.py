@@ -170,3 +170,28 @@ def test_make_random_model_writes_a_siglip_the_service_detects(tmp_path, capsys)
     assert source.family == "siglip"
     towers = load_towers(source)
     assert towers.query.embed(["a cat"]).shape == (1, towers.info.dimension)
+
+
+def test_a_fixed_resolution_siglip2_with_its_gemma_tokenizer_gets_the_attention_mask(siglip_model, tmp_path):
+    """google/siglip2-base-patch16-224 and the like: SiglipModel weights with a Gemma tokenizer that makes an
+    attention mask; SiglipProcessor passes it to the model, so the tower does too."""
+    from vectorizer_module.models.random_siglip import gemma_style_tokenizer
+
+    target = tmp_path / "siglip2-fixed"
+    shutil.copytree(siglip_model, target)
+    (target / "spiece.model").unlink()
+    (target / "tokenizer_config.json").unlink()
+    vocab_size = json.loads((target / "config.json").read_text())["text_config"]["vocab_size"]
+    tokenizer = gemma_style_tokenizer(vocab_size=vocab_size)  # a BPE learns at most that many ids
+    tokenizer.save_pretrained(str(target))
+    towers = load_towers(detect(target))
+    assert towers.info.family == "siglip" and towers.query.input_names == ("input_ids", "attention_mask")
+    model = SiglipModel.from_pretrained(str(target)).eval()
+    inputs = tokenizer(TEXTS, padding="max_length", truncation=True, max_length=64, return_tensors="pt")
+    assert int(inputs["attention_mask"][0].sum()) < 64  # padding that the mask hides
+    with torch.inference_mode():
+        expected = model.get_text_features(**inputs).pooler_output.numpy()
+        without_mask = model.get_text_features(input_ids=inputs["input_ids"]).pooler_output.numpy()
+    assert not np.allclose(expected, without_mask, atol=1e-4)  # the mask matters
+    assert torch.equal(towers.query.preprocess(TEXTS)["input_ids"], inputs["input_ids"])
+    assert_parity(towers.query.embed(TEXTS), expected)

@@ -6,12 +6,14 @@ Covers SigLIP (``google/siglip-*``) and the fixed-resolution SigLIP 2 checkpoint
 outputs equal ``SiglipModel.get_text_features`` / ``get_image_features`` (``pooler_output``) on what
 ``SiglipProcessor`` makes:
 
-- **Text** is tokenized with ``padding="max_length"`` to the model's length (64 for most checkpoints),
-  truncated there, and run *without* an attention mask: SigLIP was trained on fixed-length, padded
-  sequences and pools the last position, so a shorter padding would change the vector. ``collate`` pads
-  to that same length and the head runs row by row, so a text's vector does not depend on the batch it
-  is computed in (bit for bit, on the CPU). The
-  tokenizer's own rules apply (SigLIP's sentencepiece tokenizer lower-cases and drops punctuation).
+- **Text** is tokenized with ``padding="max_length"`` to the model's length (64 for most checkpoints)
+  and truncated there: SigLIP was trained on fixed-length, padded sequences and pools the last position,
+  so a shorter padding would change the vector. SigLIP's sentencepiece tokenizer makes no attention
+  mask and the model runs without one; the Gemma tokenizer of the SigLIP 2 checkpoints makes one, and the
+  model gets it, as ``SiglipProcessor`` passes it. ``collate`` pads to that same length and the head runs
+  row by row, so a text's vector does not depend on the batch it is computed in (bit for bit, on the
+  CPU). The tokenizer's own rules apply (SigLIP's sentencepiece tokenizer lower-cases and drops
+  punctuation).
 - **Images** are resized to the model's square size (no crop; bicubic, as the processor file says),
   rescaled to [0, 1] and normalised with mean 0.5 / std 0.5: ``SiglipImageProcessorPil``'s steps and
   dtypes (``SiglipImageRecipe``), read from the directory's processor file.
@@ -49,14 +51,18 @@ def siglip_tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
 
 
 class SiglipTextTower(TextTower):
-    """Texts → SigLIP text features. Forward takes ``input_ids`` only (no attention mask)."""
+    """Texts → SigLIP text features. The model gets the attention mask only where the tokenizer makes
+    one for it, as ``SiglipProcessor`` passes it: SigLIP's sentencepiece tokenizer does not (input ids
+    only), the Gemma tokenizer of the SigLIP 2 checkpoints does."""
 
-    input_names = ("input_ids",)
+    input_names: tuple[str, ...] = ("input_ids",)
 
     def __init__(self, model: SiglipTextModel, tokenizer: transformers.PreTrainedTokenizerBase):
         super().__init__()
         self.model = model.eval()
         self.tokenizer = tokenizer
+        if "attention_mask" in getattr(tokenizer, "model_input_names", ()):
+            self.input_names = ("input_ids", "attention_mask")
         positions = int(model.config.max_position_embeddings)
         limit = getattr(tokenizer, "model_max_length", None)
         self._max_length = min(int(limit), positions) if limit else positions
@@ -85,11 +91,12 @@ class SiglipTextTower(TextTower):
         """Every row is padded to ``max_length`` (never just to the longest in the batch)."""
         return max(self.max_length, super().batch_length(parts))
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``pooler_output``: the head on the last position. The head runs as a batch of one-row products
         (not one matrix product over the batch, whose rounding depends on the batch size), so a text's
         vector is the same, bit for bit, alone or in any batch."""
-        return self.row_wise_head(self.model(input_ids=input_ids).last_hidden_state[:, -1:, :])
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.row_wise_head(hidden[:, -1:, :])
 
     def row_wise_head(self, last: torch.Tensor) -> torch.Tensor:
         """The head on (batch, 1, width) hidden states, one row at a time."""

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import transformers
 from PIL import Image
 from transformers import AutoTokenizer, Siglip2ImageProcessorPil, Siglip2TextModel, Siglip2VisionModel
 
@@ -35,12 +34,8 @@ from vectorizer_module.models.siglip import SiglipTextTower, siglip_tower_config
 
 
 class Siglip2TextTower(SiglipTextTower):
-    """Texts → SigLIP 2 text features; like SigLIP's, but the attention mask goes to the model."""
-
-    input_names = ("input_ids", "attention_mask")
-
-    def __init__(self, model: Siglip2TextModel, tokenizer: transformers.PreTrainedTokenizerBase):
-        super().__init__(model, tokenizer)
+    """Texts → SigLIP 2 text features: SigLIP's text tower on ``Siglip2TextModel`` (its Gemma tokenizer
+    makes an attention mask, which the model gets)."""
 
     @classmethod
     def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "Siglip2TextTower":
@@ -50,10 +45,6 @@ class Siglip2TextTower(SiglipTextTower):
                 dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
         return cls(model, tokenizer)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        last = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, -1:, :]
-        return self.row_wise_head(last)
 
 
 class Siglip2VisionTower(VisionTower):
