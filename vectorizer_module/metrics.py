@@ -16,6 +16,8 @@ class Metrics:
         self.latency = Histogram("clip_request_seconds", "HTTP request latency by route", ["endpoint"],
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("clip_queue_depth", "requests waiting for the model", registry=r)
+        self.in_flight = Gauge("clip_requests_in_flight", "HTTP requests being served (this scrape included)",
+                               registry=r)
         self.batch_size = Histogram("clip_batch_size", "items per forward pass", ["modality"],
                                     buckets=BATCH_BUCKETS, registry=r)
         self.embedded = Counter("clip_items_embedded", "items embedded by the model (cache hits excluded)",

@@ -36,6 +36,7 @@ def _presented_key() -> str:
 def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     lifecycle = lifecycle or Lifecycle()
     settings, metrics = engine.settings, engine.metrics
+    metrics.in_flight.set_function(lambda: lifecycle.in_flight)
     app = Flask("vectorizer_module")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False
