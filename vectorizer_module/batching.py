@@ -20,7 +20,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -169,6 +169,29 @@ class Lane:
             work.future.set_result(row)
 
 
+class Pending:
+    """The queued items of one request in one lane."""
+
+    def __init__(self, futures: list[Future], deadline: float) -> None:
+        self.futures = futures
+        self.deadline = deadline
+
+    def result(self) -> np.ndarray:
+        """The rows, in order, once all are computed; Unavailable past the deadline."""
+        try:
+            return np.stack([f.result(timeout=max(0.0, self.deadline - time.monotonic()) + 1.0)
+                             for f in self.futures])
+        except TimeoutError:
+            raise Unavailable("the request waited for the model past its deadline and was dropped; see "
+                              "VECTORIZER_REQUEST_DEADLINE", reason="deadline") from None
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()  # no-op for finished ones; unstarted ones are skipped by the lane
+
+
 class DynamicBatcher:
     """Both lanes, sharing one model lock so that one forward pass runs at a time."""
 
@@ -182,19 +205,16 @@ class DynamicBatcher:
     def depth(self) -> int:
         return sum(lane.depth for lane in self.lanes.values())
 
-    def run(self, tower: Tower, items: list[Any], deadline: float, cancelled: Cancelled,
-            preprocess_one: Callable[[Any], dict[str, torch.Tensor]] | None = None) -> np.ndarray:
-        """Rows for ``items`` (raw texts or RGB images), computed in whatever batches form."""
-        prepare = preprocess_one or (lambda item: tower.preprocess([item]))
-        futures = self.lanes[tower.modality].submit([prepare(item) for item in items], deadline, cancelled)
-        try:
-            return np.stack([f.result(timeout=max(0.0, deadline - time.monotonic()) + 1.0) for f in futures])
-        except TimeoutError:
-            raise Unavailable("the request waited for the model past its deadline and was dropped; see "
-                              "VECTORIZER_REQUEST_DEADLINE", reason="deadline") from None
-        finally:
-            for future in futures:
-                future.cancel()  # no-op for finished ones; unstarted ones are skipped by the lane
+    def submit(self, tower: Tower, items: list[Any], deadline: float, cancelled: Cancelled) -> "Pending":
+        """Preprocess ``items`` (raw texts or RGB images) and queue them; the rows come from the result.
+        A request submits its texts and its images before waiting for either, so that both lanes can
+        take them in their next batches."""
+        futures = self.lanes[tower.modality].submit([tower.preprocess([item]) for item in items], deadline, cancelled)
+        return Pending(futures, deadline)
+
+    def run(self, tower: Tower, items: list[Any], deadline: float, cancelled: Cancelled) -> np.ndarray:
+        """Rows for ``items``, computed in whatever batches form."""
+        return self.submit(tower, items, deadline, cancelled).result()
 
     def stop(self) -> None:
         for lane in self.lanes.values():

@@ -5,10 +5,11 @@ The path of one ``embed`` call, top to bottom:
    are not computed again (so identical inputs get bit-identical vectors);
 2. every image still to compute is decoded in full first, so a bad image fails the request before any
    model work is spent on it;
-3. the unique texts and images still to compute go to the dynamic batcher (``batching``), which
-   batches them with other requests' items (or, in per-request mode, run under one lock behind the
-   bounded queue of ``admission``, as the reference image does); both refuse work past the queue's
-   size and drop work past its deadline or whose client is gone;
+3. the unique texts and images still to compute go to the dynamic batcher (``batching``), texts and
+   images both queued before the request waits for either, which batches them with other requests'
+   items (or, in per-request mode, run under one lock behind the bounded queue of ``admission``, as the
+   reference image does); both refuse work past the queue's size and drop work past its deadline or
+   whose client is gone;
 4. vectors are L2-normalised in float32 (unless turned off) and stored in the cache.
 """
 
@@ -162,10 +163,19 @@ class Engine:
         decoded = {i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels,
                                    draft_size=draft)
                    for i in image_plan.missing.values()}
-        text_vectors = text_plan.complete(
-            self.cache, lambda idx: self._compute(self.towers.query, [texts[i] for i in idx], deadline, cancelled))
-        image_vectors = image_plan.complete(
-            self.cache, lambda idx: self._compute(self.towers.items, [decoded[i] for i in idx], deadline, cancelled))
+        text_job = self._start(self.towers.query, [texts[i] for i in text_plan.missing.values()], deadline, cancelled)
+        try:
+            image_job = self._start(self.towers.items, [decoded[i] for i in image_plan.missing.values()], deadline,
+                                    cancelled)
+        except BaseException:
+            text_job.cancel()
+            raise
+        try:
+            text_vectors = text_plan.complete(self.cache, lambda: self._normalized(text_job.result()))
+            image_vectors = image_plan.complete(self.cache, lambda: self._normalized(image_job.result()))
+        finally:
+            text_job.cancel()  # no-op for finished work; a request that failed frees its queued items
+            image_job.cancel()
         return text_vectors, image_vectors
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
@@ -190,12 +200,15 @@ class Engine:
             self.metrics.cache_hits.labels(modality).inc(hits)
         return plan
 
-    def _compute(self, tower: Any, items: list[Any], deadline: float, cancelled: Cancelled) -> np.ndarray:
-        """Vectors of ``items`` through the dynamic batcher or, in per-request mode, under the lock."""
-        if self.batcher is not None:
-            vectors = self.batcher.run(tower, items, deadline, cancelled)
-        else:
-            vectors = self._run(tower, items, deadline, cancelled)
+    def _start(self, tower: Any, items: list[Any], deadline: float, cancelled: Cancelled) -> Any:
+        """The raw vectors of ``items``, to come: queued in the dynamic batcher now (so that a request's
+        texts and images both reach their lanes before it waits for either), or, in per-request mode,
+        computed under the lock when asked for. Has ``result()`` and ``cancel()``."""
+        if self.batcher is not None and items:
+            return self.batcher.submit(tower, items, deadline, cancelled)
+        return _Deferred(lambda: self._run(tower, items, deadline, cancelled))
+
+    def _normalized(self, vectors: np.ndarray) -> np.ndarray:
         return l2_normalize(vectors) if self.settings.normalize else vectors
 
     def _run(self, tower: Any, items: list[Any], deadline: float | None = None,
@@ -222,6 +235,16 @@ class Engine:
             raise ModelFailure(f"the {tower.modality} model failed: {type(exc).__name__}: {exc}") from exc
 
 
+class _Deferred:
+    """Work done when its result is asked for (per-request mode); nothing queued, so nothing to cancel."""
+
+    def __init__(self, compute: Callable[[], np.ndarray]) -> None:
+        self.result = compute
+
+    def cancel(self) -> None:
+        pass
+
+
 class _Plan:
     """Which inputs of one modality are already known (cache, or repeated in the request)."""
 
@@ -240,9 +263,10 @@ class _Plan:
             else:
                 self.known[key] = vector
 
-    def complete(self, cache: VectorCache, compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+    def complete(self, cache: VectorCache, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """All vectors, in order; ``compute`` gives those of the missing inputs (in ``missing``'s order)."""
         if self.missing:
-            computed = compute(list(self.missing.values()))
+            computed = compute()
             for key, row in zip(self.missing, computed):
                 self.known[key] = cache.put(key, row.copy())
         if not self.keys:

@@ -45,8 +45,8 @@ def test_vectors_are_normalised_unless_turned_off(tiny_model, engine):
 def test_repeats_are_computed_once_and_identical(tiny_model):
     engine = make_engine(tiny_model, cache_size=0)
     calls = []
-    run = engine._compute
-    engine._compute = lambda tower, items, *rest: calls.append(len(items)) or run(tower, items, *rest)
+    start = engine._start
+    engine._start = lambda tower, items, *rest: calls.append(len(items)) or start(tower, items, *rest)
     texts, images = engine.embed(["a", "b", "a"], [jpeg(1), jpeg(2), jpeg(1)])
     assert calls == [2, 2]
     assert np.array_equal(texts[0], texts[2]) and np.array_equal(images[0], images[2])
@@ -69,7 +69,7 @@ def test_cache_is_bounded(tiny_model):
 def test_a_bad_image_fails_before_any_model_work(tiny_model):
     engine = make_engine(tiny_model, cache_size=0)
     calls = []
-    engine._compute = lambda tower, items, *rest: calls.append(tower.modality)
+    engine._start = lambda tower, items, *rest: calls.append(tower.modality)
     with pytest.raises(BadInput, match=r"images\[1\]"):
         engine.embed(["text"], [jpeg(1), b"not an image"])
     assert calls == []
@@ -91,3 +91,25 @@ def test_large_requests_run_in_bounded_forward_passes(tiny_model):
     assert sizes == [4, 4, 2]
     whole, _ = reference.embed(texts, [])
     assert np.allclose(chunked, whole, atol=1e-6)
+
+
+def test_a_request_queues_its_texts_and_images_before_waiting_for_either(tiny_model):
+    """So that an object's caption and image go into the next text and image batches together, rather
+    than the image waiting for the caption's batch to finish first."""
+    import threading
+    import time
+
+    engine = make_engine(tiny_model, cache_size=0, batching="dynamic")
+    lock = engine.batcher.lanes["text"]._model_lock  # shared by both lanes: one forward at a time
+    result = {}
+    with lock:  # the model is busy
+        worker = threading.Thread(target=lambda: result.update(vectors=engine.embed(["a cat"], [jpeg(3)])))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while engine.batcher.depth < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        depths = {modality: lane.depth for modality, lane in engine.batcher.lanes.items()}
+    worker.join(30)
+    assert depths == {"text": 1, "image": 1}
+    texts, images = result["vectors"]
+    assert texts.shape == images.shape == (1, 16)
