@@ -1,3 +1,4 @@
+import contextlib
 import threading
 import time
 
@@ -128,18 +129,26 @@ def test_an_input_that_breaks_the_model_fails_only_its_request(tiny_model):
     assert all(isinstance(outcomes[t], np.ndarray) for t in ("good one", "good two", "good 3"))
 
 
-def test_a_lone_request_never_waits_but_requests_arriving_together_are_gathered(towers):
-    lock = threading.Lock()
+@contextlib.contextmanager
+def spied_lane(towers, max_wait: float):
+    """A text lane whose forward passes record their batch sizes; yields (submit, sizes)."""
     sizes: list[int] = []
     forward = towers.query.forward
-    lane = Lane(towers.query, lock, max_batch=8, max_wait=0.6, max_queue=16, metrics=Metrics())
+    lane = Lane(towers.query, threading.Lock(), max_batch=8, max_wait=max_wait, max_queue=16, metrics=Metrics())
     towers.query.forward = lambda *x: sizes.append(x[0].shape[0]) or forward(*x)
-    item = towers.query.preprocess
 
     def submit(*texts: str):
-        return lane.submit([item([t]) for t in texts], time.monotonic() + 30)
+        return lane.submit([towers.query.preprocess([t]) for t in texts], time.monotonic() + 30)
 
     try:
+        yield submit, sizes
+    finally:
+        del towers.query.forward
+        lane.stop()
+
+
+def test_a_lone_request_never_waits_but_requests_arriving_together_are_gathered(towers):
+    with spied_lane(towers, max_wait=0.6) as (submit, sizes):
         started = time.monotonic()
         submit("alone")[0].result(10)
         assert time.monotonic() - started < 0.3, "a request arriving alone waited for company"
@@ -153,25 +162,12 @@ def test_a_lone_request_never_waits_but_requests_arriving_together_are_gathered(
         started = time.monotonic()
         submit("alone again")[0].result(10)
         assert time.monotonic() - started < 0.3 and sizes[-1] == 1
-    finally:
-        del towers.query.forward
-        lane.stop()
 
 
 def test_the_wait_ends_once_as_many_items_as_recent_batches_held_are_here(towers):
     """Closed-loop clients answered together come back together: the lane waits for that many items,
     no longer, and one batch that came out small does not lower what it waits for."""
-    lock = threading.Lock()
-    sizes: list[int] = []
-    forward = towers.query.forward
-    lane = Lane(towers.query, lock, max_batch=8, max_wait=0.5, max_queue=16, metrics=Metrics())
-    towers.query.forward = lambda *x: sizes.append(x[0].shape[0]) or forward(*x)
-    item = towers.query.preprocess
-
-    def submit(*texts: str):
-        return lane.submit([item([t]) for t in texts], time.monotonic() + 30)
-
-    try:
+    with spied_lane(towers, max_wait=0.5) as (submit, sizes):
         [f.result(10) for f in submit("one", "two", "three")]     # a batch of 3: three clients
         started = time.monotonic()
         late = submit("only one came back")
@@ -186,6 +182,3 @@ def test_the_wait_ends_once_as_many_items_as_recent_batches_held_are_here(towers
         [f.result(10) for f in futures]
         assert time.monotonic() - started < 0.3, "the lane kept waiting after the third item came"
         assert sizes == [3, 1, 3], "a batch of 1 made the lane stop waiting for three"
-    finally:
-        del towers.query.forward
-        lane.stop()

@@ -12,13 +12,12 @@ from transformers import AutoProcessor, Siglip2Model
 from tests import media
 from tests.reference import assert_parity, cosine, unit
 from tests.unit.test_engine import make_engine
+from tests.unit.test_siglip import LONG_TEXT, TEXTS, reference_images
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
 from vectorizer_module.models.random_siglip import save_random_model
 from vectorizer_module.models.siglip2 import Siglip2TextTower, Siglip2VisionTower
 from vectorizer_module.server.app import create_app
 
-LONG_TEXT = " ".join(["a red circle on a white background with two small trees near the house"] * 12)
-TEXTS = ["a photo of a cat", "A Photo, of a CAT!", "two dogs", "", "unseen wörds ∑ and emoji 🙂", LONG_TEXT]
 # square, wide, tall, tiny, and one too large for the patch budget at its own size
 SIZES = [(32, 32), (96, 24), (17, 140), (5, 5), (900, 41), (640, 480)]
 
@@ -46,11 +45,6 @@ def reference_texts(reference, texts):
     return model.get_text_features(**inputs).pooler_output.numpy()
 
 
-@torch.inference_mode()
-def reference_images(reference, images):
-    model, processor = reference
-    inputs = processor(images=images, return_tensors="pt")
-    return model.get_image_features(**inputs).pooler_output.numpy()
 
 
 def pictures():

@@ -156,31 +156,41 @@ def _blocks(state: dict[str, torch.Tensor], source: str, target: str, layers: in
     return out
 
 
-def text_state(state: dict[str, torch.Tensor], config: CLIPTextConfig) -> dict[str, torch.Tensor]:
-    out = _blocks(state, "transformer", "text_model.encoder", config.num_hidden_layers)
-    out.update({
-        "text_model.embeddings.token_embedding.weight": state["token_embedding.weight"],
-        "text_model.embeddings.position_embedding.weight": state["positional_embedding"],
-        "text_model.final_layer_norm.weight": state["ln_final.weight"],
-        "text_model.final_layer_norm.bias": state["ln_final.bias"],
-        "text_projection.weight": state["text_projection"].t().contiguous(),
-    })
+# transformers' names of each tower's parameters outside its residual blocks, with OpenCLIP's; the
+# projection, stored (width, embed) by OpenCLIP, is a Linear weight (embed, width) in transformers.
+TEXT_NAMES = {
+    "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+    "text_model.embeddings.position_embedding.weight": "positional_embedding",
+    "text_model.final_layer_norm.weight": "ln_final.weight",
+    "text_model.final_layer_norm.bias": "ln_final.bias",
+}
+VISION_NAMES = {
+    "vision_model.embeddings.class_embedding": "visual.class_embedding",
+    "vision_model.embeddings.patch_embedding.weight": "visual.conv1.weight",
+    "vision_model.embeddings.position_embedding.weight": "visual.positional_embedding",
+    "vision_model.pre_layrnorm.weight": "visual.ln_pre.weight",
+    "vision_model.pre_layrnorm.bias": "visual.ln_pre.bias",
+    "vision_model.post_layernorm.weight": "visual.ln_post.weight",
+    "vision_model.post_layernorm.bias": "visual.ln_post.bias",
+}
+
+
+def _tower_state(state: dict[str, torch.Tensor], blocks: tuple[str, str], layers: int, names: dict[str, str],
+                 projection: tuple[str, str]) -> dict[str, torch.Tensor]:
+    out = _blocks(state, *blocks, layers)
+    out.update({new: state[old] for new, old in names.items()})
+    out[projection[0]] = state[projection[1]].t().contiguous()
     return out
+
+
+def text_state(state: dict[str, torch.Tensor], config: CLIPTextConfig) -> dict[str, torch.Tensor]:
+    return _tower_state(state, ("transformer", "text_model.encoder"), config.num_hidden_layers, TEXT_NAMES,
+                        ("text_projection.weight", "text_projection"))
 
 
 def vision_state(state: dict[str, torch.Tensor], config: CLIPVisionConfig) -> dict[str, torch.Tensor]:
-    out = _blocks(state, "visual.transformer", "vision_model.encoder", config.num_hidden_layers)
-    out.update({
-        "vision_model.embeddings.class_embedding": state["visual.class_embedding"],
-        "vision_model.embeddings.patch_embedding.weight": state["visual.conv1.weight"],
-        "vision_model.embeddings.position_embedding.weight": state["visual.positional_embedding"],
-        "vision_model.pre_layrnorm.weight": state["visual.ln_pre.weight"],
-        "vision_model.pre_layrnorm.bias": state["visual.ln_pre.bias"],
-        "vision_model.post_layernorm.weight": state["visual.ln_post.weight"],
-        "vision_model.post_layernorm.bias": state["visual.ln_post.bias"],
-        "visual_projection.weight": state["visual.proj"].t().contiguous(),
-    })
-    return out
+    return _tower_state(state, ("visual.transformer", "vision_model.encoder"), config.num_hidden_layers,
+                        VISION_NAMES, ("visual_projection.weight", "visual.proj"))
 
 
 def _load(model: torch.nn.Module, weights: dict[str, torch.Tensor], root: Path) -> torch.nn.Module:
