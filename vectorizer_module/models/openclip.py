@@ -125,17 +125,24 @@ def vision_config(model_cfg: dict[str, Any]) -> CLIPVisionConfig:
         hidden_act=_act(model_cfg), layer_norm_eps=1e-5, projection_dim=int(model_cfg["embed_dim"]))
 
 
-def read_state_dict(root: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(root: Path, part: str) -> dict[str, torch.Tensor]:
+    """The weights of one tower (``part``: "text" or "vision"; OpenCLIP keeps the image tower under
+    ``visual.``), read without loading the other tower's where the format allows it."""
     path = weights_file(root)
     if path is None:
         raise ModelLayoutError(f"OpenCLIP directory {root} has no weights ({' or '.join(WEIGHT_NAMES)})")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
 
-        state = load_file(str(path))
+    def wanted(key: str) -> bool:
+        return key.removeprefix("module.").startswith("visual.") == (part == "vision")
+
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as weights:
+            state = {key: weights.get_tensor(key) for key in weights.keys() if wanted(key)}
     else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        state = {key: value for key, value in state.get("state_dict", state).items() if wanted(key)}
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
@@ -273,7 +280,7 @@ class OpenClipTextTower(HFClipTextTower):
         config = text_config(model_cfg)
         with quiet_transformers():
             model = CLIPTextModelWithProjection(config)
-        model = _load(model, text_state(read_state_dict(weights_dir), config), weights_dir)
+        model = _load(model, text_state(read_state_dict(weights_dir, "text"), config), weights_dir)
         return cls(model, load_tokenizer(tokenizer_dir or weights_dir, config.max_position_embeddings))
 
 
@@ -290,5 +297,5 @@ class OpenClipVisionTower(HFClipVisionTower):
         config = vision_config(model_cfg)
         with quiet_transformers():
             model = CLIPVisionModelWithProjection(config)
-        model = _load(model, vision_state(read_state_dict(weights_dir), config), weights_dir)
+        model = _load(model, vision_state(read_state_dict(weights_dir, "vision"), config), weights_dir)
         return cls(model, OpenClipImageRecipe.of(preprocess, config.image_size))
