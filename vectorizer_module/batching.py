@@ -212,10 +212,6 @@ class DynamicBatcher:
         futures = self.lanes[tower.modality].submit([tower.preprocess([item]) for item in items], deadline, cancelled)
         return Pending(futures, deadline)
 
-    def run(self, tower: Tower, items: list[Any], deadline: float, cancelled: Cancelled) -> np.ndarray:
-        """Rows for ``items``, computed in whatever batches form."""
-        return self.submit(tower, items, deadline, cancelled).result()
-
     def stop(self) -> None:
         for lane in self.lanes.values():
             lane.stop()

@@ -80,14 +80,6 @@ def read_modules(root: Path) -> STTextModules:
     return STTextModules(transformer, mode, dense, "Normalize" in kinds, max_seq_length)
 
 
-def is_text_model(root: Path) -> bool:
-    try:
-        read_modules(root)
-    except ModelLayoutError:
-        return False
-    return True
-
-
 def _dense_layer(folder: Path) -> torch.nn.Module:
     config = read_json(folder / "config.json")
     linear = torch.nn.Linear(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)))
