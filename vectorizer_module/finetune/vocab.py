@@ -15,7 +15,7 @@ from typing import Iterable
 
 from transformers import CLIPTokenizer
 
-from vectorizer_module.models.random_clip import _bytes_to_unicode
+from vectorizer_module.models.clip_bpe import bytes_to_unicode, clip_vocabulary
 
 _WORD = re.compile(r"[a-z]+|[0-9]|[^\sa-z0-9]+")
 
@@ -30,7 +30,7 @@ def corpus_words(texts: Iterable[str]) -> Counter[str]:
 
 def learn_merges(words: Counter[str]) -> list[tuple[str, str]]:
     """BPE merges until every word of ``words`` is a single symbol (word-final symbols end in ``</w>``)."""
-    byte_char = _bytes_to_unicode()
+    byte_char = bytes_to_unicode()
     segmented = {}
     for word, count in words.items():
         symbols = [byte_char[b] for b in word.encode("utf-8")]
@@ -63,17 +63,12 @@ def word_level_tokenizer(texts: Iterable[str], max_length: int = 77, vocab_size:
     entries pad the vocabulary so that the special tokens get the last two ids, as in CLIP (49,406 and
     49,407 for ``vocab_size=49408``)."""
     merges = learn_merges(corpus_words(texts))
-    symbols = list(_bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols]
-    known = set(tokens)
-    for left, right in merges:
+    symbols = set(bytes_to_unicode().values())
+    known = symbols | {s + "</w>" for s in symbols}
+    merged = []
+    for left, right in merges:  # a merge whose result is already a token adds no entry
         if left + right not in known:
-            tokens.append(left + right)
+            merged.append(left + right)
             known.add(left + right)
-    if vocab_size is not None:
-        if vocab_size < len(tokens) + 2:
-            raise ValueError(f"vocab_size {vocab_size} is below the {len(tokens) + 2} tokens needed")
-        tokens += [f"<|unused{i}|>" for i in range(vocab_size - len(tokens) - 2)]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(pair) for pair in merges],
+    return CLIPTokenizer(vocab=clip_vocabulary(merged, vocab_size), merges=[tuple(pair) for pair in merges],
                          model_max_length=max_length)

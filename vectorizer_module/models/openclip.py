@@ -39,6 +39,7 @@ from transformers import (CLIPTextConfig, CLIPTextModelWithProjection, CLIPToken
 
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.base import VisionTower
+from vectorizer_module.models.clip_bpe import clip_vocabulary
 from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower, quiet_transformers
 from vectorizer_module.models.loading import read_json
 
@@ -209,24 +210,13 @@ def _load(model: torch.nn.Module, weights: dict[str, torch.Tensor], root: Path) 
     return model.eval()
 
 
-def _byte_symbols() -> list[str]:
-    """The 256 symbols CLIP's byte-level BPE uses for bytes, in vocabulary order: printable Latin-1
-    bytes stand for themselves, the others map to code points from 256 up."""
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in kept]
-    return [chr(b) for b in kept] + [chr(256 + n) for n in range(len(others))]
-
-
 def bpe_tokenizer(bpe_file: Path, context_length: int) -> CLIPTokenizer:
     """CLIP's tokenizer from OpenCLIP's BPE merges file: the vocabulary is the byte symbols, the same
     with the end-of-word mark, one entry per merge, then the start and end tokens (49408 in all)."""
     lines = gzip.decompress(bpe_file.read_bytes()).decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
-    symbols = _byte_symbols()
-    words = symbols + [s + "</w>" for s in symbols] + ["".join(pair) for pair in merges]
-    words += ["<|startoftext|>", "<|endoftext|>"]
     with quiet_transformers():
-        return CLIPTokenizer(vocab={w: i for i, w in enumerate(words)}, merges=merges,
+        return CLIPTokenizer(vocab=clip_vocabulary(["".join(pair) for pair in merges]), merges=merges,
                              model_max_length=context_length)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
 
+from vectorizer_module.models.clip_bpe import clip_vocabulary
 from vectorizer_module.models.hf_clip import quiet_transformers
 
 ARCHITECTURES = {
@@ -41,27 +42,9 @@ LAYOUTS = ("huggingface", "hub", "sentence-transformers", "sentence-transformers
            "reference-image", "reference-image-st", "reference-image-multilingual")
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """The byte → printable character table of GPT-2 and CLIP's byte-level BPE."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars)))
-
-
 def byte_level_tokenizer(vocab_size: int = 514, max_length: int = 77) -> CLIPTokenizer:
     """A CLIP tokenizer with one token per byte (and per word-final byte), padded to ``vocab_size``."""
-    symbols = list(_bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols]
-    tokens += [f"<|unused{i}|>" for i in range(vocab_size - len(tokens) - 2)]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=max_length)
+    return CLIPTokenizer(vocab=clip_vocabulary([], vocab_size), merges=[], model_max_length=max_length)
 
 
 def build_model(architecture: str = "tiny", seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
