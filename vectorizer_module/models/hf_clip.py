@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -84,6 +84,14 @@ def rescale_and_normalize(pixels: np.ndarray, scale: float, mean: np.ndarray, st
     return ((scaled - mean) / std).transpose(2, 0, 1)
 
 
+def shortest_edge_size(width: int, height: int, edge: int) -> tuple[int, int]:
+    """(width, height) with the shorter side resized to ``edge`` and the aspect ratio kept, the longer
+    side truncated: how transformers' CLIP processor and torchvision's ``Resize(edge)`` both size it."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(edge * long / short)
+    return (edge, new_long) if width <= height else (new_long, edge)
+
+
 @dataclass(frozen=True)
 class ClipImageRecipe:
     """CLIP's image preprocessing as data (read from the model's processor file), run with PIL and
@@ -113,10 +121,7 @@ class ClipImageRecipe:
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One RGB image → float32 (3, crop_height, crop_width)."""
-        width, height = image.size
-        short, long = (width, height) if width <= height else (height, width)
-        new_long = int(self.shortest_edge * long / short)
-        size = (self.shortest_edge, new_long) if width <= height else (new_long, self.shortest_edge)
+        size = shortest_edge_size(*image.size, self.shortest_edge)
         if image.size != size:
             image = image.resize(size, resample=self.resample)
         top, left = (size[1] - self.crop_height) // 2, (size[0] - self.crop_width) // 2
@@ -125,11 +130,13 @@ class ClipImageRecipe:
 
 
 class HFClipVisionTower(VisionTower):
-    def __init__(self, model: CLIPVisionModelWithProjection, processor: CLIPImageProcessorPil):
+    def __init__(self, model: CLIPVisionModelWithProjection, processor: CLIPImageProcessorPil | None,
+                 recipe: Any = None):
+        """``recipe``: a preprocessing that replaces the processor's (OpenCLIP's, which has no processor)."""
         super().__init__()
         self.model = model.eval()
         self.processor = processor
-        self.recipe = ClipImageRecipe.of(processor)
+        self.recipe = recipe if recipe is not None else ClipImageRecipe.of(processor)
 
     @classmethod
     def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "HFClipVisionTower":

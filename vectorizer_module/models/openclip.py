@@ -38,9 +38,8 @@ from transformers import (CLIPTextConfig, CLIPTextModelWithProjection, CLIPToken
                           CLIPVisionModelWithProjection)
 
 from vectorizer_module.errors import ModelLayoutError
-from vectorizer_module.models.base import VisionTower
 from vectorizer_module.models.clip_bpe import clip_vocabulary
-from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower, quiet_transformers
+from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower, quiet_transformers, shortest_edge_size
 from vectorizer_module.models.loading import read_json
 
 CONFIG_NAME = "open_clip_config.json"
@@ -249,13 +248,7 @@ class OpenClipImageRecipe:
                    np.asarray(preprocess.get("std", OPENAI_STD), dtype=np.float32))
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        width, height = image.size
-        if self.squash:
-            size = (self.size, self.size)
-        else:
-            short, long = (width, height) if width <= height else (height, width)
-            new_long = int(self.size * long / short)
-            size = (self.size, new_long) if width <= height else (new_long, self.size)
+        size = (self.size, self.size) if self.squash else shortest_edge_size(*image.size, self.size)
         if image.size != size:
             image = image.resize(size, resample=self.resample)
         top, left = int(round((size[1] - self.size) / 2.0)), int(round((size[0] - self.size) / 2.0))
@@ -275,12 +268,6 @@ class OpenClipTextTower(HFClipTextTower):
 
 
 class OpenClipVisionTower(HFClipVisionTower):
-    def __init__(self, model: CLIPVisionModelWithProjection, recipe: OpenClipImageRecipe):
-        VisionTower.__init__(self)  # no transformers image processor: the recipe is the whole pipeline
-        self.model = model.eval()
-        self.processor = None
-        self.recipe = recipe
-
     @classmethod
     def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "OpenClipVisionTower":
         model_cfg, preprocess = read_config(processor_dir or weights_dir)
@@ -288,4 +275,4 @@ class OpenClipVisionTower(HFClipVisionTower):
         with quiet_transformers():
             model = CLIPVisionModelWithProjection(config)
         model = _load(model, vision_state(read_state_dict(weights_dir, "vision"), config), weights_dir)
-        return cls(model, OpenClipImageRecipe.of(preprocess, config.image_size))
+        return cls(model, None, OpenClipImageRecipe.of(preprocess, config.image_size))  # no image processor
