@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ class SiglipTextTower(TextTower):
     only), the Gemma tokenizer of the SigLIP 2 checkpoints does."""
 
     input_names: tuple[str, ...] = ("input_ids",)
+    model_class: ClassVar[type] = SiglipTextModel
 
     def __init__(self, model: SiglipTextModel, tokenizer: transformers.PreTrainedTokenizerBase):
         super().__init__()
@@ -70,7 +71,7 @@ class SiglipTextTower(TextTower):
     @classmethod
     def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "SiglipTextTower":
         with quiet_transformers():
-            model = SiglipTextModel.from_pretrained(
+            model = cls.model_class.from_pretrained(
                 str(weights_dir), config=siglip_tower_config(weights_dir, "text"), local_files_only=True,
                 dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
@@ -147,23 +148,27 @@ class SiglipImageRecipe:
 class SiglipVisionTower(VisionTower):
     """RGB images → SigLIP image features (the attention-pooling head's output)."""
 
+    family_name: ClassVar[str] = "SigLIP"
+    model_class: ClassVar[type] = SiglipVisionModel
+    processor_class: ClassVar[type] = SiglipImageProcessorPil
+    recipe_class: ClassVar[type | None] = SiglipImageRecipe  # None: the processor runs
+
     def __init__(self, model: SiglipVisionModel, processor: SiglipImageProcessorPil):
         super().__init__()
         if not model.config.vision_use_head:
-            raise ValueError("this SigLIP vision model has no pooling head (vision_use_head is false), "
-                             "so it gives no image embedding")
+            raise ValueError(f"this {self.family_name} vision model has no pooling head (vision_use_head is "
+                             "false), so it gives no image embedding")
         self.model = model.eval()
         self.processor = processor
-        self.recipe = SiglipImageRecipe.of(processor)
+        self.recipe = self.recipe_class.of(processor) if self.recipe_class else None
 
     @classmethod
     def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "SiglipVisionTower":
         with quiet_transformers():
-            model = SiglipVisionModel.from_pretrained(
+            model = cls.model_class.from_pretrained(
                 str(weights_dir), config=siglip_tower_config(weights_dir, "vision"), local_files_only=True,
                 dtype=torch.float32)
-            processor = SiglipImageProcessorPil.from_pretrained(str(processor_dir or weights_dir),
-                                                                local_files_only=True)
+            processor = cls.processor_class.from_pretrained(str(processor_dir or weights_dir), local_files_only=True)
         return cls(model, processor)
 
     @property

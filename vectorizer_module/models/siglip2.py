@@ -21,64 +21,37 @@ backend does not take SigLIP 2 NaFlex: the per-image resizing of the position em
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, Siglip2ImageProcessorPil, Siglip2TextModel, Siglip2VisionModel
+from transformers import Siglip2ImageProcessorPil, Siglip2TextModel, Siglip2VisionModel
 
-from vectorizer_module.models.base import VisionTower
-from vectorizer_module.models.hf_clip import quiet_transformers
-from vectorizer_module.models.siglip import SiglipTextTower, siglip_tower_config
+from vectorizer_module.models.siglip import SiglipTextTower, SiglipVisionTower
 
 
 class Siglip2TextTower(SiglipTextTower):
     """Texts → SigLIP 2 text features: SigLIP's text tower on ``Siglip2TextModel`` (its Gemma tokenizer
     makes an attention mask, which the model gets)."""
 
-    @classmethod
-    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "Siglip2TextTower":
-        with quiet_transformers():
-            model = Siglip2TextModel.from_pretrained(
-                str(weights_dir), config=siglip_tower_config(weights_dir, "text"), local_files_only=True,
-                dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
-        return cls(model, tokenizer)
+    model_class = Siglip2TextModel
 
 
-class Siglip2VisionTower(VisionTower):
-    """RGB images of any aspect ratio → SigLIP 2 image features (the attention-pooling head's output)."""
+class Siglip2VisionTower(SiglipVisionTower):
+    """RGB images of any aspect ratio → SigLIP 2 image features (the attention-pooling head's output):
+    SigLIP's vision tower, with NaFlex's three inputs and the processor as the whole preprocessing."""
 
     input_names = ("pixel_values", "pixel_attention_mask", "spatial_shapes")
     onnx_exportable = False
-
-    def __init__(self, model: Siglip2VisionModel, processor: Siglip2ImageProcessorPil):
-        super().__init__()
-        if not model.config.vision_use_head:
-            raise ValueError("this SigLIP 2 vision model has no pooling head (vision_use_head is false), "
-                             "so it gives no image embedding")
-        self.model = model.eval()
-        self.processor = processor
-
-    @classmethod
-    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "Siglip2VisionTower":
-        with quiet_transformers():
-            model = Siglip2VisionModel.from_pretrained(
-                str(weights_dir), config=siglip_tower_config(weights_dir, "vision"), local_files_only=True,
-                dtype=torch.float32)
-            processor = Siglip2ImageProcessorPil.from_pretrained(str(processor_dir or weights_dir),
-                                                                 local_files_only=True)
-        return cls(model, processor)
+    family_name = "SigLIP 2"
+    model_class = Siglip2VisionModel
+    processor_class = Siglip2ImageProcessorPil
+    recipe_class = None
 
     @property
     def image_size(self) -> int:
         """The side of the square image that uses the whole patch budget (256 patches of 16: 256 px)."""
         return int(self.processor.patch_size) * math.isqrt(int(self.processor.max_num_patches))
-
-    @property
-    def embedding_dim(self) -> int:
-        return int(self.model.config.hidden_size)
 
     def preprocess(self, items: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
         out = self.processor(images=list(items), return_tensors="pt")
@@ -94,9 +67,3 @@ class Siglip2VisionTower(VisionTower):
                 spatial_shapes: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values, pixel_attention_mask=pixel_attention_mask,
                           spatial_shapes=spatial_shapes).pooler_output
-
-    def layer_prefixes(self) -> list[str]:
-        return [f"model.encoder.layers.{i}" for i in range(len(self.model.encoder.layers))]
-
-    def embedding_prefixes(self) -> list[str]:
-        return ["model.embeddings"]
