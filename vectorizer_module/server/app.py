@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hmac
-import logging
 import time
 import uuid
 
@@ -16,6 +15,7 @@ from vectorizer_module.protocols import openai, vectors
 from vectorizer_module.admission import Cancelled
 from vectorizer_module.engine import Engine
 from vectorizer_module.errors import Unauthorized, Unavailable
+from vectorizer_module.server import access
 from vectorizer_module.server.errors import register_error_handlers
 from vectorizer_module.server.lifecycle import Lifecycle
 from vectorizer_module.server.openapi import openapi_body
@@ -23,7 +23,6 @@ from vectorizer_module.server.openapi import openapi_body
 JSON = "application/json"
 # health probes and the API description stay open
 PROTECTED = frozenset({"/vectorize", "/meta", "/metrics", "/v1/embeddings", "/vectors"})
-log = logging.getLogger("vectorizer_module.access")
 
 
 def _presented_key() -> str:
@@ -64,14 +63,10 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     @app.after_request
     def finish(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(seconds)
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        if endpoint not in ("/.well-known/live", "/.well-known/ready", "/metrics") or response.status_code >= 400:
-            log.info("%s %s %d", request.method, endpoint, response.status_code, extra={
-                "request_id": g.get("request_id"), "status": response.status_code, "endpoint": endpoint,
-                "ms": round(seconds * 1000, 2), "body_bytes": request.content_length or 0, **g.get("sizes", {})})
+        access.record(metrics, request.method, endpoint, response.status_code,
+                      time.perf_counter() - g.get("started", time.perf_counter()), g.get("request_id", ""),
+                      request.content_length or 0, **g.get("sizes", {}))
         return response
 
     @app.get("/.well-known/live")
