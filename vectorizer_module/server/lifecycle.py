@@ -18,6 +18,10 @@ _SLASHES = re.compile(r"/{2,}")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+def collapse_slashes(path: str) -> str:
+    return _SLASHES.sub("/", path or "/")
+
+
 class Lifecycle:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -45,7 +49,7 @@ class Lifecycle:
 
     def wrap(self, app: WSGIApp) -> WSGIApp:
         def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            environ["PATH_INFO"] = _SLASHES.sub("/", environ.get("PATH_INFO", "") or "/")
+            environ["PATH_INFO"] = collapse_slashes(environ.get("PATH_INFO", ""))
             with self._lock:
                 self._in_flight += 1
             try:

@@ -24,6 +24,7 @@ from vectorizer_module.engine import Engine
 from vectorizer_module.models.loading import ModelSource
 from vectorizer_module.server.app import create_app
 from vectorizer_module.server.lifecycle import Lifecycle
+from vectorizer_module.server.probes import ProbeAnswers, answer_probes_inline
 
 log = logging.getLogger(__name__)
 LOAD_FAILED_EXIT = 3
@@ -69,16 +70,23 @@ def _install_signal_handlers(lifecycle: Lifecycle, grace: float) -> None:
     signal.signal(STOP_SIGNAL, on_stop)
 
 
-def serve(settings: Settings, source: ModelSource) -> int:
-    engine = Engine(settings, source)
-    lifecycle = Lifecycle()
-    app = lifecycle.wrap(create_app(engine, lifecycle))
+def build_server(settings: Settings, engine: Engine, lifecycle: Lifecycle) -> Any:
+    """The waitress server in front of the app, with the probes answered on its I/O thread."""
     server = waitress.create_server(
-        app, host=settings.host, port=settings.port, threads=settings.server_threads,
+        lifecycle.wrap(create_app(engine, lifecycle)), host=settings.host, port=settings.port,
+        threads=settings.server_threads,
         # our own limit answers with a JSON 413; waitress's must not trigger first
         max_request_body_size=settings.max_body_bytes + 1024 * 1024,
         ident="clip-vectorizer", channel_timeout=120, connection_limit=1000, expose_tracebacks=False,
         channel_request_lookahead=1)  # lets a waiting request see that its client disconnected
+    answer_probes_inline(server, ProbeAnswers(engine, lifecycle))
+    return server
+
+
+def serve(settings: Settings, source: ModelSource) -> int:
+    engine = Engine(settings, source)
+    lifecycle = Lifecycle()
+    server = build_server(settings, engine, lifecycle)
     _install_signal_handlers(lifecycle, settings.shutdown_grace)
     log.info("listening on http://%s:%s (model %s, %s layout); loading the model",
              settings.host, getattr(server, "effective_port", settings.port), source.root, source.layout)
