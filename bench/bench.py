@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import io
 import json
 import os
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -135,14 +137,20 @@ def run_load(url: str, kind: str, clients: int, seconds: float, processes: int) 
 
 
 def probe(url: str, stop: threading.Event, out: dict) -> None:
-    session = requests.Session()
+    """Times /meta and the ready probe over one keep-alive connection, as Weaviate's client holds one.
+
+    Plain ``http.client``: ``requests`` would add its own milliseconds to what is measured."""
+    parsed = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
     timings: dict[str, list[float]] = {"/meta": [], "/.well-known/ready": []}
     while not stop.is_set():
         for path in timings:
             sent = time.perf_counter()
-            session.get(url + path, timeout=10)
+            connection.request("GET", path)
+            connection.getresponse().read()
             timings[path].append(time.perf_counter() - sent)
         time.sleep(0.02)
+    connection.close()
     for path, values in timings.items():
         out[path] = {"p50_ms": round(float(np.percentile(values, 50)) * 1000, 2),
                      "p99_ms": round(float(np.percentile(values, 99)) * 1000, 2), "n": len(values)}
