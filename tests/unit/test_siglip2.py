@@ -45,8 +45,6 @@ def reference_texts(reference, texts):
     return model.get_text_features(**inputs).pooler_output.numpy()
 
 
-
-
 def pictures():
     return [media.photo(w, h, seed=i) for i, (w, h) in enumerate(SIZES)]
 

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import uuid
+from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from waitress.channel import ClientDisconnected
@@ -42,9 +43,10 @@ class Answer(NamedTuple):
 class ProbeAnswers:
     """Decides whether a parsed request is a plain probe, and writes its whole response."""
 
-    def __init__(self, engine: Engine, lifecycle: Lifecycle) -> None:
+    def __init__(self, engine: Engine, lifecycle: Lifecycle, server_name: str) -> None:
         self.engine = engine
         self.lifecycle = lifecycle
+        self.server_name = server_name  # the Server header waitress sends on every other response
 
     def answer(self, request: Any) -> Answer | None:
         """The response to ``request`` (a waitress request parser), or None to leave it to Flask."""
@@ -64,8 +66,8 @@ class ProbeAnswers:
         else:
             return None
         request_id = request.headers.get("X_REQUEST_ID", "")[:64] or uuid.uuid4().hex
-        head = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'No Content'}",
-                f"Date: {email.utils.formatdate(usegmt=True)}", "Server: clip-vectorizer",
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+                f"Date: {email.utils.formatdate(usegmt=True)}", f"Server: {self.server_name}",
                 f"X-Request-Id: {request_id}"]
         if body is not None:
             head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]

@@ -83,7 +83,7 @@ def build_server(settings: Settings, engine: Engine, lifecycle: Lifecycle) -> An
         max_request_body_size=settings.max_body_bytes + 1024 * 1024,
         ident="clip-vectorizer", channel_timeout=120, connection_limit=1000, expose_tracebacks=False,
         channel_request_lookahead=1)  # lets a waiting request see that its client disconnected
-    answer_probes_inline(server, ProbeAnswers(engine, lifecycle))
+    answer_probes_inline(server, ProbeAnswers(engine, lifecycle, server.adj.ident))
     return server
 
 
