@@ -123,12 +123,21 @@ def run_load(url: str, kind: str, clients: int, seconds: float, processes: int) 
     processes = max(1, min(processes, clients))
     shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     with ProcessPoolExecutor(processes) as executor:
-        parts = list(executor.map(client_worker, [url] * processes, [kind] * processes, shares,
-                                  [seconds] * processes, range(1, processes + 1)))
+        parts = list(
+            executor.map(
+                client_worker,
+                [url] * processes,
+                [kind] * processes,
+                shares,
+                [seconds] * processes,
+                range(1, processes + 1),
+            )
+        )
     latencies = np.array([x for part in parts for x in part["latencies"]])
     done = len(latencies)
     return {
-        "requests": done, "errors": sum(p["errors"] for p in parts),
+        "requests": done,
+        "errors": sum(p["errors"] for p in parts),
         "requests_per_s": round(done / seconds, 2),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 1) if done else None,
         "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 1) if done else None,
@@ -152,8 +161,11 @@ def probe(url: str, stop: threading.Event, out: dict) -> None:
         time.sleep(0.02)
     connection.close()
     for path, values in timings.items():
-        out[path] = {"p50_ms": round(float(np.percentile(values, 50)) * 1000, 2),
-                     "p99_ms": round(float(np.percentile(values, 99)) * 1000, 2), "n": len(values)}
+        out[path] = {
+            "p50_ms": round(float(np.percentile(values, 50)) * 1000, 2),
+            "p99_ms": round(float(np.percentile(values, 99)) * 1000, 2),
+            "n": len(values),
+        }
 
 
 def batch_sizes(url: str) -> dict:
@@ -179,8 +191,12 @@ def peak_rss_mb(pid: int) -> float:
 
 def gpu_memory_mb(pid: int) -> float | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():
@@ -191,8 +207,17 @@ def gpu_memory_mb(pid: int) -> float | None:
 
 
 def bench_mode(model: str, mode: str, args: argparse.Namespace) -> dict:
-    extra = ["--batching", mode, "--cache-size", "0", "--threads", str(max(16, args.clients + 8)),
-             "--log-level", "warning", *args.server_arg]
+    extra = [
+        "--batching",
+        mode,
+        "--cache-size",
+        "0",
+        "--threads",
+        str(max(16, args.clients + 8)),
+        "--log-level",
+        "warning",
+        *args.server_arg,
+    ]
     env = {"ENABLE_CUDA": "true"} if args.cuda else {}
     server = ServerProcess(model, *extra, env=env)
     server.start()
@@ -232,16 +257,24 @@ def main() -> int:
     parser.add_argument("--modes", default="dynamic,per-request")
     parser.add_argument("--loads", default="objects,texts", help="which loads to run (objects, texts or both)")
     parser.add_argument("--cuda", action="store_true", help="serve on the GPU (ENABLE_CUDA=true)")
-    parser.add_argument("--server-arg", action="append", default=[],
-                        help="extra flag for clip-vectorizer, e.g. --server-arg=--jpeg-draft (repeatable)")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra flag for clip-vectorizer, e.g. --server-arg=--jpeg-draft (repeatable)",
+    )
     parser.add_argument("--out", help="write the results as JSON here too")
     args = parser.parse_args()
 
     model = args.model or str(build_model(Path(tempfile.mkdtemp()) / "vit-b-32"))
     results = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "clients": args.clients,
-        "seconds": args.seconds, "server_args": args.server_arg, "modes": [bench_mode(model, mode, args) for mode in args.modes.split(",")],
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "server_args": args.server_arg,
+        "modes": [bench_mode(model, mode, args) for mode in args.modes.split(",")],
     }
     by_mode = {r["mode"]: r for r in results["modes"]}
     if {"dynamic", "per-request"} <= set(by_mode):

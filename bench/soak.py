@@ -45,12 +45,19 @@ def jpeg(rng: random.Random, width: int = 640, height: int = 480) -> str:
 
 def make_request(rng: random.Random, images: list[str]) -> tuple[str, bytes, int | None, int | None]:
     """(kind, body, expected text count, expected image count); counts are None for invalid kinds."""
-    kind = rng.choices(["object", "query", "near_image", "bad_json", "bad_base64", "not_image", "truncated",
-                        "wrong_type", "too_many"], weights=[40, 25, 10, 5, 5, 5, 5, 3, 2])[0]
+    kind = rng.choices(
+        ["object", "query", "near_image", "bad_json", "bad_base64", "not_image", "truncated", "wrong_type", "too_many"],
+        weights=[40, 25, 10, 5, 5, 5, 5, 3, 2],
+    )[0]
     if kind == "object":
         return kind, json.dumps({"texts": [f"caption {rng.random()}"], "images": [rng.choice(images)]}).encode(), 1, 1
     if kind == "query":
-        return kind, json.dumps({"texts": [f"a query {rng.random()}" for _ in range(rng.randint(1, 3))]}).encode(), None, 0
+        return (
+            kind,
+            json.dumps({"texts": [f"a query {rng.random()}" for _ in range(rng.randint(1, 3))]}).encode(),
+            None,
+            0,
+        )
     if kind == "near_image":
         return kind, json.dumps({"images": ["data:image/jpeg;base64," + rng.choice(images)]}).encode(), 0, 1
     if kind == "bad_json":
@@ -78,6 +85,7 @@ def main() -> int:
     model = args.model
     if model is None:
         from vectorizer_module.models.random_clip import save_random_model
+
         model = str(save_random_model(Path(tempfile.mkdtemp()) / "tiny", "tiny"))
     server = ServerProcess(model)
     server.start()
@@ -102,9 +110,12 @@ def main() -> int:
             try:
                 response = session.post(server.url + "/vectorize", data=body, timeout=60)
                 payload = response.json()
-                ok = (response.status_code == 200 and count is not None and len(payload["imageVectors"]) == count
-                      and (texts is None or len(payload["textVectors"]) == texts)) or \
-                     (count is None and 400 <= response.status_code < 500 and payload.get("error"))
+                ok = (
+                    response.status_code == 200
+                    and count is not None
+                    and len(payload["imageVectors"]) == count
+                    and (texts is None or len(payload["textVectors"]) == texts)
+                ) or (count is None and 400 <= response.status_code < 500 and payload.get("error"))
                 label = f"{kind}:{response.status_code}"
             except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the soak
                 ok, label = False, f"{kind}:{type(exc).__name__}"
@@ -127,9 +138,14 @@ def main() -> int:
     alive = server.process.poll() is None and server.get("/.well-known/ready").status_code == 204
     server.stop()
     report = {
-        "minutes": args.minutes, "rate_per_s": args.rate, "clients": args.clients, "model": model,
-        "requests": sum(outcomes.values()), "outcomes": dict(sorted(outcomes.items())),
-        "unexpected": len(unexpected), "unexpected_kinds": dict(Counter(unexpected)),
+        "minutes": args.minutes,
+        "rate_per_s": args.rate,
+        "clients": args.clients,
+        "model": model,
+        "requests": sum(outcomes.values()),
+        "outcomes": dict(sorted(outcomes.items())),
+        "unexpected": len(unexpected),
+        "unexpected_kinds": dict(Counter(unexpected)),
         "rss_mb": {k: round(v, 1) for k, v in rss.items()},
         "rss_growth_after_warm_up_pct": round(100 * (rss["end"] - rss["after_warm_up"]) / rss["after_warm_up"], 2),
         "ready_at_end": alive,

@@ -15,15 +15,19 @@ from pathlib import Path
 
 from huggingface_hub import snapshot_download
 
-
 CLIP_TOKENIZER_REPO = "openai/clip-vit-base-patch32"
 
 
 def needs_clip_tokenizer(root: Path) -> bool:
     """An OpenCLIP-only directory with neither tokenizer files nor OpenCLIP's BPE file."""
     names = {p.name for p in root.iterdir()} if root.is_dir() else set()
-    return ("open_clip_config.json" in names and "config.json" not in names and "tokenizer.json" not in names
-            and not {"vocab.json", "merges.txt"} <= names and "bpe_simple_vocab_16e6.txt.gz" not in names)
+    return (
+        "open_clip_config.json" in names
+        and "config.json" not in names
+        and "tokenizer.json" not in names
+        and not {"vocab.json", "merges.txt"} <= names
+        and "bpe_simple_vocab_16e6.txt.gz" not in names
+    )
 
 
 def main(target: str) -> None:

@@ -21,8 +21,9 @@ def _go_bin_dirs() -> list[Path]:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
     if go:
         try:
-            out = subprocess.run([go, "env", "GOBIN", "GOPATH"], capture_output=True, text=True, timeout=20,
-                                 check=True).stdout.splitlines()
+            out = subprocess.run(
+                [go, "env", "GOBIN", "GOPATH"], capture_output=True, text=True, timeout=20, check=True
+            ).stdout.splitlines()
         except (OSError, subprocess.SubprocessError):
             out = []
         if len(out) >= 1 and out[0].strip():
@@ -55,4 +56,5 @@ def find_weaviate_server(explicit: str | os.PathLike[str] | None = None) -> Path
     raise WeaviateBinaryNotFound(
         f"no {BINARY_NAME} binary found (looked for: {', '.join(dict.fromkeys(tried))}). "
         f"Build it with `bash scripts/install.sh` or `{BUILD_COMMAND}` (Go >= 1.26), "
-        f"or set {ENV_VAR} to its path")
+        f"or set {ENV_VAR} to its path"
+    )

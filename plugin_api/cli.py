@@ -38,26 +38,40 @@ DEFAULT_COLLECTION = "Images"
 
 
 def _add_connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("CLIP_WEAVIATE_URL", DEFAULT_URL),
-                        help=f"Weaviate REST URL (env CLIP_WEAVIATE_URL; default {DEFAULT_URL})")
-    parser.add_argument("--grpc-port", type=int,
-                        default=int(os.environ.get("CLIP_WEAVIATE_GRPC_PORT", DEFAULT_GRPC_PORT)),
-                        help=f"Weaviate gRPC port (env CLIP_WEAVIATE_GRPC_PORT; default {DEFAULT_GRPC_PORT})")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("CLIP_WEAVIATE_URL", DEFAULT_URL),
+        help=f"Weaviate REST URL (env CLIP_WEAVIATE_URL; default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=int(os.environ.get("CLIP_WEAVIATE_GRPC_PORT", DEFAULT_GRPC_PORT)),
+        help=f"Weaviate gRPC port (env CLIP_WEAVIATE_GRPC_PORT; default {DEFAULT_GRPC_PORT})",
+    )
     parser.add_argument("--collection", default=DEFAULT_COLLECTION, help=f"default {DEFAULT_COLLECTION}")
 
 
 def _add_stack(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="CLIP model directory for the service (default: the built-in demo "
-                                        "model, which knows only shapes and colours)")
-    parser.add_argument("--workdir", help="directory for logs, Weaviate's data and the demo's sample images "
-                                          "(default: a new temporary directory; its data is removed at exit)")
-    parser.add_argument("--weaviate-bin", help="weaviate-server binary (default: $WEAVIATE_SERVER_BIN, PATH, "
-                                               "then $(go env GOPATH)/bin)")
+    parser.add_argument(
+        "--model",
+        help="CLIP model directory for the service (default: the built-in demo "
+        "model, which knows only shapes and colours)",
+    )
+    parser.add_argument(
+        "--workdir",
+        help="directory for logs, Weaviate's data and the demo's sample images "
+        "(default: a new temporary directory; its data is removed at exit)",
+    )
+    parser.add_argument(
+        "--weaviate-bin", help="weaviate-server binary (default: $WEAVIATE_SERVER_BIN, PATH, then $(go env GOPATH)/bin)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clip-weaviate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="clip-weaviate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start clip-vectorizer + Weaviate on 127.0.0.1 until Ctrl-C")
@@ -69,11 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("paths", nargs="+", metavar="PATH")
     _add_connection(imp)
     imp.add_argument("--batch-size", type=int, default=32)
-    imp.add_argument("--max-side", type=int, default=None,
-                     help="downscale images whose longer side is larger, before upload (CLIP sees 224 px; "
-                          "the smaller copy is what Weaviate stores)")
-    imp.add_argument("--vectorize-captions", action="store_true",
-                     help="when creating the collection, let captions join the image in the vector")
+    imp.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="downscale images whose longer side is larger, before upload (CLIP sees 224 px; "
+        "the smaller copy is what Weaviate stores)",
+    )
+    imp.add_argument(
+        "--vectorize-captions",
+        action="store_true",
+        help="when creating the collection, let captions join the image in the vector",
+    )
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     search = commands.add_parser("search", help="search by text or by image")
@@ -91,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.getLogger("weaviate-client").setLevel(logging.CRITICAL)   # our own report says it better
+    logging.getLogger("weaviate-client").setLevel(logging.CRITICAL)  # our own report says it better
     try:
         return {"up": _up, "import": _import, "search": _search, "demo": _demo}[args.command](args)
     except KeyboardInterrupt:
@@ -107,12 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _start_stack(args: argparse.Namespace, **ports: int | None) -> "LocalStack":
+def _start_stack(args: argparse.Namespace, **ports: int | None) -> LocalStack:
     from plugin_api.stack import LocalStack
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="clip-weaviate-"))
-    stack = LocalStack(args.model, workdir=workdir, weaviate_binary=args.weaviate_bin,
-                       keep_data=bool(args.workdir), **ports)
+    stack = LocalStack(
+        args.model, workdir=workdir, weaviate_binary=args.weaviate_bin, keep_data=bool(args.workdir), **ports
+    )
     model = args.model or "the built-in demo model: it knows shapes and colours only"
     print(f"starting clip-vectorizer ({model}) and Weaviate; logs in {stack.log_dir}")
     return stack.start()
@@ -141,9 +163,12 @@ def _up(args: argparse.Namespace) -> int:
     try:
         print(f"Weaviate        {stack.url}  (gRPC port {stack.grpc_port})")
         print(f"clip-vectorizer {stack.service.url}")
-        extra = "" if (args.port, args.grpc_port) == (8080, DEFAULT_GRPC_PORT) else \
-            f" --url {stack.url} --grpc-port {stack.grpc_port}"
-        query = "a dog" if args.model else "a red circle"   # the built-in model knows shapes and colours only
+        extra = (
+            ""
+            if (args.port, args.grpc_port) == (8080, DEFAULT_GRPC_PORT)
+            else f" --url {stack.url} --grpc-port {stack.grpc_port}"
+        )
+        query = "a dog" if args.model else "a red circle"  # the built-in model knows shapes and colours only
         print(f"try: clip-weaviate import IMAGES_DIR{extra} && clip-weaviate search '{query}'{extra}")
         print("Ctrl-C stops both.", flush=True)
         while stack.weaviate.process.running and stack.service.running:
@@ -166,10 +191,12 @@ def _import(args: argparse.Namespace) -> int:
     if not items:
         raise PluginError(f"no image files in {' '.join(args.paths)}")
     with connect(args.url, grpc_port=args.grpc_port) as client:
-        collection = create_image_collection(client, args.collection, exist_ok=True,
-                                             vectorize_text=["caption"] if args.vectorize_captions else ())
-        report = import_images(collection, items, batch_size=args.batch_size, max_side=args.max_side,
-                               progress=not args.quiet)
+        collection = create_image_collection(
+            client, args.collection, exist_ok=True, vectorize_text=["caption"] if args.vectorize_captions else ()
+        )
+        report = import_images(
+            collection, items, batch_size=args.batch_size, max_side=args.max_side, progress=not args.quiet
+        )
     print(report.details())
     return 0 if report.failed == 0 else 1
 
@@ -227,28 +254,40 @@ def _demo(args: argparse.Namespace) -> int:
             collection = create_image_collection(client, "Demo")
             report = import_images(collection, items_from_paths([sample]), progress=False)
             print(f"\nimported {sample}: {report.details()}")
-            print("(each file is named SIZE-COLOUR-SHAPE-POSITION.png; only the image is vectorized, "
-                  "not its name or caption)")
+            print(
+                "(each file is named SIZE-COLOUR-SHAPE-POSITION.png; only the image is vectorized, "
+                "not its name or caption)"
+            )
             query_image = next(sample.glob("*-pink-heart-*.png"))
-            queries = [(f"near_text {text!r}", lambda text=text: near_text(collection, text, limit=3))
-                       for text in DEMO_QUERIES]
+            queries = [
+                (f"near_text {text!r}", lambda text=text: near_text(collection, text, limit=3)) for text in DEMO_QUERIES
+            ]
             queries += [
-                ("near_text 'a blue square', moved away from 'on the left' (force 0.6)",
-                 lambda: near_text(collection, "a blue square", limit=3,
-                                   move_away=Move(force=0.6, concepts=["on the left"]))),
-                (f"near_image {query_image.name} (a stored image finds itself first)",
-                 lambda: near_image(collection, query_image, limit=3)),
-                ("hybrid 'green triangle' (alpha 0.5: keywords in captions + vectors)",
-                 lambda: hybrid(collection, "green triangle", limit=3)),
+                (
+                    "near_text 'a blue square', moved away from 'on the left' (force 0.6)",
+                    lambda: near_text(
+                        collection, "a blue square", limit=3, move_away=Move(force=0.6, concepts=["on the left"])
+                    ),
+                ),
+                (
+                    f"near_image {query_image.name} (a stored image finds itself first)",
+                    lambda: near_image(collection, query_image, limit=3),
+                ),
+                (
+                    "hybrid 'green triangle' (alpha 0.5: keywords in captions + vectors)",
+                    lambda: hybrid(collection, "green triangle", limit=3),
+                ),
             ]
             for title, run in queries:
                 print(f"\n{title}\n{format_hits(run())}")
         if args.model is None:
-            print("\n(served by the built-in demo model, which knows shapes and colours only; "
-                  "pass --model DIR with a real CLIP for photos)")
+            print(
+                "\n(served by the built-in demo model, which knows shapes and colours only; "
+                "pass --model DIR with a real CLIP for photos)"
+            )
         done = True
         return 0
     finally:
         stack.stop()
-        if done and not args.workdir:      # keep a failed demo's logs for reading
+        if done and not args.workdir:  # keep a failed demo's logs for reading
             shutil.rmtree(stack.workdir, ignore_errors=True)

@@ -14,8 +14,13 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_GRPC_PORT = 50051
 
 
-def connect(url: str = DEFAULT_URL, *, grpc_port: int = DEFAULT_GRPC_PORT, timeout_s: float = 120.0,
-            headers: dict[str, str] | None = None) -> weaviate.WeaviateClient:
+def connect(
+    url: str = DEFAULT_URL,
+    *,
+    grpc_port: int = DEFAULT_GRPC_PORT,
+    timeout_s: float = 120.0,
+    headers: dict[str, str] | None = None,
+) -> weaviate.WeaviateClient:
     """A connected client for the Weaviate at ``url`` (REST) and ``grpc_port`` on the same host.
 
     ``timeout_s`` bounds queries and inserts; Weaviate vectorises every inserted object through the
@@ -28,15 +33,23 @@ def connect(url: str = DEFAULT_URL, *, grpc_port: int = DEFAULT_GRPC_PORT, timeo
     port = parts.port or (443 if secure else 80)
     try:
         return weaviate.connect_to_custom(
-            http_host=parts.hostname, http_port=port, http_secure=secure,
-            grpc_host=parts.hostname, grpc_port=grpc_port, grpc_secure=secure, headers=headers,
-            additional_config=AdditionalConfig(timeout=Timeout(init=10, query=timeout_s, insert=timeout_s)))
+            http_host=parts.hostname,
+            http_port=port,
+            http_secure=secure,
+            grpc_host=parts.hostname,
+            grpc_port=grpc_port,
+            grpc_secure=secure,
+            headers=headers,
+            additional_config=AdditionalConfig(timeout=Timeout(init=10, query=timeout_s, insert=timeout_s)),
+        )
     except WeaviateGRPCUnavailableError as exc:
-        raise NotReachable(f"Weaviate answers at {url} but not its gRPC port {grpc_port} "
-                           f"(pass the right --grpc-port)") from exc
+        raise NotReachable(
+            f"Weaviate answers at {url} but not its gRPC port {grpc_port} (pass the right --grpc-port)"
+        ) from exc
     except (WeaviateConnectionError, WeaviateStartUpError) as exc:
-        raise NotReachable(f"cannot reach Weaviate at {url}: {_first_line(exc)} "
-                           f"(start a local one with `clip-weaviate up`)") from exc
+        raise NotReachable(
+            f"cannot reach Weaviate at {url}: {_first_line(exc)} (start a local one with `clip-weaviate up`)"
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:

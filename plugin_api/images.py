@@ -28,7 +28,7 @@ class ImageItem:
     path: Path | None = None
 
     @classmethod
-    def from_bytes(cls, data: bytes, source: str = "<memory>", **properties: Any) -> "ImageItem":
+    def from_bytes(cls, data: bytes, source: str = "<memory>", **properties: Any) -> ImageItem:
         return cls(source=source, properties=properties, data=bytes(data))
 
     def read(self) -> bytes:
@@ -85,8 +85,12 @@ def downscale(data: bytes, max_side: int) -> bytes:
         return data
 
 
-def items_from_paths(paths: Iterable[str | os.PathLike[str]], *, caption_property: str | None = "caption",
-                     filename_property: str | None = "filename") -> list[ImageItem]:
+def items_from_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    caption_property: str | None = "caption",
+    filename_property: str | None = "filename",
+) -> list[ImageItem]:
     """Items for files and folders (walked recursively, image suffixes only, in sorted order).
 
     A file named explicitly is taken whatever its suffix. ``photo.txt`` next to ``photo.jpg`` is its
@@ -97,8 +101,9 @@ def items_from_paths(paths: Iterable[str | os.PathLike[str]], *, caption_propert
         root = Path(raw).expanduser()
         if root.is_dir():
             files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            items.extend(_file_item(p, p.relative_to(root).as_posix(), caption_property, filename_property)
-                         for p in files)
+            items.extend(
+                _file_item(p, p.relative_to(root).as_posix(), caption_property, filename_property) for p in files
+            )
         else:
             items.append(_file_item(root, root.name, caption_property, filename_property))
     return items

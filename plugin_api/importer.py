@@ -60,8 +60,10 @@ class ImportReport:
         return [o for o in self.outcomes if o.status == "failed"]
 
     def summary(self) -> str:
-        return (f"{self.stored} stored, {self.skipped} skipped (already there), {self.failed} failed "
-                f"(of {len(self.outcomes)})")
+        return (
+            f"{self.stored} stored, {self.skipped} skipped (already there), {self.failed} failed "
+            f"(of {len(self.outcomes)})"
+        )
 
     def details(self) -> str:
         """The summary, then one line per failure."""
@@ -75,9 +77,16 @@ class _Pending:
     properties: dict[str, Any]
 
 
-def import_images(collection: Collection, items: Iterable[ImageItem], *, image_property: str = "image",
-                  batch_size: int = 32, max_side: int | None = None, progress: bool = True,
-                  on_batch: Callable[[list[ObjectOutcome]], None] | None = None) -> ImportReport:
+def import_images(
+    collection: Collection,
+    items: Iterable[ImageItem],
+    *,
+    image_property: str = "image",
+    batch_size: int = 32,
+    max_side: int | None = None,
+    progress: bool = True,
+    on_batch: Callable[[list[ObjectOutcome]], None] | None = None,
+) -> ImportReport:
     """Store every item in ``collection`` (image as base64 in ``image_property``); never raises for one
     bad item. ``max_side`` downscales larger images before upload (see :func:`plugin_api.images.downscale`).
     ``on_batch`` is called with the outcomes of each batch as soon as it is done."""
@@ -89,11 +98,19 @@ def import_images(collection: Collection, items: Iterable[ImageItem], *, image_p
     seen: dict[str, str] = {}
     from tqdm import tqdm
 
-    with _quiet_client_batch_log(), \
-            tqdm(total=len(items), unit="img", desc=f"import into {collection.name}", disable=not progress) as bar:
+    with (
+        _quiet_client_batch_log(),
+        tqdm(total=len(items), unit="img", desc=f"import into {collection.name}", disable=not progress) as bar,
+    ):
         for start in range(0, len(items), batch_size):
-            outcomes = _import_batch(collection, items[start:start + batch_size], image_property=image_property,
-                                     max_side=max_side, required=required, seen=seen)
+            outcomes = _import_batch(
+                collection,
+                items[start : start + batch_size],
+                image_property=image_property,
+                max_side=max_side,
+                required=required,
+                seen=seen,
+            )
             report.outcomes.extend(outcomes)
             bar.update(len(outcomes))
             bar.set_postfix(stored=report.stored, skipped=report.skipped, failed=report.failed)
@@ -119,8 +136,15 @@ def _quiet_client_batch_log() -> Iterator[None]:
         logger.removeFilter(log_filter)
 
 
-def _import_batch(collection: Collection, batch: Sequence[ImageItem], *, image_property: str, max_side: int | None,
-                  required: set[str], seen: dict[str, str]) -> list[ObjectOutcome]:
+def _import_batch(
+    collection: Collection,
+    batch: Sequence[ImageItem],
+    *,
+    image_property: str,
+    max_side: int | None,
+    required: set[str],
+    seen: dict[str, str],
+) -> list[ObjectOutcome]:
     done: dict[int, ObjectOutcome] = {}
     pending: dict[int, _Pending] = {}
     for index, item in enumerate(batch):
@@ -136,9 +160,13 @@ def _import_batch(collection: Collection, batch: Sequence[ImageItem], *, image_p
         seen[uuid] = item.source
         missing = sorted(f for f in required if item.properties.get(f) in (None, "", []))
         if missing:
-            done[index] = ObjectOutcome(item.source, "failed", uuid,
-                                        f"missing {missing}: the collection's vectorizer has weights, and Weaviate "
-                                        f"pairs weights with the fields present, so every weighted field is required")
+            done[index] = ObjectOutcome(
+                item.source,
+                "failed",
+                uuid,
+                f"missing {missing}: the collection's vectorizer has weights, and Weaviate "
+                f"pairs weights with the fields present, so every weighted field is required",
+            )
             continue
         blob = downscale(data, max_side) if max_side else data
         pending[index] = _Pending(item, uuid, {**item.properties, image_property: to_base64(blob)})
@@ -161,8 +189,9 @@ def _import_batch(collection: Collection, batch: Sequence[ImageItem], *, image_p
 
 
 def _existing_uuids(collection: Collection, uuids: list[str]) -> set[str]:
-    result = collection.query.fetch_objects(filters=Filter.by_id().contains_any(uuids), limit=len(uuids),
-                                            return_properties=[])
+    result = collection.query.fetch_objects(
+        filters=Filter.by_id().contains_any(uuids), limit=len(uuids), return_properties=[]
+    )
     return {str(o.uuid) for o in result.objects}
 
 
@@ -186,5 +215,5 @@ def _insert(collection: Collection, objects: list[_Pending]) -> dict[int, str | 
 def _one_line(exc: BaseException, strip: str = "") -> str:
     text = str(exc).strip()
     if strip and text.startswith(strip):
-        text = text[len(strip):]
+        text = text[len(strip) :]
     return " ".join(text.split()) or type(exc).__name__

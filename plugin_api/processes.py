@@ -41,8 +41,16 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
 class ManagedProcess:
     """One server process. Output goes to ``log_path`` (appended, so a restart keeps the earlier run)."""
 
-    def __init__(self, name: str, command: Sequence[str], *, log_path: Path, ready_url: str,
-                 env: Mapping[str, str] | None = None, ready_statuses: tuple[int, ...] = (200, 204)) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        log_path: Path,
+        ready_url: str,
+        env: Mapping[str, str] | None = None,
+        ready_statuses: tuple[int, ...] = (200, 204),
+    ) -> None:
         self.name = name
         self.command = [str(part) for part in command]
         self.log_path = Path(log_path)
@@ -59,7 +67,7 @@ class ManagedProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         if self.running:
             raise StackError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,8 +75,14 @@ class ManagedProcess:
             log.write(f"=== {time.strftime('%H:%M:%S')} starting {self.name}: {' '.join(self.command)}\n".encode())
             log.flush()
             # A session of its own: Ctrl-C in a terminal reaches only us, and we stop children in order.
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
         return self
 
     def wait_ready(self, timeout: float) -> None:
@@ -77,13 +91,17 @@ class ManagedProcess:
         while True:
             if self.process is None or self.process.poll() is not None:
                 code = None if self.process is None else self.process.returncode
-                raise StackError(f"{self.name} exited with status {code} before it was ready; "
-                                 f"log {self.log_path}:\n{self.log_tail()}")
+                raise StackError(
+                    f"{self.name} exited with status {code} before it was ready; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
             if http_status(self.ready_url) in self.ready_statuses:
                 return
             if time.monotonic() > deadline:
-                raise StackError(f"{self.name} was not ready at {self.ready_url} within {timeout:.0f} s; "
-                                 f"log {self.log_path}:\n{self.log_tail()}")
+                raise StackError(
+                    f"{self.name} was not ready at {self.ready_url} within {timeout:.0f} s; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
             time.sleep(0.1)
 
     def stop(self, timeout: float = 20.0) -> int | None:

@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-SHOWCASE = (("red", "circle"), ("blue", "square"))   # drawn in every size and position
+SHOWCASE = (("red", "circle"), ("blue", "square"))  # drawn in every size and position
 SEED = 7
 
 
@@ -35,8 +35,10 @@ class SampleImage:
     def caption(self) -> str:
         from vectorizer_module.finetune.synthetic import POSITION_PHRASES
 
-        return (f"a {self.size} {self.colour} {self.shape} {POSITION_PHRASES[self.position]} "
-                f"on a {self.background} background")
+        return (
+            f"a {self.size} {self.colour} {self.shape} {POSITION_PHRASES[self.position]} "
+            f"on a {self.background} background"
+        )
 
 
 def _attributes(seed: int) -> list[dict[str, str]]:
@@ -57,8 +59,9 @@ def _attributes(seed: int) -> list[dict[str, str]]:
             else:
                 cells = [(pick(list(SIZES)), pick(list(POSITIONS)))]
             for size, position in cells:
-                out.append(dict(colour=colour, shape=shape, size=size, position=position,
-                                background=pick(list(BACKGROUNDS))))
+                out.append(
+                    dict(colour=colour, shape=shape, size=size, position=position, background=pick(list(BACKGROUNDS)))
+                )
     return out
 
 

@@ -20,13 +20,17 @@ from weaviate.collections import Collection
 from plugin_api.errors import FieldConfigError
 
 VECTORIZER = "multi2vec-clip"
-IMAGE_TYPES = (DataType.BLOB, DataType.TEXT)        # Weaviate sends any string property in imageFields
+IMAGE_TYPES = (DataType.BLOB, DataType.TEXT)  # Weaviate sends any string property in imageFields
 TEXT_TYPES = (DataType.TEXT, DataType.TEXT_ARRAY)
 
 
-def clip_fields(image_fields: Sequence[str] = (), text_fields: Sequence[str] = (), *,
-                weights: Mapping[str, float] | None = None, properties: Sequence[Property] | None = None,
-                ) -> tuple[list[Multi2VecField], list[Multi2VecField]]:
+def clip_fields(
+    image_fields: Sequence[str] = (),
+    text_fields: Sequence[str] = (),
+    *,
+    weights: Mapping[str, float] | None = None,
+    properties: Sequence[Property] | None = None,
+) -> tuple[list[Multi2VecField], list[Multi2VecField]]:
     """Validated ``(image_fields, text_fields)`` as client ``Multi2VecField`` lists, each sorted by name.
 
     ``weights`` maps every field name to a positive weight (or is None: plain mean). With ``properties``,
@@ -49,10 +53,17 @@ def clip_fields(image_fields: Sequence[str] = (), text_fields: Sequence[str] = (
     return fields(images), fields(texts)
 
 
-def clip_vectorizer(*, image_fields: Sequence[str] = (), text_fields: Sequence[str] = (),
-                    weights: Mapping[str, float] | None = None, inference_url: str | None = None,
-                    name: str | None = None, properties: Sequence[Property] | None = None,
-                    legacy: bool = False, vector_index_config: Any = None) -> Any:
+def clip_vectorizer(
+    *,
+    image_fields: Sequence[str] = (),
+    text_fields: Sequence[str] = (),
+    weights: Mapping[str, float] | None = None,
+    inference_url: str | None = None,
+    name: str | None = None,
+    properties: Sequence[Property] | None = None,
+    legacy: bool = False,
+    vector_index_config: Any = None,
+) -> Any:
     """The client's multi2vec-clip vector config, validated (see :func:`clip_fields`).
 
     Default: ``Configure.Vectors.multi2vec_clip`` for ``vector_config=`` (a named vector; ``name=None``
@@ -66,26 +77,45 @@ def clip_vectorizer(*, image_fields: Sequence[str] = (), text_fields: Sequence[s
     if legacy:
         if name is not None or vector_index_config is not None:
             raise FieldConfigError("a legacy (class-level) vectorizer has no name or own vector index config")
-        return Configure.Vectorizer.multi2vec_clip(image_fields=images or None, text_fields=texts or None,
-                                                   inference_url=inference_url)
-    return Configure.Vectors.multi2vec_clip(name=name, image_fields=images or None, text_fields=texts or None,
-                                            inference_url=inference_url, vector_index_config=vector_index_config)
+        return Configure.Vectorizer.multi2vec_clip(
+            image_fields=images or None, text_fields=texts or None, inference_url=inference_url
+        )
+    return Configure.Vectors.multi2vec_clip(
+        name=name,
+        image_fields=images or None,
+        text_fields=texts or None,
+        inference_url=inference_url,
+        vector_index_config=vector_index_config,
+    )
 
 
-def image_properties(image_property: str = "image", text_properties: Sequence[str] = ("caption", "filename"),
-                     text_array_properties: Sequence[str] = ()) -> list[Property]:
+def image_properties(
+    image_property: str = "image",
+    text_properties: Sequence[str] = ("caption", "filename"),
+    text_array_properties: Sequence[str] = (),
+) -> list[Property]:
     """Properties of an image collection: one ``blob`` for the image, ``text`` and ``text[]`` metadata."""
-    return ([Property(name=image_property, data_type=DataType.BLOB)]
-            + [Property(name=n, data_type=DataType.TEXT) for n in text_properties]
-            + [Property(name=n, data_type=DataType.TEXT_ARRAY) for n in text_array_properties])
+    return (
+        [Property(name=image_property, data_type=DataType.BLOB)]
+        + [Property(name=n, data_type=DataType.TEXT) for n in text_properties]
+        + [Property(name=n, data_type=DataType.TEXT_ARRAY) for n in text_array_properties]
+    )
 
 
-def create_image_collection(client: weaviate.WeaviateClient, name: str, *, image_property: str = "image",
-                            text_properties: Sequence[str] = ("caption", "filename"),
-                            text_array_properties: Sequence[str] = (), vectorize_text: Sequence[str] = (),
-                            weights: Mapping[str, float] | None = None, inference_url: str | None = None,
-                            vector_name: str | None = None, legacy: bool = False,
-                            exist_ok: bool = False) -> Collection:
+def create_image_collection(
+    client: weaviate.WeaviateClient,
+    name: str,
+    *,
+    image_property: str = "image",
+    text_properties: Sequence[str] = ("caption", "filename"),
+    text_array_properties: Sequence[str] = (),
+    vectorize_text: Sequence[str] = (),
+    weights: Mapping[str, float] | None = None,
+    inference_url: str | None = None,
+    vector_name: str | None = None,
+    legacy: bool = False,
+    exist_ok: bool = False,
+) -> Collection:
     """Create (or, with ``exist_ok``, open) a collection of images with text metadata, in one call.
 
     The image is always vectorised; ``vectorize_text`` names the text properties that join it in the
@@ -95,8 +125,15 @@ def create_image_collection(client: weaviate.WeaviateClient, name: str, *, image
     if exist_ok and client.collections.exists(name):
         return client.collections.get(name)
     properties = image_properties(image_property, text_properties, text_array_properties)
-    config = clip_vectorizer(image_fields=[image_property], text_fields=vectorize_text, weights=weights,
-                             inference_url=inference_url, name=vector_name, properties=properties, legacy=legacy)
+    config = clip_vectorizer(
+        image_fields=[image_property],
+        text_fields=vectorize_text,
+        weights=weights,
+        inference_url=inference_url,
+        name=vector_name,
+        properties=properties,
+        legacy=legacy,
+    )
     if legacy:
         return client.collections.create(name, properties=properties, vectorizer_config=config)
     return client.collections.create(name, properties=properties, vector_config=config)
@@ -158,9 +195,12 @@ def _check_properties(images: list[str], texts: list[str], properties: Sequence[
             if field not in types:
                 raise FieldConfigError(f"{role} field {field!r} is not a property (properties: {sorted(types)})")
             if types[field] not in allowed:
-                raise FieldConfigError(f"{role} field {field!r} is a {types[field].value} property; "
-                                       f"{role} fields must be {' or '.join(t.value for t in allowed)}")
+                raise FieldConfigError(
+                    f"{role} field {field!r} is a {types[field].value} property; "
+                    f"{role} fields must be {' or '.join(t.value for t in allowed)}"
+                )
             if weighted and types[field] == DataType.TEXT_ARRAY:
                 raise FieldConfigError(
                     f"text field {field!r} is text[]: each element becomes its own vector but has no weight "
-                    f"of its own, so Weaviate cannot apply weights (drop the weights or make it text)")
+                    f"of its own, so Weaviate cannot apply weights (drop the weights or make it text)"
+                )

@@ -26,7 +26,7 @@ from plugin_api.processes import ManagedProcess, free_ports, inherited_env
 if TYPE_CHECKING:
     import weaviate
 
-SERVICE_READY_TIMEOUT = 180.0   # torch import + model load + warm-up on a busy 2-core machine
+SERVICE_READY_TIMEOUT = 180.0  # torch import + model load + warm-up on a busy 2-core machine
 WEAVIATE_READY_TIMEOUT = 120.0
 LOOPBACK = "127.0.0.1"
 
@@ -34,25 +34,42 @@ LOOPBACK = "127.0.0.1"
 class VectorizerService:
     """One ``python -m vectorizer_module`` process on a fixed loopback port (kept across restarts)."""
 
-    def __init__(self, model: str | os.PathLike[str] | None, *, port: int, log_path: Path,
-                 args: Sequence[str] = (), name: str = "clip-vectorizer") -> None:
-        self.model = None if model is None else Path(model)   # None: the service's built-in demo model
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None,
+        *,
+        port: int,
+        log_path: Path,
+        args: Sequence[str] = (),
+        name: str = "clip-vectorizer",
+    ) -> None:
+        self.model = None if model is None else Path(model)  # None: the service's built-in demo model
         self.port = port
         self.url = f"http://{LOOPBACK}:{port}"
         model_args = [] if self.model is None else ["--model", str(self.model)]
-        command = [sys.executable, "-m", "vectorizer_module", *model_args,
-                   "--host", LOOPBACK, "--port", str(port), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "vectorizer_module",
+            *model_args,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            *args,
+        ]
         env = inherited_env()
         if self.model is None:
-            env.pop("VECTORIZER_MODEL", None)   # None means the built-in model, whatever the shell has set
-        self.process = ManagedProcess(name, command, log_path=log_path, ready_url=self.url + "/.well-known/ready",
-                                      env=env, ready_statuses=(204,))
+            env.pop("VECTORIZER_MODEL", None)  # None means the built-in model, whatever the shell has set
+        self.process = ManagedProcess(
+            name, command, log_path=log_path, ready_url=self.url + "/.well-known/ready", env=env, ready_statuses=(204,)
+        )
 
     @property
     def running(self) -> bool:
         return self.process.running
 
-    def start(self, *, wait: bool = True, timeout: float = SERVICE_READY_TIMEOUT) -> "VectorizerService":
+    def start(self, *, wait: bool = True, timeout: float = SERVICE_READY_TIMEOUT) -> VectorizerService:
         self.process.start()
         if wait:
             self.wait_ready(timeout)
@@ -72,9 +89,17 @@ class WeaviateServer:
     port and its cluster data port: those listen on all interfaces (clients here use 127.0.0.1 only).
     """
 
-    def __init__(self, binary: Path, *, inference_url: str, data_dir: Path, log_path: Path,
-                 http_port: int | None = None, grpc_port: int | None = None,
-                 extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        *,
+        inference_url: str,
+        data_dir: Path,
+        log_path: Path,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         gossip, data, raft, raft_rpc, auto_http, auto_grpc = free_ports(6)
         self.http_port = http_port or auto_http
         self.grpc_port = grpc_port or auto_grpc
@@ -96,20 +121,26 @@ class WeaviateServer:
             RAFT_PORT=str(raft),
             RAFT_INTERNAL_RPC_PORT=str(raft_rpc),
             RAFT_BOOTSTRAP_EXPECT="1",
-            RAFT_TIMEOUTS_MULTIPLIER="1",   # a single node elects itself in ~1 s instead of ~5 s
+            RAFT_TIMEOUTS_MULTIPLIER="1",  # a single node elects itself in ~1 s instead of ~5 s
             AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED="true",
             DISABLE_TELEMETRY="true",
             GO_PROFILING_DISABLE="true",
             QUERY_DEFAULTS_LIMIT="20",
-            LOG_LEVEL="warning",   # its info lines are many; warnings and errors are what a reader needs
-            MODULES_VALIDATE_BASE_URL="false",   # when on, it refuses loopback inference URLs
+            LOG_LEVEL="warning",  # its info lines are many; warnings and errors are what a reader needs
+            MODULES_VALIDATE_BASE_URL="false",  # when on, it refuses loopback inference URLs
         )
         env.update(extra_env or {})
         command = [str(binary), "--host", LOOPBACK, "--port", str(self.http_port), "--scheme", "http"]
-        self.process = ManagedProcess("weaviate-server", command, log_path=log_path,
-                                      ready_url=self.url + "/v1/.well-known/ready", env=env, ready_statuses=(200,))
+        self.process = ManagedProcess(
+            "weaviate-server",
+            command,
+            log_path=log_path,
+            ready_url=self.url + "/v1/.well-known/ready",
+            env=env,
+            ready_statuses=(200,),
+        )
 
-    def start(self, timeout: float = WEAVIATE_READY_TIMEOUT) -> "WeaviateServer":
+    def start(self, timeout: float = WEAVIATE_READY_TIMEOUT) -> WeaviateServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process.start()
         self.process.wait_ready(timeout)
@@ -127,12 +158,21 @@ class LocalStack:
     model) for collections with their own ``inferenceUrl``; they are stopped with the stack.
     """
 
-    def __init__(self, model: str | os.PathLike[str] | None, *, workdir: str | os.PathLike[str] | None = None,
-                 weaviate_binary: str | os.PathLike[str] | None = None, http_port: int | None = None,
-                 grpc_port: int | None = None, service_port: int | None = None, service_args: Sequence[str] = (),
-                 weaviate_env: Mapping[str, str] | None = None, keep_data: bool | None = None) -> None:
-        self.binary = find_weaviate_server(weaviate_binary)   # fail before starting anything
-        self.model = None if model is None else Path(model)   # None: the built-in demo model
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None,
+        *,
+        workdir: str | os.PathLike[str] | None = None,
+        weaviate_binary: str | os.PathLike[str] | None = None,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        service_port: int | None = None,
+        service_args: Sequence[str] = (),
+        weaviate_env: Mapping[str, str] | None = None,
+        keep_data: bool | None = None,
+    ) -> None:
+        self.binary = find_weaviate_server(weaviate_binary)  # fail before starting anything
+        self.model = None if model is None else Path(model)  # None: the built-in demo model
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="clip-weaviate-"))
         self.log_dir = self.workdir / "logs"
@@ -140,8 +180,12 @@ class LocalStack:
         self._http_port, self._grpc_port = http_port, grpc_port
         self._service_args = list(service_args)
         self._weaviate_env = dict(weaviate_env or {})
-        self.service = VectorizerService(self.model, port=service_port or free_ports(1)[0],
-                                         log_path=self.log_dir / "clip-vectorizer.log", args=self._service_args)
+        self.service = VectorizerService(
+            self.model,
+            port=service_port or free_ports(1)[0],
+            log_path=self.log_dir / "clip-vectorizer.log",
+            args=self._service_args,
+        )
         self.extra_services: list[VectorizerService] = []
         self.weaviate: WeaviateServer | None = None
 
@@ -158,14 +202,19 @@ class LocalStack:
             raise RuntimeError("the stack is not started")
         return self.weaviate
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         atexit.register(self.stop)
         try:
             self.service.start()
-            self.weaviate = WeaviateServer(self.binary, inference_url=self.service.url,
-                                           data_dir=self.workdir / "weaviate-data",
-                                           log_path=self.log_dir / "weaviate.log", http_port=self._http_port,
-                                           grpc_port=self._grpc_port, extra_env=self._weaviate_env)
+            self.weaviate = WeaviateServer(
+                self.binary,
+                inference_url=self.service.url,
+                data_dir=self.workdir / "weaviate-data",
+                log_path=self.log_dir / "weaviate.log",
+                http_port=self._http_port,
+                grpc_port=self._grpc_port,
+                extra_env=self._weaviate_env,
+            )
             self.weaviate.start()
         except BaseException:
             self.stop()
@@ -175,13 +224,17 @@ class LocalStack:
     def add_service(self, model: str | os.PathLike[str] | None, *, wait: bool = True) -> VectorizerService:
         """Start one more service instance on a free port (logs to ``clip-vectorizer-N.log``)."""
         index = len(self.extra_services) + 2
-        service = VectorizerService(model, port=free_ports(1)[0], args=self._service_args,
-                                    log_path=self.log_dir / f"clip-vectorizer-{index}.log",
-                                    name=f"clip-vectorizer #{index}")
+        service = VectorizerService(
+            model,
+            port=free_ports(1)[0],
+            args=self._service_args,
+            log_path=self.log_dir / f"clip-vectorizer-{index}.log",
+            name=f"clip-vectorizer #{index}",
+        )
         self.extra_services.append(service)
         return service.start(wait=wait)
 
-    def connect(self, **kwargs: object) -> "weaviate.WeaviateClient":
+    def connect(self, **kwargs: object) -> weaviate.WeaviateClient:
         from plugin_api.connection import connect
 
         return connect(self.url, grpc_port=self.grpc_port, **kwargs)  # type: ignore[arg-type]
@@ -207,7 +260,7 @@ class LocalStack:
         if not self.keep_data:
             shutil.rmtree(self.workdir / "weaviate-data", ignore_errors=True)
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -15,8 +15,9 @@ def photo(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
     """A photo-like RGB image: gradients plus noise, different for each seed."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x * 255 / max(width - 1, 1), y * 255 / max(height - 1, 1),
-                     np.full_like(x, (seed * 53) % 256)], axis=-1)
+    base = np.stack(
+        [x * 255 / max(width - 1, 1), y * 255 / max(height - 1, 1), np.full_like(x, (seed * 53) % 256)], axis=-1
+    )
     noisy = base + rng.normal(0, 20, base.shape)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
@@ -48,8 +49,15 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` but holds no pixel data (a bomb's shape)."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     body = b"IHDR" + header
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + body + struct.pack(">I", zlib.crc32(body))
-            + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND")))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(header))
+        + body
+        + struct.pack(">I", zlib.crc32(body))
+        + struct.pack(">I", 0)
+        + b"IEND"
+        + struct.pack(">I", zlib.crc32(b"IEND"))
+    )
 
 
 def exif_rotated_jpeg(image: Image.Image, orientation: int = 6) -> bytes:
@@ -69,7 +77,7 @@ def all_formats() -> dict[str, bytes]:
     image = photo()
     rgba = image.convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(image.size))
-    grey16 = Image.fromarray((np.asarray(image.convert("L"), dtype=np.uint16) * 257))
+    grey16 = Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257)
     return {
         "jpeg": encode(image, "JPEG", quality=90),
         "jpeg-cmyk": encode(image.convert("CMYK"), "JPEG", quality=90),

@@ -22,7 +22,8 @@ def build_with_open_clip(spec: dict, scratch: Path) -> Path:
     spec_file = scratch / f"{Path(spec['target']).name}.json"
     spec_file.write_text(json.dumps(spec))
     env = dict(os.environ, PYTHONPATH=str(OPENCLIP_ENV))
-    done = subprocess.run([sys.executable, str(SCRIPT), str(spec_file)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(spec_file)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return Path(spec["target"])

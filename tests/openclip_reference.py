@@ -28,8 +28,12 @@ from PIL import Image
 def build(spec: dict, target: Path) -> None:
     model_cfg = spec["model_cfg"]
     torch.manual_seed(spec["seed"])
-    model = CLIP(model_cfg["embed_dim"], model_cfg["vision_cfg"], model_cfg["text_cfg"],
-                 quick_gelu=model_cfg.get("quick_gelu", False))
+    model = CLIP(
+        model_cfg["embed_dim"],
+        model_cfg["vision_cfg"],
+        model_cfg["text_cfg"],
+        quick_gelu=model_cfg.get("quick_gelu", False),
+    )
     with torch.no_grad():  # every parameter away from its initial value (layer norms start at 1 and 0)
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
@@ -53,8 +57,13 @@ def reference(spec: dict, target: Path) -> None:
     model.eval()
     tokens = tokenizer(spec["texts"])
     pixels = torch.stack([preprocess(Image.open(path).convert("RGB")) for path in spec["images"]])
-    np.savez(target / "reference.npz", tokens=tokens.numpy(), pixels=pixels.numpy(),
-             texts=model.encode_text(tokens).numpy(), images=model.encode_image(pixels).numpy())
+    np.savez(
+        target / "reference.npz",
+        tokens=tokens.numpy(),
+        pixels=pixels.numpy(),
+        texts=model.encode_text(tokens).numpy(),
+        images=model.encode_image(pixels).numpy(),
+    )
 
 
 def main() -> int:

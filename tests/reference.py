@@ -13,8 +13,10 @@ from transformers import CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTo
 
 def strict_json(text: str):
     """Parse JSON the way Go does: NaN and Infinity are errors."""
+
     def refuse(constant):
         raise ValueError(f"non-standard JSON constant {constant}")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -31,14 +33,17 @@ def unit(vectors) -> np.ndarray:
 class ReferenceClip:
     def __init__(self, hf_dir: Path | str) -> None:
         self.model = CLIPModel.from_pretrained(str(hf_dir)).eval()
-        self.processor = CLIPProcessor(image_processor=CLIPImageProcessorPil.from_pretrained(str(hf_dir)),
-                                       tokenizer=CLIPTokenizer.from_pretrained(str(hf_dir)))
+        self.processor = CLIPProcessor(
+            image_processor=CLIPImageProcessorPil.from_pretrained(str(hf_dir)),
+            tokenizer=CLIPTokenizer.from_pretrained(str(hf_dir)),
+        )
 
     @torch.inference_mode()
     def texts(self, texts: list[str]) -> np.ndarray:
         inputs = self.processor(text=texts, padding=True, truncation=True, return_tensors="pt")
-        return self.model.get_text_features(input_ids=inputs["input_ids"],
-                                            attention_mask=inputs["attention_mask"]).pooler_output.numpy()
+        return self.model.get_text_features(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).pooler_output.numpy()
 
     @torch.inference_mode()
     def images(self, images) -> np.ndarray:

@@ -40,11 +40,20 @@ class ServerProcess:
         self.log_file = tempfile.NamedTemporaryFile(prefix="clip-vectorizer-", suffix=".log", delete=False)
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         env = dict(os.environ, **self.env)
         model = [] if self.model is None else ["--model", self.model]
-        command = [sys.executable, "-m", "vectorizer_module", *model, "--port", str(self.port),
-                   "--threads", "8", *self.args]
+        command = [
+            sys.executable,
+            "-m",
+            "vectorizer_module",
+            *model,
+            "--port",
+            str(self.port),
+            "--threads",
+            "8",
+            *self.args,
+        ]
         self.process = subprocess.Popen(command, stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
         return self
 

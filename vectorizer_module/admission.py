@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from vectorizer_module.errors import Unavailable
 
@@ -41,19 +41,28 @@ class ModelQueue:
         """Hold the model until the block ends. ``deadline`` is a ``time.monotonic()`` instant."""
         with self._count_lock:
             if self._waiting >= self.max_waiting:
-                raise Unavailable(f"the service is at capacity ({self._waiting} requests waiting for the model); "
-                                  "retry shortly, or raise VECTORIZER_MAX_QUEUE", reason="queue_full", retry_after=1)
+                raise Unavailable(
+                    f"the service is at capacity ({self._waiting} requests waiting for the model); "
+                    "retry shortly, or raise VECTORIZER_MAX_QUEUE",
+                    reason="queue_full",
+                    retry_after=1,
+                )
             self._waiting += 1
         try:
             acquired = False
             while not acquired:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise Unavailable("the request waited for the model past its deadline and was dropped; see "
-                                      "VECTORIZER_REQUEST_DEADLINE", reason="deadline", retry_after=1)
+                    raise Unavailable(
+                        "the request waited for the model past its deadline and was dropped; see "
+                        "VECTORIZER_REQUEST_DEADLINE",
+                        reason="deadline",
+                        retry_after=1,
+                    )
                 if cancelled():
-                    raise ClientGone("the client disconnected before its request reached the model",
-                                     reason="client_gone")
+                    raise ClientGone(
+                        "the client disconnected before its request reached the model", reason="client_gone"
+                    )
                 acquired = self._model.acquire(timeout=min(remaining, 0.25))
         finally:
             with self._count_lock:

@@ -45,8 +45,16 @@ class _Work:
 class Lane:
     """The batching queue and model thread of one tower."""
 
-    def __init__(self, tower: Tower, model_lock: threading.Lock, *, max_batch: int, max_wait: float,
-                 max_queue: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        tower: Tower,
+        model_lock: threading.Lock,
+        *,
+        max_batch: int,
+        max_wait: float,
+        max_queue: int,
+        metrics: Metrics,
+    ) -> None:
         self.tower = tower
         self.max_batch = max_batch
         self.max_wait = max_wait
@@ -64,15 +72,19 @@ class Lane:
     def depth(self) -> int:
         return len(self._waiting)
 
-    def submit(self, items: list[dict[str, torch.Tensor]], deadline: float,
-               cancelled: Cancelled = never_cancelled) -> list[Future]:
+    def submit(
+        self, items: list[dict[str, torch.Tensor]], deadline: float, cancelled: Cancelled = never_cancelled
+    ) -> list[Future]:
         """Queue preprocessed items (all or none); their futures give one float32 row each."""
         work = [_Work(inputs, Future(), deadline, cancelled) for inputs in items]
         with self._condition:
             if len(self._waiting) + len(work) > self.max_queue:
-                raise Unavailable(f"the service is at capacity ({len(self._waiting)} {self.tower.modality} items "
-                                  "waiting for the model); retry shortly, or raise VECTORIZER_MAX_QUEUE",
-                                  reason="queue_full", retry_after=1)
+                raise Unavailable(
+                    f"the service is at capacity ({len(self._waiting)} {self.tower.modality} items "
+                    "waiting for the model); retry shortly, or raise VECTORIZER_MAX_QUEUE",
+                    reason="queue_full",
+                    retry_after=1,
+                )
             self._waiting.extend(work)
             self._condition.notify()
         return [w.future for w in work]
@@ -124,12 +136,17 @@ class Lane:
             if not work.future.set_running_or_notify_cancel():
                 continue  # its request already gave up
             if now > work.deadline:
-                work.future.set_exception(Unavailable(
-                    "the request waited for the model past its deadline and was dropped; see "
-                    "VECTORIZER_REQUEST_DEADLINE", reason="deadline"))
+                work.future.set_exception(
+                    Unavailable(
+                        "the request waited for the model past its deadline and was dropped; see "
+                        "VECTORIZER_REQUEST_DEADLINE",
+                        reason="deadline",
+                    )
+                )
             elif work.cancelled():
-                work.future.set_exception(ClientGone("the client disconnected before its request reached "
-                                                     "the model", reason="client_gone"))
+                work.future.set_exception(
+                    ClientGone("the client disconnected before its request reached the model", reason="client_gone")
+                )
             else:
                 live.append(work)
         return live
@@ -157,11 +174,13 @@ class Lane:
         except Exception as exc:  # noqa: BLE001 - isolate the input that broke the batch
             if len(batch) == 1:
                 log.exception("the %s tower failed on one item", self.tower.modality)
-                batch[0].future.set_exception(ModelFailure(
-                    f"the {self.tower.modality} model failed on this input: {type(exc).__name__}: {exc}"))
+                batch[0].future.set_exception(
+                    ModelFailure(f"the {self.tower.modality} model failed on this input: {type(exc).__name__}: {exc}")
+                )
                 return
-            log.warning("a %s batch of %d failed (%s); retrying its items one by one", self.tower.modality,
-                        len(batch), exc)
+            log.warning(
+                "a %s batch of %d failed (%s); retrying its items one by one", self.tower.modality, len(batch), exc
+            )
             for work in batch:
                 self._run([work])
             return
@@ -179,11 +198,12 @@ class Pending:
     def result(self) -> np.ndarray:
         """The rows, in order, once all are computed; Unavailable past the deadline."""
         try:
-            return np.stack([f.result(timeout=max(0.0, self.deadline - time.monotonic()) + 1.0)
-                             for f in self.futures])
+            return np.stack([f.result(timeout=max(0.0, self.deadline - time.monotonic()) + 1.0) for f in self.futures])
         except TimeoutError:
-            raise Unavailable("the request waited for the model past its deadline and was dropped; see "
-                              "VECTORIZER_REQUEST_DEADLINE", reason="deadline") from None
+            raise Unavailable(
+                "the request waited for the model past its deadline and was dropped; see VECTORIZER_REQUEST_DEADLINE",
+                reason="deadline",
+            ) from None
         finally:
             self.cancel()
 
@@ -197,15 +217,18 @@ class DynamicBatcher:
 
     def __init__(self, towers: Any, *, max_batch: int, max_wait: float, max_queue: int, metrics: Metrics) -> None:
         lock = threading.Lock()
-        self.lanes = {tower.modality: Lane(tower, lock, max_batch=max_batch, max_wait=max_wait,
-                                           max_queue=max_queue, metrics=metrics)
-                      for tower in (towers.query, towers.items)}
+        self.lanes = {
+            tower.modality: Lane(
+                tower, lock, max_batch=max_batch, max_wait=max_wait, max_queue=max_queue, metrics=metrics
+            )
+            for tower in (towers.query, towers.items)
+        }
 
     @property
     def depth(self) -> int:
         return sum(lane.depth for lane in self.lanes.values())
 
-    def submit(self, tower: Tower, items: list[Any], deadline: float, cancelled: Cancelled) -> "Pending":
+    def submit(self, tower: Tower, items: list[Any], deadline: float, cancelled: Cancelled) -> Pending:
         """Preprocess ``items`` (raw texts or RGB images) and queue them; the rows come from the result.
         A request submits its texts and its images before waiting for either, so that both lanes can
         take them in their next batches."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from vectorizer_module import __version__
 from vectorizer_module.config import ConfigError, add_arguments, load_settings
@@ -24,8 +24,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clip-vectorizer",
         description="Serve a CLIP model over Weaviate's multi2vec-clip protocol "
-                    "(POST /vectorize, GET /meta, GET /.well-known/live, GET /.well-known/ready). "
-                    f"Other commands: {', '.join(COMMANDS[1:])} (see COMMAND --help).")
+        "(POST /vectorize, GET /meta, GET /.well-known/live, GET /.well-known/ready). "
+        f"Other commands: {', '.join(COMMANDS[1:])} (see COMMAND --help).",
+    )
     parser.add_argument("--version", action="version", version=f"clip-vectorizer {__version__}")
     add_arguments(parser)
     return parser
@@ -51,7 +52,8 @@ def _serve(argv: Sequence[str]) -> int:
             source = builtin_demo_source()
             logging.getLogger("vectorizer_module.cli").warning(
                 "no model configured (--model DIR or VECTORIZER_MODEL): serving the built-in demo model, "
-                "a small CLIP that knows only shapes and colours; it is no replacement for a real CLIP")
+                "a small CLIP that knows only shapes and colours; it is no replacement for a real CLIP"
+            )
     except ModelLayoutError as exc:
         what = settings.model or "the built-in demo model (clip-vectorizer train-demo-model rebuilds it)"
         print(f"clip-vectorizer: cannot serve {what}: {exc}", file=sys.stderr)
@@ -67,14 +69,19 @@ def _make_random_model(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="clip-vectorizer make-random-model",
         description="Write a CLIP model with random weights (real architecture, byte-level tokenizer). "
-                    "Its vectors mean nothing; it is for trying the service and for tests and benchmarks.")
+        "Its vectors mean nothing; it is for trying the service and for tests and benchmarks.",
+    )
     parser.add_argument("output", help="directory to write")
     parser.add_argument("--arch", choices=sorted(random_clip.ARCHITECTURES), default="tiny")
     parser.add_argument("--layout", choices=random_clip.LAYOUTS, default="huggingface")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--family", choices=("clip", "siglip", "siglip2"), default="clip",
-                        help="siglip / siglip2: a tiny random SigLIP / SigLIP 2 NaFlex in the Hugging Face layout "
-                             "(--arch and --layout ignored)")
+    parser.add_argument(
+        "--family",
+        choices=("clip", "siglip", "siglip2"),
+        default="clip",
+        help="siglip / siglip2: a tiny random SigLIP / SigLIP 2 NaFlex in the Hugging Face layout "
+        "(--arch and --layout ignored)",
+    )
     args = parser.parse_args(argv)
     if args.family in ("siglip", "siglip2"):
         from vectorizer_module.models.random_siglip import save_random_model as save_random_siglip
@@ -95,21 +102,35 @@ def _finetune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clip-vectorizer finetune",
         description="Fine-tune a CLIP model on image-caption pairs (symmetric contrastive loss, learnable "
-                    "temperature, AdamW with warm-up and cosine decay), evaluate text-to-image retrieval on "
-                    "held-out pairs before and after, and write a Hugging Face CLIP directory.")
+        "temperature, AdamW with warm-up and cosine decay), evaluate text-to-image retrieval on "
+        "held-out pairs before and after, and write a Hugging Face CLIP directory.",
+    )
     add = parser.add_argument
     add("--model", required=True, help="model directory, in any layout the service serves")
-    add("--train", required=True, help="pairs file: .csv with path,caption columns, or .jsonl with path and "
-                                       "caption (and optionally attributes, image_attributes)")
+    add(
+        "--train",
+        required=True,
+        help="pairs file: .csv with path,caption columns, or .jsonl with path and "
+        "caption (and optionally attributes, image_attributes)",
+    )
     add("--output", required=True, help="directory to write (Hugging Face CLIP layout, plus eval_metrics.json)")
-    add("--eval", action="append", default=[], metavar="[NAME=]FILE",
+    add(
+        "--eval",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE",
         help="held-out pairs file to evaluate on (repeatable); without it --eval-fraction of the training "
-             "images are held out")
+        "images are held out",
+    )
     add("--eval-fraction", type=float, default=d.eval_fraction)
     add("--image-root", help="folder that relative image paths start from (default: the pairs file's folder)")
-    add("--relevance", choices=RELEVANCE_MODES, default=d.relevance,
+    add(
+        "--relevance",
+        choices=RELEVANCE_MODES,
+        default=d.relevance,
         help="pairs: a caption's own image(s) are relevant; attributes: every image with the attributes the "
-             "caption names; auto: attributes when the file has them")
+        "caption names; auto: attributes when the file has them",
+    )
     add("--k", type=int, nargs="+", default=d.ks, dest="ks", help="cut-offs of the @k metrics (default: 10)")
     add("--epochs", type=float, default=d.epochs)
     add("--steps", type=int, help="number of optimizer steps (overrides --epochs)")
@@ -123,14 +144,27 @@ def _finetune_parser() -> argparse.ArgumentParser:
     add("--freeze-text", action="store_true", help="train the vision tower only")
     add("--freeze-vision", action="store_true", help="train the text tower only")
     add("--freeze-text-layers", type=int, default=0, metavar="N", help="freeze the text embeddings and first N layers")
-    add("--freeze-vision-layers", type=int, default=0, metavar="N",
-        help="freeze the vision embeddings and first N layers")
+    add(
+        "--freeze-vision-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="freeze the vision embeddings and first N layers",
+    )
     add("--seed", type=int, default=d.seed)
     add("--device", default=d.device, help="cpu, cuda or cuda:N")
-    add("--precision", choices=PRECISIONS, default=d.precision,
-        help="autocast on CUDA (auto: bfloat16 where supported, else float16); the CPU always trains in float32")
-    add("--threads", type=int, default=d.threads, help="torch CPU threads (0: torch's default); fix it for "
-                                                      "bit-identical reruns")
+    add(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="autocast on CUDA (auto: bfloat16 where supported, else float16); the CPU always trains in float32",
+    )
+    add(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help="torch CPU threads (0: torch's default); fix it for bit-identical reruns",
+    )
     add("--eval-batch-size", type=int, default=d.eval_batch_size)
     add("--checkpoint-every", type=int, default=0, metavar="STEPS", help="save a resumable checkpoint every STEPS")
     add("--checkpoint-dir", help="where checkpoints go (default: OUTPUT-checkpoints)")
@@ -162,13 +196,18 @@ def _make_shapes_data(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="clip-vectorizer make-shapes-data",
         description="Write the seeded synthetic shapes set: train, validation and test splits (the test split "
-                    "holds colour+shape combinations never seen in training), each a folder of PNGs and a "
-                    "captions.jsonl for finetune.")
+        "holds colour+shape combinations never seen in training), each a folder of PNGs and a "
+        "captions.jsonl for finetune.",
+    )
     parser.add_argument("output", help="directory to write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--train-per-cell", type=int, default=synthetic.SplitSpec.train,
-                        help="training images per colour+shape, size and position")
+    parser.add_argument(
+        "--train-per-cell",
+        type=int,
+        default=synthetic.SplitSpec.train,
+        help="training images per colour+shape, size and position",
+    )
     parser.add_argument("--splits", nargs="+", choices=synthetic.SPLITS, default=list(synthetic.SPLITS))
     args = parser.parse_args(argv)
     spec = synthetic.SplitSpec(train=args.train_per_cell)
@@ -187,8 +226,9 @@ def _train_demo_model(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="clip-vectorizer train-demo-model",
         description="Rebuild the built-in demo model from scratch: write the synthetic shapes set, an untrained "
-                    "small CLIP, and fine-tune it on the CPU. With the defaults (2 threads) it reproduces "
-                    "vectorizer_module/default_model bit for bit on the same machine and torch version.")
+        "small CLIP, and fine-tune it on the CPU. With the defaults (2 threads) it reproduces "
+        "vectorizer_module/default_model bit for bit on the same machine and torch version.",
+    )
     parser.add_argument("output", help="directory to write the model to")
     parser.add_argument("--work", help="keep the data set and the untrained model here (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=recipe.threads)
@@ -201,8 +241,12 @@ def _train_demo_model(argv: Sequence[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"make-random-model": _make_random_model, "finetune": _finetune,
-               "make-shapes-data": _make_shapes_data, "train-demo-model": _train_demo_model}
+SUBCOMMANDS = {
+    "make-random-model": _make_random_model,
+    "finetune": _finetune,
+    "make-shapes-data": _make_shapes_data,
+    "train-demo-model": _train_demo_model,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
@@ -88,72 +89,229 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", "VECTORIZER_MODEL", "--model", str, None,
-           "Model directory: a Hugging Face CLIP directory, a sentence-transformers CLIP directory, "
-           "or the models/ directory of the reference multi2vec-clip image. Without one, the built-in demo "
-           "model (a small CLIP that knows only shapes and colours) is served."),
-    Option("host", "VECTORIZER_HOST", "--host", str, "127.0.0.1",
-           "Address to listen on (the container image sets 0.0.0.0)."),
+    Option(
+        "model",
+        "VECTORIZER_MODEL",
+        "--model",
+        str,
+        None,
+        "Model directory: a Hugging Face CLIP directory, a sentence-transformers CLIP directory, "
+        "or the models/ directory of the reference multi2vec-clip image. Without one, the built-in demo "
+        "model (a small CLIP that knows only shapes and colours) is served.",
+    ),
+    Option(
+        "host",
+        "VECTORIZER_HOST",
+        "--host",
+        str,
+        "127.0.0.1",
+        "Address to listen on (the container image sets 0.0.0.0).",
+    ),
     Option("port", "VECTORIZER_PORT", "--port", _port, 8080, "TCP port to listen on (0 picks a free one)."),
-    Option("enable_cuda", "ENABLE_CUDA", "--enable-cuda", parse_bool, False,
-           "Run the model on a CUDA GPU (as in the reference image: true or 1).", is_bool=True),
-    Option("cuda_core", "CUDA_CORE", "--cuda-core", str, "cuda:0",
-           "CUDA device to use when ENABLE_CUDA is on (as in the reference image)."),
-    Option("backend", "VECTORIZER_BACKEND", "--backend", _choice(BACKENDS), "torch",
-           "torch, or onnx: both towers exported to ONNX (once, cached) and run by onnxruntime on the CPU."),
-    Option("onnx_cache", "VECTORIZER_ONNX_CACHE", "--onnx-cache", str, "~/.cache/clip-vectorizer/onnx",
-           "Directory for the exported ONNX towers."),
-    Option("dtype", "VECTORIZER_DTYPE", "--dtype", _choice(DTYPES), "auto",
-           "Compute precision: auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16. "
-           "Vectors are always returned as float32."),
-    Option("normalize", "VECTORIZER_NORMALIZE", "--normalize", parse_bool, True,
-           "L2-normalise every vector (Weaviate averages an object's vectors without renormalising).",
-           is_bool=True),
-    Option("server_threads", "VECTORIZER_THREADS", "--threads", _positive_int, 16,
-           "HTTP worker threads (Weaviate sends up to 2 x its CPU count requests at once)."),
-    Option("torch_threads", "VECTORIZER_TORCH_THREADS", "--torch-threads", _non_negative_int, 0,
-           "Threads torch uses for one forward pass on the CPU (0: one per CPU core)."),
-    Option("batching", "VECTORIZER_BATCHING", "--batching", _choice(BATCHING_MODES), "dynamic",
-           "dynamic: items of concurrent requests are batched together; per-request: one request at a "
-           "time under a lock, batching only within a request (the reference image's design)."),
-    Option("max_batch_size", "VECTORIZER_MAX_BATCH_SIZE", "--max-batch-size", _non_negative_int, 0,
-           "Most items in one forward pass (0: 16 on CPU, 128 on CUDA)."),
-    Option("max_wait_ms", "VECTORIZER_MAX_WAIT_MS", "--max-wait-ms", _non_negative_float, 0.0,
-           "How long a batch waits, at most, for as many items as the largest batch of the last second "
-           "held (dynamic batching; 0: 20 on CPU, 2 on CUDA). A request arriving alone never waits."),
-    Option("cache_size", "VECTORIZER_CACHE_SIZE", "--cache-size", _non_negative_int, 4096,
-           "Vectors of recent inputs kept by content, so that repeated inputs are bit-identical and free "
-           "(0 turns the cache off)."),
-    Option("max_body_bytes", "VECTORIZER_MAX_BODY_BYTES", "--max-body-bytes", _positive_int, 64 * 1024 * 1024,
-           "Largest request body accepted; larger bodies get 413."),
-    Option("max_image_pixels", "VECTORIZER_MAX_IMAGE_PIXELS", "--max-image-pixels", _positive_int, 50_000_000,
-           "Largest image (width x height) accepted, checked from the header before decoding; larger gets 413."),
-    Option("jpeg_draft", "VECTORIZER_JPEG_DRAFT", "--jpeg-draft", parse_bool, False,
-           "Decode JPEGs at a reduced scale (1/2, 1/4, 1/8) when they are at least twice the model's image size: "
-           "several times faster, vectors within about 1e-3 cosine of a full decode.", is_bool=True),
-    Option("max_image_bytes", "VECTORIZER_MAX_IMAGE_BYTES", "--max-image-bytes", _positive_int, 20 * 1024 * 1024,
-           "Largest encoded image (after base64 decoding) accepted; larger gets 413."),
-    Option("max_texts", "VECTORIZER_MAX_TEXTS", "--max-texts", _positive_int, 256,
-           "Most texts in one request; more gets 413."),
-    Option("max_images", "VECTORIZER_MAX_IMAGES", "--max-images", _positive_int, 64,
-           "Most images in one request; more gets 413."),
-    Option("max_text_chars", "VECTORIZER_MAX_TEXT_CHARS", "--max-text-chars", _positive_int, 200_000,
-           "Longest text accepted, in characters (texts within it are truncated to the model's context); "
-           "longer gets 413."),
-    Option("max_queue", "VECTORIZER_MAX_QUEUE", "--max-queue", _positive_int, 512,
-           "Most items (dynamic batching) or requests (per-request) waiting for the model; past it new work "
-           "gets 503 with Retry-After at once."),
-    Option("request_deadline", "VECTORIZER_REQUEST_DEADLINE", "--request-deadline", _non_negative_float, 40.0,
-           "Seconds a request may wait for the model before it is dropped with 503 (Weaviate gives up after "
-           "50 s by default); work whose client has disconnected is dropped too."),
-    Option("api_key", "VECTORIZER_API_KEY", "--api-key", str, None,
-           "If set, /vectorize, /meta and /metrics require 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. "
-           "Weaviate's module sends no key: keep the Weaviate path on a private network instead."),
-    Option("shutdown_grace", "VECTORIZER_SHUTDOWN_GRACE", "--shutdown-grace", _non_negative_float, 30.0,
-           "Seconds that in-flight requests get to finish after SIGTERM before the process exits."),
+    Option(
+        "enable_cuda",
+        "ENABLE_CUDA",
+        "--enable-cuda",
+        parse_bool,
+        False,
+        "Run the model on a CUDA GPU (as in the reference image: true or 1).",
+        is_bool=True,
+    ),
+    Option(
+        "cuda_core",
+        "CUDA_CORE",
+        "--cuda-core",
+        str,
+        "cuda:0",
+        "CUDA device to use when ENABLE_CUDA is on (as in the reference image).",
+    ),
+    Option(
+        "backend",
+        "VECTORIZER_BACKEND",
+        "--backend",
+        _choice(BACKENDS),
+        "torch",
+        "torch, or onnx: both towers exported to ONNX (once, cached) and run by onnxruntime on the CPU.",
+    ),
+    Option(
+        "onnx_cache",
+        "VECTORIZER_ONNX_CACHE",
+        "--onnx-cache",
+        str,
+        "~/.cache/clip-vectorizer/onnx",
+        "Directory for the exported ONNX towers.",
+    ),
+    Option(
+        "dtype",
+        "VECTORIZER_DTYPE",
+        "--dtype",
+        _choice(DTYPES),
+        "auto",
+        "Compute precision: auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16. "
+        "Vectors are always returned as float32.",
+    ),
+    Option(
+        "normalize",
+        "VECTORIZER_NORMALIZE",
+        "--normalize",
+        parse_bool,
+        True,
+        "L2-normalise every vector (Weaviate averages an object's vectors without renormalising).",
+        is_bool=True,
+    ),
+    Option(
+        "server_threads",
+        "VECTORIZER_THREADS",
+        "--threads",
+        _positive_int,
+        16,
+        "HTTP worker threads (Weaviate sends up to 2 x its CPU count requests at once).",
+    ),
+    Option(
+        "torch_threads",
+        "VECTORIZER_TORCH_THREADS",
+        "--torch-threads",
+        _non_negative_int,
+        0,
+        "Threads torch uses for one forward pass on the CPU (0: one per CPU core).",
+    ),
+    Option(
+        "batching",
+        "VECTORIZER_BATCHING",
+        "--batching",
+        _choice(BATCHING_MODES),
+        "dynamic",
+        "dynamic: items of concurrent requests are batched together; per-request: one request at a "
+        "time under a lock, batching only within a request (the reference image's design).",
+    ),
+    Option(
+        "max_batch_size",
+        "VECTORIZER_MAX_BATCH_SIZE",
+        "--max-batch-size",
+        _non_negative_int,
+        0,
+        "Most items in one forward pass (0: 16 on CPU, 128 on CUDA).",
+    ),
+    Option(
+        "max_wait_ms",
+        "VECTORIZER_MAX_WAIT_MS",
+        "--max-wait-ms",
+        _non_negative_float,
+        0.0,
+        "How long a batch waits, at most, for as many items as the largest batch of the last second "
+        "held (dynamic batching; 0: 20 on CPU, 2 on CUDA). A request arriving alone never waits.",
+    ),
+    Option(
+        "cache_size",
+        "VECTORIZER_CACHE_SIZE",
+        "--cache-size",
+        _non_negative_int,
+        4096,
+        "Vectors of recent inputs kept by content, so that repeated inputs are bit-identical and free "
+        "(0 turns the cache off).",
+    ),
+    Option(
+        "max_body_bytes",
+        "VECTORIZER_MAX_BODY_BYTES",
+        "--max-body-bytes",
+        _positive_int,
+        64 * 1024 * 1024,
+        "Largest request body accepted; larger bodies get 413.",
+    ),
+    Option(
+        "max_image_pixels",
+        "VECTORIZER_MAX_IMAGE_PIXELS",
+        "--max-image-pixels",
+        _positive_int,
+        50_000_000,
+        "Largest image (width x height) accepted, checked from the header before decoding; larger gets 413.",
+    ),
+    Option(
+        "jpeg_draft",
+        "VECTORIZER_JPEG_DRAFT",
+        "--jpeg-draft",
+        parse_bool,
+        False,
+        "Decode JPEGs at a reduced scale (1/2, 1/4, 1/8) when they are at least twice the model's image size: "
+        "several times faster, vectors within about 1e-3 cosine of a full decode.",
+        is_bool=True,
+    ),
+    Option(
+        "max_image_bytes",
+        "VECTORIZER_MAX_IMAGE_BYTES",
+        "--max-image-bytes",
+        _positive_int,
+        20 * 1024 * 1024,
+        "Largest encoded image (after base64 decoding) accepted; larger gets 413.",
+    ),
+    Option(
+        "max_texts",
+        "VECTORIZER_MAX_TEXTS",
+        "--max-texts",
+        _positive_int,
+        256,
+        "Most texts in one request; more gets 413.",
+    ),
+    Option(
+        "max_images",
+        "VECTORIZER_MAX_IMAGES",
+        "--max-images",
+        _positive_int,
+        64,
+        "Most images in one request; more gets 413.",
+    ),
+    Option(
+        "max_text_chars",
+        "VECTORIZER_MAX_TEXT_CHARS",
+        "--max-text-chars",
+        _positive_int,
+        200_000,
+        "Longest text accepted, in characters (texts within it are truncated to the model's context); longer gets 413.",
+    ),
+    Option(
+        "max_queue",
+        "VECTORIZER_MAX_QUEUE",
+        "--max-queue",
+        _positive_int,
+        512,
+        "Most items (dynamic batching) or requests (per-request) waiting for the model; past it new work "
+        "gets 503 with Retry-After at once.",
+    ),
+    Option(
+        "request_deadline",
+        "VECTORIZER_REQUEST_DEADLINE",
+        "--request-deadline",
+        _non_negative_float,
+        40.0,
+        "Seconds a request may wait for the model before it is dropped with 503 (Weaviate gives up after "
+        "50 s by default); work whose client has disconnected is dropped too.",
+    ),
+    Option(
+        "api_key",
+        "VECTORIZER_API_KEY",
+        "--api-key",
+        str,
+        None,
+        "If set, /vectorize, /meta and /metrics require 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. "
+        "Weaviate's module sends no key: keep the Weaviate path on a private network instead.",
+    ),
+    Option(
+        "shutdown_grace",
+        "VECTORIZER_SHUTDOWN_GRACE",
+        "--shutdown-grace",
+        _non_negative_float,
+        30.0,
+        "Seconds that in-flight requests get to finish after SIGTERM before the process exits.",
+    ),
     Option("log_level", "VECTORIZER_LOG_LEVEL", "--log-level", _choice(LOG_LEVELS), "info", "Log level."),
-    Option("log_format", "VECTORIZER_LOG_FORMAT", "--log-format", _choice(LOG_FORMATS), "json",
-           "json: one JSON object per line (request id, route, status, sizes, milliseconds); text: plain lines."),
+    Option(
+        "log_format",
+        "VECTORIZER_LOG_FORMAT",
+        "--log-format",
+        _choice(LOG_FORMATS),
+        "json",
+        "json: one JSON object per line (request id, route, status, sizes, milliseconds); text: plain lines.",
+    ),
 )
 
 
@@ -218,11 +376,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         text = f"{option.help} [env {option.env}, default {option.default}]"
         if option.is_bool:
-            parser.add_argument(option.flag, dest=option.field, action=argparse.BooleanOptionalAction,
-                                default=None, help=text)
+            parser.add_argument(
+                option.flag, dest=option.field, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
         else:
-            parser.add_argument(option.flag, dest=option.field, default=None, help=text,
-                                metavar=option.env)
+            parser.add_argument(option.flag, dest=option.field, default=None, help=text, metavar=option.env)
 
 
 def load_settings(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -19,7 +19,8 @@ import logging
 import platform
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,8 @@ class Engine:
         self.queue = ModelQueue(settings.max_queue)
         self.batcher: Any = None
         self.metrics.queue_depth.set_function(
-            lambda: self.batcher.depth if self.batcher is not None else self.queue.depth)
+            lambda: self.batcher.depth if self.batcher is not None else self.queue.depth
+        )
         self._ready = threading.Event()
 
     @property
@@ -75,8 +77,10 @@ class Engine:
             torch.set_num_threads(self.settings.torch_threads)
         device = torch.device(self.settings.device)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"ENABLE_CUDA is on (CUDA_CORE={self.settings.cuda_core}) but torch "
-                               f"{torch.__version__} sees no CUDA device")
+            raise RuntimeError(
+                f"ENABLE_CUDA is on (CUDA_CORE={self.settings.cuda_core}) but torch "
+                f"{torch.__version__} sees no CUDA device"
+            )
         dtype = getattr(torch, self.settings.compute_dtype)
         towers = load_towers(self.source)
         if self.settings.backend == "onnx":
@@ -89,17 +93,33 @@ class Engine:
         if self.settings.batching == "dynamic":
             from vectorizer_module.batching import DynamicBatcher
 
-            self.batcher = DynamicBatcher(towers, max_batch=self.settings.batch_size,
-                                          max_wait=self.settings.batch_wait_ms / 1000,
-                                          max_queue=self.settings.max_queue, metrics=self.metrics)
+            self.batcher = DynamicBatcher(
+                towers,
+                max_batch=self.settings.batch_size,
+                max_wait=self.settings.batch_wait_ms / 1000,
+                max_queue=self.settings.max_queue,
+                metrics=self.metrics,
+            )
         self.load_seconds = time.perf_counter() - started
         self.meta_body = protocol.dumps(self._meta())
         self.metrics.load_seconds.set(self.load_seconds)
-        self.metrics.model_info.labels(towers.info.name, towers.info.layout, self.settings.device,
-                                       self.settings.compute_dtype, str(towers.info.dimension)).set(1)
+        self.metrics.model_info.labels(
+            towers.info.name,
+            towers.info.layout,
+            self.settings.device,
+            self.settings.compute_dtype,
+            str(towers.info.dimension),
+        ).set(1)
         self._ready.set()
-        log.info("model %s (%s, %d-d) ready on %s in %s after %.1f s", towers.info.name, towers.info.layout,
-                 towers.info.dimension, device, self.settings.compute_dtype, self.load_seconds)
+        log.info(
+            "model %s (%s, %d-d) ready on %s in %s after %.1f s",
+            towers.info.name,
+            towers.info.layout,
+            towers.info.dimension,
+            device,
+            self.settings.compute_dtype,
+            self.load_seconds,
+        )
 
     def _to_onnx(self, towers: Any, device: Any, dtype: Any) -> Any:
         import os
@@ -110,8 +130,10 @@ class Engine:
         from vectorizer_module.models.onnx_towers import to_onnx
 
         if device.type != "cpu" or dtype != torch.float32:
-            raise RuntimeError("VECTORIZER_BACKEND=onnx runs on the CPU in float32: turn ENABLE_CUDA off and "
-                               "leave VECTORIZER_DTYPE at auto or float32")
+            raise RuntimeError(
+                "VECTORIZER_BACKEND=onnx runs on the CPU in float32: turn ENABLE_CUDA off and "
+                "leave VECTORIZER_DTYPE at auto or float32"
+            )
         weights = {"text": self.source.text_weights, "image": self.source.vision_weights}
         threads = self.settings.torch_threads or os.cpu_count() or 1
         return to_onnx(towers, weights, Path(self.settings.onnx_cache).expanduser(), threads)
@@ -130,43 +152,60 @@ class Engine:
         info = self.towers.info
         return {
             "model": {
-                "name": info.name, "path": info.path, "family": info.family, "layout": info.layout,
-                "dimension": info.dimension, "text_max_tokens": info.text_max_tokens,
-                "image_size": info.image_size, "normalized": self.settings.normalize,
+                "name": info.name,
+                "path": info.path,
+                "family": info.family,
+                "layout": info.layout,
+                "dimension": info.dimension,
+                "text_max_tokens": info.text_max_tokens,
+                "image_size": info.image_size,
+                "normalized": self.settings.normalize,
                 "builtin_demo": info.builtin_demo,
             },
             "device": self.settings.device,
             "backend": self.settings.backend,
             "dtype": self.settings.compute_dtype,
-            "batching": {"mode": self.settings.batching, "max_batch_size": self.settings.batch_size,
-                         "max_wait_ms": self.settings.batch_wait_ms},
+            "batching": {
+                "mode": self.settings.batching,
+                "max_batch_size": self.settings.batch_size,
+                "max_wait_ms": self.settings.batch_wait_ms,
+            },
             "load_seconds": round(self.load_seconds or 0.0, 3),
             "versions": {
-                "clip-vectorizer": __version__, "torch": torch.__version__,
-                "transformers": transformers.__version__, "python": platform.python_version(),
+                "clip-vectorizer": __version__,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "python": platform.python_version(),
             },
         }
 
     # -- serving -----------------------------------------------------------------------------------
-    def embed(self, texts: Sequence[str], images: Sequence[bytes], *, deadline: float | None = None,
-              cancelled: Cancelled = never_cancelled) -> tuple[np.ndarray, np.ndarray]:
+    def embed(
+        self,
+        texts: Sequence[str],
+        images: Sequence[bytes],
+        *,
+        deadline: float | None = None,
+        cancelled: Cancelled = never_cancelled,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Vectors for ``texts`` and ``images`` (encoded bytes), in order, as float32 arrays.
         ``deadline`` (a ``time.monotonic()`` instant) defaults to now + the configured request deadline."""
         if not self.ready:
-            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204",
-                              reason="loading")
+            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204", reason="loading")
         if deadline is None:
             deadline = time.monotonic() + self.settings.request_deadline
         text_plan = self._plan("text", texts)
         image_plan = self._plan("image", images)
         draft = self.towers.items.image_size if self.settings.jpeg_draft else None
-        decoded = {i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels,
-                                   draft_size=draft)
-                   for i in image_plan.missing.values()}
+        decoded = {
+            i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels, draft_size=draft)
+            for i in image_plan.missing.values()
+        }
         text_job = self._start(self.towers.query, [texts[i] for i in text_plan.missing.values()], deadline, cancelled)
         try:
-            image_job = self._start(self.towers.items, [decoded[i] for i in image_plan.missing.values()], deadline,
-                                    cancelled)
+            image_job = self._start(
+                self.towers.items, [decoded[i] for i in image_plan.missing.values()], deadline, cancelled
+            )
         except BaseException:
             text_job.cancel()
             raise
@@ -182,8 +221,7 @@ class Engine:
         """Tokens of each text as the text tower sees it: after truncation to the context, special
         tokens included (the attention mask of the tower's own preprocessing)."""
         if not self.ready:
-            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204",
-                              reason="loading")
+            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204", reason="loading")
         if not texts:
             return []
         mask = self.towers.query.preprocess(list(texts))["attention_mask"]
@@ -193,7 +231,7 @@ class Engine:
     def model_name(self) -> str:
         return self.towers.info.name
 
-    def _plan(self, modality: str, contents: Sequence[bytes | str]) -> "_Plan":
+    def _plan(self, modality: str, contents: Sequence[bytes | str]) -> _Plan:
         plan = _Plan(modality, [content_key(modality, c) for c in contents], self.cache, self.dimension)
         hits = len(plan.keys) - len(plan.missing)
         if hits:
@@ -211,8 +249,9 @@ class Engine:
     def _normalized(self, vectors: np.ndarray) -> np.ndarray:
         return l2_normalize(vectors) if self.settings.normalize else vectors
 
-    def _run(self, tower: Any, items: list[Any], deadline: float | None = None,
-             cancelled: Cancelled = never_cancelled) -> np.ndarray:
+    def _run(
+        self, tower: Any, items: list[Any], deadline: float | None = None, cancelled: Cancelled = never_cancelled
+    ) -> np.ndarray:
         """``tower`` over ``items`` in passes of at most ``batch_size``, one request at a time: raw
         float32 vectors. Used for warm-up and by the per-request mode."""
         import torch
@@ -221,10 +260,10 @@ class Engine:
         try:
             parts = []
             for start in range(0, len(items), step):
-                batch = tower.preprocess(items[start:start + step])
+                batch = tower.preprocess(items[start : start + step])
                 with self.queue.turn(deadline or time.monotonic() + 3600, cancelled), torch.inference_mode():
                     parts.append(tower(*tower.to_model_inputs(batch)).float().cpu().numpy())
-                count = len(items[start:start + step])
+                count = len(items[start : start + step])
                 self.metrics.batch_size.labels(tower.modality).observe(count)
                 self.metrics.embedded.labels(tower.modality).inc(count)
             return np.concatenate(parts)

@@ -16,8 +16,14 @@ class ServiceError(Exception):
     status: int = 500
     reason: str = "internal"
 
-    def __init__(self, message: str, *, reason: str | None = None, headers: dict[str, str] | None = None,
-                 param: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.reason

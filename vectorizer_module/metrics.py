@@ -12,21 +12,31 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("clip_requests", "HTTP requests by route and status", ["endpoint", "status"], registry=r)
-        self.latency = Histogram("clip_request_seconds", "HTTP request latency by route", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "clip_requests", "HTTP requests by route and status", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "clip_request_seconds", "HTTP request latency by route", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r
+        )
         self.queue_depth = Gauge("clip_queue_depth", "requests waiting for the model", registry=r)
-        self.in_flight = Gauge("clip_requests_in_flight", "HTTP requests being served (this scrape included)",
-                               registry=r)
-        self.batch_size = Histogram("clip_batch_size", "items per forward pass", ["modality"],
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.embedded = Counter("clip_items_embedded", "items embedded by the model (cache hits excluded)",
-                                ["modality"], registry=r)
+        self.in_flight = Gauge(
+            "clip_requests_in_flight", "HTTP requests being served (this scrape included)", registry=r
+        )
+        self.batch_size = Histogram(
+            "clip_batch_size", "items per forward pass", ["modality"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.embedded = Counter(
+            "clip_items_embedded", "items embedded by the model (cache hits excluded)", ["modality"], registry=r
+        )
         self.cache_hits = Counter("clip_cache_hits", "items answered from the vector cache", ["modality"], registry=r)
         self.rejected = Counter("clip_rejected", "requests refused, by reason", ["reason"], registry=r)
         self.load_seconds = Gauge("clip_model_load_seconds", "seconds to load and warm up the model", registry=r)
-        self.model_info = Gauge("clip_model_info", "the model served (value 1)",
-                                ["model", "layout", "device", "dtype", "dimension"], registry=r)
+        self.model_info = Gauge(
+            "clip_model_info",
+            "the model served (value 1)",
+            ["model", "layout", "device", "dtype", "dimension"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

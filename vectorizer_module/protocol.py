@@ -51,8 +51,9 @@ def _describe(value: Any) -> str:
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or BadInput saying why it is not one."""
     if not body:
-        raise BadInput("request body is empty: expected a JSON object such as {\"texts\": [\"a cat\"]}",
-                       reason="invalid_json")
+        raise BadInput(
+            'request body is empty: expected a JSON object such as {"texts": ["a cat"]}', reason="invalid_json"
+        )
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
@@ -71,16 +72,21 @@ def _string_list(payload: dict[str, Any], key: str, max_items: int, setting: str
     if not isinstance(value, list):
         raise BadInput(f"'{key}' must be an array of strings, got {_describe(value)}", reason="wrong_type")
     if len(value) > max_items:
-        raise TooLarge(f"'{key}' has {len(value)} items, above the limit of {max_items} per request; send "
-                       f"fewer per request or raise {setting}", reason="too_many_items")
+        raise TooLarge(
+            f"'{key}' has {len(value)} items, above the limit of {max_items} per request; send "
+            f"fewer per request or raise {setting}",
+            reason="too_many_items",
+        )
     for index, item in enumerate(value):
         if not isinstance(item, str):
             raise BadInput(f"{key}[{index}] must be a string, got {_describe(item)}", reason="wrong_type")
         try:
             item.encode("utf-8")
         except UnicodeEncodeError:
-            raise BadInput(f"{key}[{index}] is not valid Unicode: it contains an unpaired surrogate "
-                           "escape such as \\ud800", reason="invalid_text") from None
+            raise BadInput(
+                f"{key}[{index}] is not valid Unicode: it contains an unpaired surrogate escape such as \\ud800",
+                reason="invalid_text",
+            ) from None
     return value
 
 
@@ -92,17 +98,19 @@ def decode_base64_image(value: str, label: str, max_bytes: int) -> bytes:
     text = value.strip()
     match = _DATA_URI.match(text)
     if match:
-        text = text[match.end():]
+        text = text[match.end() :]
     elif text.startswith("data:"):
-        raise BadInput(f"{label} is a data URI without ';base64,': only base64 data URIs are accepted",
-                       reason="invalid_base64")
+        raise BadInput(
+            f"{label} is a data URI without ';base64,': only base64 data URIs are accepted", reason="invalid_base64"
+        )
     text = _WHITESPACE.sub("", text).replace("-", "+").replace("_", "/")
     if not text:
         raise BadInput(f"{label} is empty: expected a base64-encoded image", reason="empty_image")
     if not _BASE64_ALPHABET.match(text):
         bad = next(ch for ch in text.rstrip("=") if not (ch.isascii() and (ch.isalnum() or ch in "+/")))
-        raise BadInput(f"{label} is not valid base64: character {bad!r} is not in the base64 alphabet",
-                       reason="invalid_base64")
+        raise BadInput(
+            f"{label} is not valid base64: character {bad!r} is not in the base64 alphabet", reason="invalid_base64"
+        )
     text += "=" * (-len(text) % 4)
     if len(text) // 4 * 3 - text.count("=") > max_bytes:
         raise _image_too_large(label, len(text) // 4 * 3 - text.count("="), max_bytes)
@@ -113,8 +121,11 @@ def decode_base64_image(value: str, label: str, max_bytes: int) -> bytes:
 
 
 def _image_too_large(label: str, size: int, max_bytes: int) -> TooLarge:
-    return TooLarge(f"{label} is {size} bytes, above the limit of {max_bytes} bytes per image; raise "
-                    "VECTORIZER_MAX_IMAGE_BYTES to accept it", reason="image_bytes")
+    return TooLarge(
+        f"{label} is {size} bytes, above the limit of {max_bytes} bytes per image; raise "
+        "VECTORIZER_MAX_IMAGE_BYTES to accept it",
+        reason="image_bytes",
+    )
 
 
 def parse_vectorize(body: bytes, limits: Settings) -> VectorizeRequest:
@@ -124,9 +135,12 @@ def parse_vectorize(body: bytes, limits: Settings) -> VectorizeRequest:
     image_strings = _string_list(payload, "images", limits.max_images, "VECTORIZER_MAX_IMAGES")
     for index, text in enumerate(texts):
         if len(text) > limits.max_text_chars:
-            raise TooLarge(f"texts[{index}] has {len(text)} characters, above the limit of "
-                           f"{limits.max_text_chars} (only the first 77 tokens count anyway); raise "
-                           "VECTORIZER_MAX_TEXT_CHARS to accept it", reason="text_length")
+            raise TooLarge(
+                f"texts[{index}] has {len(text)} characters, above the limit of "
+                f"{limits.max_text_chars} (only the first 77 tokens count anyway); raise "
+                "VECTORIZER_MAX_TEXT_CHARS to accept it",
+                reason="text_length",
+            )
     images = [decode_base64_image(s, f"images[{i}]", limits.max_image_bytes) for i, s in enumerate(image_strings)]
     return VectorizeRequest(texts=texts, images=images)
 
@@ -143,10 +157,12 @@ def _vector_lists(vectors: np.ndarray, what: str) -> list[list[float]]:
 
 
 def vectorize_response(text_vectors: np.ndarray, image_vectors: np.ndarray) -> bytes:
-    return dumps({
-        "textVectors": _vector_lists(text_vectors, "texts"),
-        "imageVectors": _vector_lists(image_vectors, "images"),
-    })
+    return dumps(
+        {
+            "textVectors": _vector_lists(text_vectors, "texts"),
+            "imageVectors": _vector_lists(image_vectors, "images"),
+        }
+    )
 
 
 def error_body(message: str) -> bytes:

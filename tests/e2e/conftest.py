@@ -15,7 +15,7 @@ import pytest
 from plugin_api.binary import find_weaviate_server
 from plugin_api.errors import WeaviateBinaryNotFound
 
-_started_stacks: list = []   # read by the failure hook below
+_started_stacks: list = []  # read by the failure hook below
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +34,19 @@ def stack(weaviate_binary, tiny_model, tmp_path_factory):
     # The same service also backs Weaviate's text-only and image-only modules (its /vectors protocols).
     port = free_ports(1)[0]
     service = f"http://127.0.0.1:{port}"
-    modules = {"ENABLE_MODULES": "multi2vec-clip,text2vec-transformers,img2vec-neural",
-               "TRANSFORMERS_INFERENCE_API": service, "IMAGE_INFERENCE_API": service}
-    local = LocalStack(tiny_model, workdir=tmp_path_factory.mktemp("stack"), weaviate_binary=weaviate_binary,
-                       service_port=port, service_args=["--log-level", "warning"], weaviate_env=modules)
+    modules = {
+        "ENABLE_MODULES": "multi2vec-clip,text2vec-transformers,img2vec-neural",
+        "TRANSFORMERS_INFERENCE_API": service,
+        "IMAGE_INFERENCE_API": service,
+    }
+    local = LocalStack(
+        tiny_model,
+        workdir=tmp_path_factory.mktemp("stack"),
+        weaviate_binary=weaviate_binary,
+        service_port=port,
+        service_args=["--log-level", "warning"],
+        weaviate_env=modules,
+    )
     local.start()
     _started_stacks.append(local)
     yield local

@@ -9,8 +9,9 @@ from plugin_api.images import to_base64
 
 
 def vectorize(service_url: str, texts: list[str] = (), images: list[bytes] = ()) -> tuple[np.ndarray, np.ndarray]:
-    response = requests.post(service_url + "/vectorize",
-                             json={"texts": list(texts), "images": [to_base64(i) for i in images]}, timeout=60)
+    response = requests.post(
+        service_url + "/vectorize", json={"texts": list(texts), "images": [to_base64(i) for i in images]}, timeout=60
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     return np.asarray(body["textVectors"], dtype=np.float32), np.asarray(body["imageVectors"], dtype=np.float32)
@@ -65,8 +66,12 @@ def assert_ranked_by(hits, expected_distance: dict[str, float], *, tolerance: fl
     assert sorted(got) == sorted(expected_distance), "Weaviate returned other objects than expected"
     for hit in hits:
         if hit.distance is not None:
-            assert abs(hit.distance - expected_distance[hit.uuid]) < tolerance, (hit.uuid, hit.distance,
-                                                                                  expected_distance[hit.uuid])
+            assert abs(hit.distance - expected_distance[hit.uuid]) < tolerance, (
+                hit.uuid,
+                hit.distance,
+                expected_distance[hit.uuid],
+            )
     distances = [expected_distance[u] for u in got]
-    assert all(a <= b + tolerance for a, b in zip(distances, distances[1:])), \
+    assert all(a <= b + tolerance for a, b in zip(distances, distances[1:])), (
         f"Weaviate's order {got} is not the order of local distances {distances}"
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from plugin_api.cli import main
 from plugin_api.processes import free_ports
-from plugin_api.schema import create_image_collection
 from plugin_api.sample import write_sample
+from plugin_api.schema import create_image_collection
 
 
 def _connection(stack) -> list[str]:
@@ -29,7 +29,7 @@ def test_import_then_search_by_image_and_text(stack, collection_name, tmp_path, 
 
     assert main(["search", "yellow", "--hybrid", "--alpha", "0", "--limit", "3", *args]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 3 and all("yellow" in line for line in out)    # yellow shapes, by keyword
+    assert len(out) == 3 and all("yellow" in line for line in out)  # yellow shapes, by keyword
 
 
 def test_clear_error_when_the_inference_service_is_unreachable(stack, client, collection_name, capsys):
@@ -58,6 +58,8 @@ def test_demo_finds_the_named_shapes_first_with_the_builtin_model(weaviate_binar
     assert len(red_circles) == 3 and all("-red-circle-" in name for name in red_circles)
     assert _ranked(out, "near_text 'a large blue square on the left'")[0] == "large-blue-square-left.png"
     assert "-yellow-star-" in _ranked(out, "near_text 'a yellow star'")[0]
-    assert not _ranked(out, "near_text 'a blue square', moved away from 'on the left' (force 0.6)")[0].endswith("-left.png")
+    assert not _ranked(out, "near_text 'a blue square', moved away from 'on the left' (force 0.6)")[0].endswith(
+        "-left.png"
+    )
     heart = next(line for line in out.splitlines() if line.startswith("near_image "))
     assert _ranked(out, heart)[0] == heart.split()[1]

@@ -21,7 +21,7 @@ def test_one_corrupt_image_fails_alone_with_the_services_message(stack, client, 
     collection = create_image_collection(client, collection_name)
     good = [encode(photo(seed=200 + i), "JPEG") for i in range(5)]
     png = encode(photo(seed=299), "PNG")
-    corrupt = png[: len(png) // 2]                 # a truncated PNG: right header, broken data
+    corrupt = png[: len(png) // 2]  # a truncated PNG: right header, broken data
     items = [ImageItem.from_bytes(d, f"good{i}.jpg") for i, d in enumerate(good[:3])]
     items += [ImageItem.from_bytes(corrupt, "broken.png")]
     items += [ImageItem.from_bytes(d, f"good{i}.jpg") for i, d in enumerate(good[3:], start=3)]
@@ -31,7 +31,7 @@ def test_one_corrupt_image_fails_alone_with_the_services_message(stack, client, 
     assert (report.stored, report.skipped, report.failed) == (5, 0, 1), report.details()
     [failure] = report.failures
     assert failure.source == "broken.png"
-    assert service_error(stack.service.url, corrupt) in failure.error      # our JSON error, through Weaviate
+    assert service_error(stack.service.url, corrupt) in failure.error  # our JSON error, through Weaviate
     assert [o.source for o in report.outcomes] == [i.source for i in items]  # one outcome per item, in order
     assert all(_exists(collection, content_uuid(d)) for d in good)
     assert not _exists(collection, content_uuid(corrupt))
@@ -47,7 +47,7 @@ def test_unreadable_file_and_duplicates_are_reported_per_item(client, collection
     report = import_images(collection, items, progress=False)
     by_source = {o.source.rsplit("/", 1)[-1]: o for o in report.outcomes}
     assert by_source["a.png"].status == "stored"
-    assert by_source["copy-of-a.png"].status == "skipped"             # same content, same UUID
+    assert by_source["copy-of-a.png"].status == "skipped"  # same content, same UUID
     assert by_source["gone.png"].status == "failed" and "cannot read" in by_source["gone.png"].error
     assert _count(collection) == 1
 
@@ -80,7 +80,7 @@ def test_service_stopped_mid_import_then_rerun_stores_exactly_the_missing(stack,
     second = import_images(collection, items, batch_size=4, progress=False)
     assert (second.stored, second.skipped, second.failed) == (8, 4, 0), second.details()
     assert [o.status for o in second.outcomes] == ["skipped"] * 4 + ["stored"] * 8
-    assert _count(collection) == 12                                     # no duplicates
+    assert _count(collection) == 12  # no duplicates
     assert {str(o.uuid) for o in collection.iterator()} == {content_uuid(d) for d in images}
 
     third = import_images(collection, items, batch_size=5, progress=False)
@@ -88,8 +88,9 @@ def test_service_stopped_mid_import_then_rerun_stores_exactly_the_missing(stack,
 
 
 def test_missing_weighted_field_is_refused_before_weaviate_misapplies_weights(client, collection_name):
-    collection = create_image_collection(client, collection_name, vectorize_text=["caption"],
-                                         weights={"image": 3, "caption": 1})
+    collection = create_image_collection(
+        client, collection_name, vectorize_text=["caption"], weights={"image": 3, "caption": 1}
+    )
     with_caption = ImageItem.from_bytes(encode(photo(seed=500), "PNG"), "ok", caption="a caption")
     without = ImageItem.from_bytes(encode(photo(seed=501), "PNG"), "no-caption")
     report = import_images(collection, [with_caption, without], progress=False)

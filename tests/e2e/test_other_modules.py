@@ -19,13 +19,17 @@ def _collection(client, name: str):
     # no collection or property name in the text, lower-case captions: Weaviate then sends the caption itself
     return client.collections.create(
         name,
-        properties=[Property(name="caption", data_type=DataType.TEXT, vectorize_property_name=False),
-                    Property(name="image", data_type=DataType.BLOB)],
+        properties=[
+            Property(name="caption", data_type=DataType.TEXT, vectorize_property_name=False),
+            Property(name="image", data_type=DataType.BLOB),
+        ],
         vectorizer_config=[
-            Configure.NamedVectors.text2vec_transformers("text", source_properties=["caption"],
-                                                         vectorize_collection_name=False),
+            Configure.NamedVectors.text2vec_transformers(
+                "text", source_properties=["caption"], vectorize_collection_name=False
+            ),
             Configure.NamedVectors.img2vec_neural("picture", image_fields=["image"]),
-        ])
+        ],
+    )
 
 
 def test_text_and_image_modules_store_the_services_vectors(stack, client, collection_name):
@@ -47,15 +51,17 @@ def test_near_text_and_near_image_go_through_the_modules(stack, client, collecti
     assert not result.errors, result.errors
     texts, _ = vectorize(stack.service.url, texts=CAPTIONS)
     query = "a red circle"
-    found = collection.query.near_text(query, target_vector="text", limit=3,
-                                       return_metadata=MetadataQuery(distance=True))
+    found = collection.query.near_text(
+        query, target_vector="text", limit=3, return_metadata=MetadataQuery(distance=True)
+    )
     # the query vector is the service's: the ranking and distances are those of its text vector
     query_vector = texts[CAPTIONS.index(query)]
     expected = sorted(range(len(CAPTIONS)), key=lambda i: 1 - cosine(query_vector, texts[i]))
     assert [o.properties["caption"] for o in found.objects] == [CAPTIONS[i] for i in expected]
     assert found.objects[0].metadata.distance < 1e-5
-    by_image = collection.query.near_image(to_base64(images[2]), target_vector="picture", limit=1,
-                                           return_metadata=MetadataQuery(distance=True))
+    by_image = collection.query.near_image(
+        to_base64(images[2]), target_vector="picture", limit=1, return_metadata=MetadataQuery(distance=True)
+    )
     assert by_image.objects[0].properties["caption"] == CAPTIONS[2]
     assert by_image.objects[0].metadata.distance < 1e-5
 
@@ -63,7 +69,11 @@ def test_near_text_and_near_image_go_through_the_modules(stack, client, collecti
 def test_an_undecodable_image_fails_that_object_only(stack, client, collection_name):
     collection = _collection(client, collection_name)
     good = encode(photo(seed=60), "JPEG")
-    result = collection.data.insert_many([{"caption": "a good photo", "image": to_base64(good)},
-                                          {"caption": "a broken file", "image": to_base64(b"not an image at all")}])
+    result = collection.data.insert_many(
+        [
+            {"caption": "a good photo", "image": to_base64(good)},
+            {"caption": "a broken file", "image": to_base64(b"not an image at all")},
+        ]
+    )
     assert list(result.errors) == [1]
     assert len(collection) == 1

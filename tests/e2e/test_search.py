@@ -9,12 +9,29 @@ from plugin_api.images import ImageItem, content_uuid
 from plugin_api.importer import import_images
 from plugin_api.schema import create_image_collection
 from plugin_api.search import Move, hybrid, near_image, near_text
-from tests.e2e.helpers import (assert_ranked_by, cosine_distances, image_vector, move_away, move_to, text_vector,
-                               vectorize)
+from tests.e2e.helpers import (
+    assert_ranked_by,
+    cosine_distances,
+    image_vector,
+    move_away,
+    move_to,
+    text_vector,
+    vectorize,
+)
 from tests.media import encode, photo
 
-CAPTIONS = ["harbour at dawn", "market street", "mountain lake", "city at night", "forest path",
-            "desert road", "harbour cranes", "snowy field", "beach umbrellas", "old library"]
+CAPTIONS = [
+    "harbour at dawn",
+    "market street",
+    "mountain lake",
+    "city at night",
+    "forest path",
+    "desert road",
+    "harbour cranes",
+    "snowy field",
+    "beach umbrellas",
+    "old library",
+]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +140,7 @@ def test_hybrid_fuses_keyword_and_vector_scores(stack, gallery):
     query = "harbour"
     keyword_hits = {content_uuid(images[i]) for i, c in enumerate(CAPTIONS) if query in c}
     keyword_only = hybrid(collection, query, alpha=0.0, limit=len(stored))
-    assert {h.uuid for h in keyword_only[:len(keyword_hits)]} == keyword_hits
+    assert {h.uuid for h in keyword_only[: len(keyword_hits)]} == keyword_hits
     # alpha 0.5: the best-scored object is either a keyword match or the vector's best match
     vector_best = min(cosine_distances(text_vector(stack.service.url, query), stored).items(), key=lambda kv: kv[1])[0]
     fused = hybrid(collection, query, alpha=0.5, limit=len(stored))
@@ -136,5 +153,5 @@ def test_search_returns_plain_dataclasses_with_vectors_on_request(stack, gallery
     collection, images, stored = gallery
     hit = near_image(collection, images[2], limit=1, include_vector=True)[0]
     assert hit.properties["caption"] == CAPTIONS[2]
-    assert "image" not in hit.properties           # blobs are not returned unless asked for
+    assert "image" not in hit.properties  # blobs are not returned unless asked for
     np.testing.assert_allclose(hit.vector["default"], image_vector(stack.service.url, images[2]), atol=1e-6)

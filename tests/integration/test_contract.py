@@ -34,6 +34,7 @@ def error_of(response: requests.Response) -> str:
 
 # -- health and meta -------------------------------------------------------------------------------
 
+
 def test_live_and_ready_answer_204_with_empty_body(server):
     for path in ("/.well-known/live", "/.well-known/ready"):
         response = server.get(path)
@@ -55,6 +56,7 @@ def test_meta_describes_the_model_as_a_json_object(server, tiny_model):
 
 # -- vectorize: shape of the answer ----------------------------------------------------------------
 
+
 def test_texts_and_images_come_back_in_order_and_match_transformers(server, reference):
     texts = ["a photo of a cat", "a red circle", "", "ünïcödé ✓ 日本語"]
     images = [media.photo(seed=s) for s in (1, 2, 3)]
@@ -64,20 +66,25 @@ def test_texts_and_images_come_back_in_order_and_match_transformers(server, refe
     assert_parity(body["imageVectors"], unit(reference.images(images)), max_abs=1e-6)
 
 
-@pytest.mark.parametrize("payload,texts,images", [
-    ({"texts": ["a", "b"]}, 2, 0),
-    ({"images": [media.b64(media.encode(media.photo(), "PNG"))]}, 0, 1),
-    ({}, 0, 0),
-    ({"texts": None, "images": None}, 0, 0),
-    ({"texts": [], "images": [], "audio": ["ignored"], "model": "ignored"}, 0, 0),
-])
+@pytest.mark.parametrize(
+    "payload,texts,images",
+    [
+        ({"texts": ["a", "b"]}, 2, 0),
+        ({"images": [media.b64(media.encode(media.photo(), "PNG"))]}, 0, 1),
+        ({}, 0, 0),
+        ({"texts": None, "images": None}, 0, 0),
+        ({"texts": [], "images": [], "audio": ["ignored"], "model": "ignored"}, 0, 0),
+    ],
+)
 def test_both_keys_are_always_present(server, payload, texts, images):
     body = vectorize(server, payload)
     assert len(body["textVectors"]) == texts and len(body["imageVectors"]) == images
 
 
 def test_vectors_are_unit_length_float32(server):
-    body = vectorize(server, {"texts": ["x", "a longer sentence"], "images": [media.b64(media.encode(media.photo(), "JPEG"))]})
+    body = vectorize(
+        server, {"texts": ["x", "a longer sentence"], "images": [media.b64(media.encode(media.photo(), "JPEG"))]}
+    )
     for vector in body["textVectors"] + body["imageVectors"]:
         array = np.asarray(vector, dtype=np.float64)
         assert len(vector) == 16
@@ -87,8 +94,9 @@ def test_vectors_are_unit_length_float32(server):
 
 def test_doubled_slash_and_missing_content_type_work(server):
     plain = vectorize(server, {"texts": ["a cat"]})
-    response = requests.post(server.url + "//vectorize", data=b'{"texts": ["a cat"]}', timeout=30,
-                             headers={"Content-Type": ""})
+    response = requests.post(
+        server.url + "//vectorize", data=b'{"texts": ["a cat"]}', timeout=30, headers={"Content-Type": ""}
+    )
     assert response.status_code == 200
     assert strict_json(response.text) == plain
     assert requests.get(server.url + "//meta", timeout=30).status_code == 200
@@ -110,6 +118,7 @@ def test_image_encodings_give_the_same_vector(server):
 
 # -- determinism ------------------------------------------------------------------------------------
 
+
 def test_identical_inputs_are_bit_identical_within_a_request(server):
     image = media.b64(media.encode(media.photo(seed=11), "JPEG"))
     body = vectorize(server, {"texts": ["same", "other", "same"], "images": [image, image]})
@@ -128,6 +137,7 @@ def test_identical_inputs_are_bit_identical_across_requests_of_any_composition(s
 
 
 # -- texts ------------------------------------------------------------------------------------------
+
 
 def test_long_texts_are_truncated_not_refused(server):
     words = [f"word{i % 37}" for i in range(500)]
@@ -148,8 +158,12 @@ def test_texts_that_look_like_addresses_are_embedded_as_text(server, reference, 
         listener.listen(8)
         listener.settimeout(0.5)
         port = listener.getsockname()[1]
-        texts = [f"http://127.0.0.1:{port}/cat.jpg", f"file://{image_file}", str(image_file),
-                 "data:image/jpeg;base64," + media.b64(image_file.read_bytes())]
+        texts = [
+            f"http://127.0.0.1:{port}/cat.jpg",
+            f"file://{image_file}",
+            str(image_file),
+            "data:image/jpeg;base64," + media.b64(image_file.read_bytes()),
+        ]
         body = vectorize(server, {"texts": texts})
         with pytest.raises(socket.timeout):
             listener.accept()  # nobody tried to fetch the URL
@@ -159,6 +173,7 @@ def test_texts_that_look_like_addresses_are_embedded_as_text(server, reference, 
 
 
 # -- images -----------------------------------------------------------------------------------------
+
 
 def test_every_supported_image_format_is_embedded(server):
     formats = media.all_formats()
@@ -175,8 +190,15 @@ def test_transparent_png_embeds_like_the_same_picture_on_white(server):
     rgba.putalpha(media.Image.fromarray(alpha))
     on_white = np.asarray(picture).copy()
     on_white[:, : picture.width // 2] = 255
-    body = vectorize(server, {"images": [media.b64(media.encode(rgba, "PNG")),
-                                         media.b64(media.encode(media.Image.fromarray(on_white), "PNG"))]})
+    body = vectorize(
+        server,
+        {
+            "images": [
+                media.b64(media.encode(rgba, "PNG")),
+                media.b64(media.encode(media.Image.fromarray(on_white), "PNG")),
+            ]
+        },
+    )
     assert body["imageVectors"][0] == body["imageVectors"][1]
 
 
@@ -185,27 +207,36 @@ def test_transparent_png_embeds_like_the_same_picture_on_white(server):
 PNG = media.b64(media.encode(media.photo(), "PNG"))
 
 
-@pytest.mark.parametrize("body,status,says", [
-    (b"", 400, "request body is empty"),
-    (b"{not json", 400, "not valid JSON"),
-    (b"\xff\xfe\x00garbage", 400, "not valid JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, 400, "JSON"),
-    (b'["texts"]', 400, "must be a JSON object, got an array"),
-    (b'{"texts": "a cat"}', 400, "'texts' must be an array of strings, got a string"),
-    (b'{"texts": ["ok", 3]}', 400, "texts[1] must be a string, got a number"),
-    (b'{"texts": [null]}', 400, "texts[0] must be a string, got null"),
-    (b'{"texts": ["ok", "\\ud800"]}', 400, "texts[1] is not valid Unicode"),
-    (b'{"images": {"a": 1}}', 400, "'images' must be an array of strings, got an object"),
-    (b'{"images": ["' + PNG.encode() + b'", "%%%"]}', 400, "images[1] is not valid base64"),
-    (b'{"images": ["' + PNG[: len(PNG) // 8 * 4].encode() + b'"]}', 400, "images[0] could not be decoded as PNG"),
-    (b'{"images": ["aGVsbG8gd29ybGQ="]}', 400, "images[0] is not an image in a supported format"),
-    (b'{"images": [""]}', 400, "images[0] is empty"),
-    (b'{"images": ["data:image/png,abc"]}', 400, "images[0] is a data URI without ';base64,'"),
-    (('{"images": ["' + media.b64(media.encode(media.photo(), "PPM")) + '"]}').encode(), 400,
-     "not an image in a supported format"),
-    (('{"images": ["' + media.b64(media.png_header_only(30_000, 30_000)) + '"]}').encode(), 413,
-     "VECTORIZER_MAX_IMAGE_PIXELS"),
-])
+@pytest.mark.parametrize(
+    "body,status,says",
+    [
+        (b"", 400, "request body is empty"),
+        (b"{not json", 400, "not valid JSON"),
+        (b"\xff\xfe\x00garbage", 400, "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "JSON"),
+        (b'["texts"]', 400, "must be a JSON object, got an array"),
+        (b'{"texts": "a cat"}', 400, "'texts' must be an array of strings, got a string"),
+        (b'{"texts": ["ok", 3]}', 400, "texts[1] must be a string, got a number"),
+        (b'{"texts": [null]}', 400, "texts[0] must be a string, got null"),
+        (b'{"texts": ["ok", "\\ud800"]}', 400, "texts[1] is not valid Unicode"),
+        (b'{"images": {"a": 1}}', 400, "'images' must be an array of strings, got an object"),
+        (b'{"images": ["' + PNG.encode() + b'", "%%%"]}', 400, "images[1] is not valid base64"),
+        (b'{"images": ["' + PNG[: len(PNG) // 8 * 4].encode() + b'"]}', 400, "images[0] could not be decoded as PNG"),
+        (b'{"images": ["aGVsbG8gd29ybGQ="]}', 400, "images[0] is not an image in a supported format"),
+        (b'{"images": [""]}', 400, "images[0] is empty"),
+        (b'{"images": ["data:image/png,abc"]}', 400, "images[0] is a data URI without ';base64,'"),
+        (
+            ('{"images": ["' + media.b64(media.encode(media.photo(), "PPM")) + '"]}').encode(),
+            400,
+            "not an image in a supported format",
+        ),
+        (
+            ('{"images": ["' + media.b64(media.png_header_only(30_000, 30_000)) + '"]}').encode(),
+            413,
+            "VECTORIZER_MAX_IMAGE_PIXELS",
+        ),
+    ],
+)
 def test_bad_input_gets_a_4xx_json_error_naming_the_problem(server, body, status, says):
     response = server.post("/vectorize", body, headers={"Content-Type": "application/json"})
     assert response.status_code == status, response.text

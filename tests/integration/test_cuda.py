@@ -32,7 +32,9 @@ def test_cuda_vectors_match_the_cpu_reference(vit_model, dtype, min_cosine):
         meta = strict_json(server.get("/meta").text)
         assert meta["device"] == "cuda:0"
         assert meta["dtype"] == ("float16" if dtype == "auto" else dtype)
-        body = server.post("/vectorize", {"texts": TEXTS, "images": [media.b64(media.encode(p, "PNG")) for p in pictures]})
+        body = server.post(
+            "/vectorize", {"texts": TEXTS, "images": [media.b64(media.encode(p, "PNG")) for p in pictures]}
+        )
         assert body.status_code == 200, body.text
         vectors = strict_json(body.text)
         again = strict_json(server.post("/vectorize", {"texts": TEXTS[:1]}).text)
@@ -43,7 +45,9 @@ def test_cuda_vectors_match_the_cpu_reference(vit_model, dtype, min_cosine):
     if dtype == "float32":
         assert_parity(vectors["textVectors"], expected_texts, max_abs=1e-4)
         assert_parity(vectors["imageVectors"], expected_images, max_abs=1e-4)
-    for ours, theirs in zip(vectors["textVectors"] + vectors["imageVectors"], list(expected_texts) + list(expected_images)):
+    for ours, theirs in zip(
+        vectors["textVectors"] + vectors["imageVectors"], list(expected_texts) + list(expected_images)
+    ):
         assert cosine(ours, theirs) >= min_cosine
         assert abs(np.linalg.norm(ours) - 1) < 1e-5  # normalised in float32 even when computed in half
     assert again["textVectors"][0] == vectors["textVectors"][0]

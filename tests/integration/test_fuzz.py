@@ -26,8 +26,9 @@ def corpus() -> list[bytes]:
     images.append(media.encode(Image.new("L", (20000, 1), 128), "PNG"))
     images.append(media.encode(Image.new("RGB", (1, 20000), (1, 2, 3)), "JPEG"))
     frames = io.BytesIO()
-    Image.new("RGB", (16, 16), (255, 0, 0)).save(frames, "WEBP", save_all=True,
-                                                 append_images=[Image.new("RGB", (16, 16), (0, 0, 255))])
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(
+        frames, "WEBP", save_all=True, append_images=[Image.new("RGB", (16, 16), (0, 0, 255))]
+    )
     images.append(frames.getvalue())
     images.append(media.png_header_only(60_000, 60_000))
     return images
@@ -41,7 +42,7 @@ def damaged_image(draw) -> bytes:
     data = bytearray(draw(st.sampled_from(CORPUS)))
     action = draw(st.sampled_from(["intact", "truncate", "flip", "splice", "prefix"]))
     if action == "truncate":
-        del data[draw(st.integers(0, len(data) - 1)):]
+        del data[draw(st.integers(0, len(data) - 1)) :]
     elif action == "flip":
         for _ in range(draw(st.integers(1, 8))):
             data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
@@ -66,23 +67,38 @@ def image_string():
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 SPECIAL = [
-    b"", b"null", b"[]", b"{}", b'{"texts": [""]}', b'{"texts": ["", "", ""]}', b'{"images": [""]}',
-    b'{"texts": NaN}', b'{"texts": [Infinity]}', b"[" * 50_000, b'{"texts": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
-    json.dumps({"texts": ["a"] * 100_000}).encode(), json.dumps({"images": ["AAAA"] * 100_000}).encode(),
-    json.dumps({"texts": ["word " * 50_000]}).encode(), b'{"texts": ["\\u0000\\ud83d"]}',
+    b"",
+    b"null",
+    b"[]",
+    b"{}",
+    b'{"texts": [""]}',
+    b'{"texts": ["", "", ""]}',
+    b'{"images": [""]}',
+    b'{"texts": NaN}',
+    b'{"texts": [Infinity]}',
+    b"[" * 50_000,
+    b'{"texts": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+    json.dumps({"texts": ["a"] * 100_000}).encode(),
+    json.dumps({"images": ["AAAA"] * 100_000}).encode(),
+    json.dumps({"texts": ["word " * 50_000]}).encode(),
+    b'{"texts": ["\\u0000\\ud83d"]}',
 ]
 
 BODIES = st.one_of(
     st.sampled_from(SPECIAL),
     st.binary(max_size=512),
     JSON.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({}, optional={
-        "texts": st.one_of(JSON, st.lists(st.one_of(st.text(max_size=60), JSON), max_size=4)),
-        "images": st.one_of(JSON, st.lists(st.one_of(image_string(), JSON), max_size=3)),
-    }).map(lambda d: json.dumps(d).encode()),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "texts": st.one_of(JSON, st.lists(st.one_of(st.text(max_size=60), JSON), max_size=4)),
+            "images": st.one_of(JSON, st.lists(st.one_of(image_string(), JSON), max_size=3)),
+        },
+    ).map(lambda d: json.dumps(d).encode()),
 )
 
 
@@ -111,8 +127,9 @@ def test_malformed_bodies_get_json_4xx_and_never_hurt_the_service(fuzz_server):
     baseline = rss_kb(fuzz_server.process.pid)
     statuses: dict[int, int] = {}
 
-    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(BODIES)
     def check(body: bytes) -> None:
         response = session.post(url, data=body, timeout=30, headers={"Content-Type": "application/json"})

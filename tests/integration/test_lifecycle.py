@@ -16,8 +16,9 @@ from tests.server_process import ServerProcess, metric_value
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vectorizer_module", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vectorizer_module", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_live_before_ready_while_the_model_loads(tiny_model):
@@ -113,13 +114,21 @@ def test_unloadable_weights_stop_the_process_with_status_3(tiny_model, tmp_path)
     assert "could not load the model" in server.log
 
 
-@pytest.mark.parametrize("variable,value,says", [
-    ("VECTORIZER_PORT", "http", "VECTORIZER_PORT"),
-    ("ENABLE_CUDA", "maybe", "ENABLE_CUDA"),
-])
+@pytest.mark.parametrize(
+    "variable,value,says",
+    [
+        ("VECTORIZER_PORT", "http", "VECTORIZER_PORT"),
+        ("ENABLE_CUDA", "maybe", "ENABLE_CUDA"),
+    ],
+)
 def test_bad_environment_values_name_the_variable(variable, value, says):
-    result = subprocess.run([sys.executable, "-m", "vectorizer_module", "--model", "."], capture_output=True,
-                            text=True, timeout=60, env={**__import__("os").environ, variable: value})
+    result = subprocess.run(
+        [sys.executable, "-m", "vectorizer_module", "--model", "."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, variable: value},
+    )
     assert result.returncode == 2 and says in result.stderr
 
 

@@ -15,8 +15,10 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 # One valid request per documented operation, and one that must fail (None: no failing body exists).
 CALLS = {
-    ("/vectorize", "post"): ({"texts": ["a"], "images": [media.b64(media.encode(media.photo(), "PNG"))]},
-                             (b"[1]", "400")),
+    ("/vectorize", "post"): (
+        {"texts": ["a"], "images": [media.b64(media.encode(media.photo(), "PNG"))]},
+        (b"[1]", "400"),
+    ),
     ("/vectors", "post"): ({"text": "a"}, ({"image": "%%%"}, "400")),
     ("/v1/embeddings", "post"): ({"input": ["a", "b"], "encoding_format": "base64"}, ({"input": 3}, "400")),
     ("/meta", "get"): (None, None),
@@ -32,8 +34,9 @@ def spec(server):
     served = server.get("/openapi.json")
     assert served.status_code == 200
     document = served.json()
-    assert document == json.loads(DOC.read_text()), \
+    assert document == json.loads(DOC.read_text()), (
         "docs/openapi.json is stale: python -m vectorizer_module.server.openapi > docs/openapi.json"
+    )
     for schema in document["components"]["schemas"].values():
         jsonschema.Draft202012Validator.check_schema(schema)
     return document
@@ -78,7 +81,9 @@ def test_every_vectors_variant_validates(server, spec):
 
 
 def test_the_schema_check_can_fail(spec):
-    schema = {**spec["paths"]["/vectorize"]["post"]["responses"]["200"]["content"]["application/json"]["schema"],
-              "components": spec["components"]}
+    schema = {
+        **spec["paths"]["/vectorize"]["post"]["responses"]["200"]["content"]["application/json"]["schema"],
+        "components": spec["components"],
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"textVectors": []}, schema, cls=jsonschema.Draft202012Validator)

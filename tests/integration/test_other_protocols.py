@@ -42,13 +42,15 @@ def data_uri(png: bytes) -> str:
 
 # -- /v1/embeddings through the official client -----------------------------------------------------
 
+
 def test_openai_client_text_vectors_equal_vectorize(server, client, tokenizer):
     texts = ["a photo of a cat", "a red circle", "ünïcödé ✓"]
     result = client.embeddings.create(model="whatever-name", input=texts, encoding_format="float")
     expected = clip_vectors(server, texts)["textVectors"]
     assert [d.index for d in result.data] == [0, 1, 2]
-    np.testing.assert_array_equal(np.array([d.embedding for d in result.data], dtype=np.float32),
-                                  np.array(expected, dtype=np.float32))
+    np.testing.assert_array_equal(
+        np.array([d.embedding for d in result.data], dtype=np.float32), np.array(expected, dtype=np.float32)
+    )
     assert result.model == server.get("/meta").json()["model"]["name"]  # the served model, not the asked one
     tok, max_length = tokenizer
     counts = [len(tok(t, truncation=True, max_length=max_length)["input_ids"]) for t in texts]
@@ -77,11 +79,13 @@ def test_long_text_tokens_are_counted_after_truncation(server, tokenizer):
 
 def test_images_as_data_uris_with_modality_image(server, client):
     pngs = [media.encode(media.photo(seed=s), "PNG") for s in (1, 2)]
-    result = client.embeddings.create(model="m", input=[data_uri(p) for p in pngs], encoding_format="float",
-                                      extra_body={"modality": "image"})
+    result = client.embeddings.create(
+        model="m", input=[data_uri(p) for p in pngs], encoding_format="float", extra_body={"modality": "image"}
+    )
     expected = clip_vectors(server, images=[media.b64(p) for p in pngs])["imageVectors"]
-    np.testing.assert_array_equal(np.array([d.embedding for d in result.data], dtype=np.float32),
-                                  np.array(expected, dtype=np.float32))
+    np.testing.assert_array_equal(
+        np.array([d.embedding for d in result.data], dtype=np.float32), np.array(expected, dtype=np.float32)
+    )
     assert result.usage.prompt_tokens == 0
 
 
@@ -94,26 +98,31 @@ def test_a_data_uri_without_modality_is_embedded_as_text(server):
 
 def test_dimensions_equal_is_accepted_smaller_is_refused(server, client):
     dim = server.get("/meta").json()["model"]["dimension"]
-    assert len(client.embeddings.create(model="m", input="a", dimensions=dim,
-                                        encoding_format="float").data[0].embedding) == dim
+    assert (
+        len(client.embeddings.create(model="m", input="a", dimensions=dim, encoding_format="float").data[0].embedding)
+        == dim
+    )
     with pytest.raises(openai.BadRequestError) as caught:
         client.embeddings.create(model="m", input="a", dimensions=dim // 2)
     assert caught.value.status_code == 400
     assert caught.value.body["param"] == "dimensions" and "Matryoshka" in caught.value.body["message"]
 
 
-@pytest.mark.parametrize("payload,status,param", [
-    ({"input": []}, 400, "input"),
-    ({"input": [1, 2]}, 400, "input"),
-    ({}, 400, "input"),
-    ({"input": "a", "encoding_format": "int8"}, 400, "encoding_format"),
-    ({"input": "a", "modality": "audio"}, 400, "modality"),
-    ({"input": "not a data uri", "modality": "image"}, 400, "input"),
-    ({"input": "data:image/png;base64,!!!", "modality": "image"}, 400, "input"),
-    ({"input": "a", "dimensions": "16"}, 400, "dimensions"),
-    (b"{not json", 400, None),
-    ({"input": ["a"] * 300}, 413, "input"),
-])
+@pytest.mark.parametrize(
+    "payload,status,param",
+    [
+        ({"input": []}, 400, "input"),
+        ({"input": [1, 2]}, 400, "input"),
+        ({}, 400, "input"),
+        ({"input": "a", "encoding_format": "int8"}, 400, "encoding_format"),
+        ({"input": "a", "modality": "audio"}, 400, "modality"),
+        ({"input": "not a data uri", "modality": "image"}, 400, "input"),
+        ({"input": "data:image/png;base64,!!!", "modality": "image"}, 400, "input"),
+        ({"input": "a", "dimensions": "16"}, 400, "dimensions"),
+        (b"{not json", 400, None),
+        ({"input": ["a"] * 300}, 413, "input"),
+    ],
+)
 def test_errors_have_the_openai_shape(server, payload, status, param):
     response = server.post("/v1/embeddings", payload)
     assert response.status_code == status, response.text
@@ -132,6 +141,7 @@ def test_unknown_v1_route_is_openai_shaped_and_other_routes_keep_theirs(server):
 
 
 # -- /vectors: text2vec-transformers and img2vec-neural ---------------------------------------------
+
 
 @pytest.mark.parametrize("path", ["/vectors", "/vectors/"])
 def test_text2vec_transformers_single_text(server, path):
@@ -161,17 +171,20 @@ def test_img2vec_neural_image(server):
     np.testing.assert_array_equal(np.float32(answer["vector"]), np.float32(expected))
 
 
-@pytest.mark.parametrize("payload,status,words", [
-    ({"id": "x", "image": "not base64 ☃"}, 400, "base64"),
-    ({"id": "x", "image": media.b64(b"not an image")}, 400, "image"),
-    ({"text": "a", "image": media.b64(b"x")}, 400, "both"),
-    ({"text": 5}, 400, "string"),
-    ({"texts": "a"}, 400, "array"),
-    ({"text": "a", "config": {"dimensions": 3}}, 400, "dimensions"),
-    ({"id": "only an id"}, 400, "'text'"),
-    (b"[1]", 400, "object"),
-    ({"texts": ["a"] * 300}, 413, "VECTORIZER_MAX_TEXTS"),
-])
+@pytest.mark.parametrize(
+    "payload,status,words",
+    [
+        ({"id": "x", "image": "not base64 ☃"}, 400, "base64"),
+        ({"id": "x", "image": media.b64(b"not an image")}, 400, "image"),
+        ({"text": "a", "image": media.b64(b"x")}, 400, "both"),
+        ({"text": 5}, 400, "string"),
+        ({"texts": "a"}, 400, "array"),
+        ({"text": "a", "config": {"dimensions": 3}}, 400, "dimensions"),
+        ({"id": "only an id"}, 400, "'text'"),
+        (b"[1]", 400, "object"),
+        ({"texts": ["a"] * 300}, 413, "VECTORIZER_MAX_TEXTS"),
+    ],
+)
 def test_vectors_errors_are_plain_json(server, payload, status, words):
     response = server.post("/vectors", payload)
     assert response.status_code == status, response.text

@@ -20,10 +20,24 @@ def strict(tiny_model, tmp_path_factory):
     """A server with small limits and an API key, whose file opens and connections are recorded."""
     audit = tmp_path_factory.mktemp("audit") / "audit.log"
     server = ServerProcess(
-        tiny_model, "--max-texts", "3", "--max-images", "2", "--max-text-chars", "1000",
-        "--max-image-bytes", "50000", "--max-body-bytes", "300000", "--api-key", "s3cret",
-        env={"PYTHONPATH": os.pathsep.join([str(AUDIT_SITE), os.environ.get("PYTHONPATH", "")]),
-             "CLIP_AUDIT_LOG": str(audit)})
+        tiny_model,
+        "--max-texts",
+        "3",
+        "--max-images",
+        "2",
+        "--max-text-chars",
+        "1000",
+        "--max-image-bytes",
+        "50000",
+        "--max-body-bytes",
+        "300000",
+        "--api-key",
+        "s3cret",
+        env={
+            "PYTHONPATH": os.pathsep.join([str(AUDIT_SITE), os.environ.get("PYTHONPATH", "")]),
+            "CLIP_AUDIT_LOG": str(audit),
+        },
+    )
     server.start()
     server.wait_ready()
     server.audit = audit
@@ -45,23 +59,31 @@ def test_api_key_guards_work_routes_but_not_probes(strict):
     assert strict.get("/.well-known/live").status_code == 204
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/v1/embeddings", {"input": "a"}), ("/vectors", {"text": "a"}), ("/vectors/", {"text": "a"}),
-])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/v1/embeddings", {"input": "a"}),
+        ("/vectors", {"text": "a"}),
+        ("/vectors/", {"text": "a"}),
+    ],
+)
 def test_api_key_guards_the_other_protocols_too(strict, path, body):
     refused = strict.post(path, body)
-    error = strict_json(refused.text)["error"]   # OpenAI's routes nest it: {"error": {"message": ...}}
+    error = strict_json(refused.text)["error"]  # OpenAI's routes nest it: {"error": {"message": ...}}
     assert refused.status_code == 401 and "API key" in (error["message"] if isinstance(error, dict) else error)
     assert strict.post(path, body, headers=AUTH).status_code == 200
 
 
-@pytest.mark.parametrize("body,setting", [
-    ({"texts": ["a", "b", "c", "d"]}, "VECTORIZER_MAX_TEXTS"),
-    ({"images": [media.b64(media.encode(media.photo(8, 8), "PNG"))] * 3}, "VECTORIZER_MAX_IMAGES"),
-    ({"texts": ["x" * 1001]}, "VECTORIZER_MAX_TEXT_CHARS"),
-    ({"images": [media.b64(os.urandom(60_000))]}, "VECTORIZER_MAX_IMAGE_BYTES"),
-    ({"texts": ["y" * 900] * 3, "images": ["A" * 299_000]}, "VECTORIZER_MAX_BODY_BYTES"),
-])
+@pytest.mark.parametrize(
+    "body,setting",
+    [
+        ({"texts": ["a", "b", "c", "d"]}, "VECTORIZER_MAX_TEXTS"),
+        ({"images": [media.b64(media.encode(media.photo(8, 8), "PNG"))] * 3}, "VECTORIZER_MAX_IMAGES"),
+        ({"texts": ["x" * 1001]}, "VECTORIZER_MAX_TEXT_CHARS"),
+        ({"images": [media.b64(os.urandom(60_000))]}, "VECTORIZER_MAX_IMAGE_BYTES"),
+        ({"texts": ["y" * 900] * 3, "images": ["A" * 299_000]}, "VECTORIZER_MAX_BODY_BYTES"),
+    ],
+)
 def test_each_limit_answers_413_naming_its_setting(strict, body, setting):
     response = strict.post("/vectorize", body, headers=AUTH)
     assert response.status_code == 413, response.text
@@ -76,14 +98,29 @@ def test_metrics_count_requests_rejections_and_items(strict):
         return response.text
 
     before = scrape()
-    strict.post("/vectorize", {"texts": ["metric one", "metric two"], "images": [media.b64(media.encode(media.photo(seed=40), "PNG"))]}, headers=AUTH)
+    strict.post(
+        "/vectorize",
+        {"texts": ["metric one", "metric two"], "images": [media.b64(media.encode(media.photo(seed=40), "PNG"))]},
+        headers=AUTH,
+    )
     strict.post("/vectorize", b"{broken", headers=AUTH)
     after = scrape()
-    assert metric_value(after, "clip_requests_total", endpoint="/vectorize", status="200") == \
-        metric_value(before, "clip_requests_total", endpoint="/vectorize", status="200") + 1
-    assert metric_value(after, "clip_rejected_total", reason="invalid_json") == metric_value(before, "clip_rejected_total", reason="invalid_json") + 1
-    assert metric_value(after, "clip_items_embedded_total", modality="text") >= metric_value(before, "clip_items_embedded_total", modality="text") + 2
-    assert metric_value(after, "clip_items_embedded_total", modality="image") >= metric_value(before, "clip_items_embedded_total", modality="image") + 1
+    assert (
+        metric_value(after, "clip_requests_total", endpoint="/vectorize", status="200")
+        == metric_value(before, "clip_requests_total", endpoint="/vectorize", status="200") + 1
+    )
+    assert (
+        metric_value(after, "clip_rejected_total", reason="invalid_json")
+        == metric_value(before, "clip_rejected_total", reason="invalid_json") + 1
+    )
+    assert (
+        metric_value(after, "clip_items_embedded_total", modality="text")
+        >= metric_value(before, "clip_items_embedded_total", modality="text") + 2
+    )
+    assert (
+        metric_value(after, "clip_items_embedded_total", modality="image")
+        >= metric_value(before, "clip_items_embedded_total", modality="image") + 1
+    )
     assert "clip_request_seconds_bucket" in after and "clip_queue_depth" in after
     assert metric_value(after, "clip_model_load_seconds") > 0
     assert 'device="cpu"' in after
@@ -107,8 +144,9 @@ def test_input_never_causes_io(strict, tmp_path, tiny_model):
     mark = strict.audit.stat().st_size
     response = strict.post("/vectorize", {"texts": texts}, headers=AUTH)
     assert response.status_code == 200
-    second = strict.post("/vectorize", {"texts": ["data:image/jpeg;base64," + media.b64(image_file.read_bytes())[:900]]},
-                         headers=AUTH)
+    second = strict.post(
+        "/vectorize", {"texts": ["data:image/jpeg;base64," + media.b64(image_file.read_bytes())[:900]]}, headers=AUTH
+    )
     assert second.status_code == 200
     events = strict.audit.read_text()[mark:]
     assert str(image_file) not in events

@@ -12,6 +12,7 @@ def hold(queue: ModelQueue, release: threading.Event, entered: threading.Event) 
         with queue.turn(time.monotonic() + 10):
             entered.set()
             release.wait(10)
+
     thread = threading.Thread(target=run)
     thread.start()
     assert entered.wait(5)

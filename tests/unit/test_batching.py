@@ -32,7 +32,9 @@ def test_collate_pads_to_the_longest_like_the_tokenizer(towers):
 def batch_stats(engine) -> tuple[float, float]:
     """(items, forward passes) of the text tower so far, from the batch-size histogram."""
     family = next(m for m in engine.metrics.registry.collect() if m.name == "clip_batch_size")
-    values = {s.name: s.value for s in family.samples if s.labels.get("modality") == "text" and not s.name.endswith("_bucket")}
+    values = {
+        s.name: s.value for s in family.samples if s.labels.get("modality") == "text" and not s.name.endswith("_bucket")
+    }
     return values.get("clip_batch_size_sum", 0.0), values.get("clip_batch_size_count", 0.0)
 
 
@@ -152,13 +154,13 @@ def test_a_lone_request_never_waits_but_requests_arriving_together_are_gathered(
         started = time.monotonic()
         submit("alone")[0].result(10)
         assert time.monotonic() - started < 0.3, "a request arriving alone waited for company"
-        [f.result(10) for f in submit("two", "together")]   # the lane is busy now
-        first = submit("a")                   # arrives first ...
+        [f.result(10) for f in submit("two", "together")]  # the lane is busy now
+        first = submit("a")  # arrives first ...
         time.sleep(0.1)
-        second = submit("b")                  # ... and this one, 100 ms later, joins its batch
+        second = submit("b")  # ... and this one, 100 ms later, joins its batch
         [f.result(10) for f in first + second]
         assert sizes == [1, 2, 2]
-        time.sleep(1.1)                       # idle again: a lone request goes at once
+        time.sleep(1.1)  # idle again: a lone request goes at once
         started = time.monotonic()
         submit("alone again")[0].result(10)
         assert time.monotonic() - started < 0.3 and sizes[-1] == 1
@@ -168,7 +170,7 @@ def test_the_wait_ends_once_as_many_items_as_recent_batches_held_are_here(towers
     """Closed-loop clients answered together come back together: the lane waits for that many items,
     no longer, and one batch that came out small does not lower what it waits for."""
     with spied_lane(towers, max_wait=0.5) as (submit, sizes):
-        [f.result(10) for f in submit("one", "two", "three")]     # a batch of 3: three clients
+        [f.result(10) for f in submit("one", "two", "three")]  # a batch of 3: three clients
         started = time.monotonic()
         late = submit("only one came back")
         late[0].result(10)

@@ -26,8 +26,9 @@ def test_flags_win_over_environment_which_wins_over_defaults():
     assert settings.port == 9100 and settings.host == "0.0.0.0" and settings.normalize is True
 
 
-@pytest.mark.parametrize("value,enabled", [("true", True), ("1", True), ("TRUE", True), ("false", False),
-                                           ("0", False), ("", False)])
+@pytest.mark.parametrize(
+    "value,enabled", [("true", True), ("1", True), ("TRUE", True), ("false", False), ("0", False), ("", False)]
+)
 def test_enable_cuda_keeps_the_reference_meaning(value, enabled):
     settings = parse(env={"ENABLE_CUDA": value, "CUDA_CORE": "cuda:1"})
     assert settings.enable_cuda is enabled

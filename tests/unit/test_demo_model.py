@@ -42,10 +42,13 @@ def test_quality_bar_on_unseen_colour_shape_combinations(demo, tmp_path):
     assert metrics["size+colour+shape+position"]["hit@5"] >= 0.5
 
 
-@pytest.mark.parametrize("query,wanted", [
-    ("a red circle", dict(colour="red", shape="circle")),
-    ("a large blue square on the left", dict(size="large", colour="blue", shape="square", position="left")),
-])
+@pytest.mark.parametrize(
+    "query,wanted",
+    [
+        ("a red circle", dict(colour="red", shape="circle")),
+        ("a large blue square on the left", dict(size="large", colour="blue", shape="square", position="left")),
+    ],
+)
 def test_demo_queries_find_matching_images_first(demo, query, wanted):
     gallery = synthetic.split_attributes("validation", per_cell=2, seed=FRESH_SEED)  # 960 images, seen combinations
     images = [synthetic.render(a, np.random.default_rng([FRESH_SEED, i]), 64) for i, a in enumerate(gallery)]
@@ -68,5 +71,7 @@ def test_the_word_level_tokenizer_makes_each_caption_word_one_token(tmp_path):
     assert reloaded("a large blue square on the left")["input_ids"] == ids
     # a word it never saw still tokenizes, in pieces
     assert len(reloaded("a zebra")["input_ids"]) > 4
-    assert AutoTokenizer.from_pretrained(str(BUILTIN_DEMO_DIR))("a red circle")["input_ids"] == \
-        tokenizer("a red circle")["input_ids"]
+    assert (
+        AutoTokenizer.from_pretrained(str(BUILTIN_DEMO_DIR))("a red circle")["input_ids"]
+        == tokenizer("a red circle")["input_ids"]
+    )

@@ -46,8 +46,12 @@ def env_of(stage: list[tuple[str, str]]) -> dict[str, str]:
 def compose(name: str) -> dict:
     docker = shutil.which("docker")
     if docker:  # `docker compose config` needs no engine, but the compose plugin is not installed here
-        done = subprocess.run([docker, "compose", "-f", str(DOCKER / name), "config", "--format", "json"],
-                              capture_output=True, text=True, env={"CLIP_MODEL_DIR": "/tmp", "PATH": str(Path(docker).parent)})
+        done = subprocess.run(
+            [docker, "compose", "-f", str(DOCKER / name), "config", "--format", "json"],
+            capture_output=True,
+            text=True,
+            env={"CLIP_MODEL_DIR": "/tmp", "PATH": str(Path(docker).parent)},
+        )
         if done.returncode == 0:
             return json.loads(done.stdout)
     return yaml.safe_load((DOCKER / name).read_text())
@@ -114,13 +118,18 @@ def _download_module():
     return module
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({}, []),
-    ({"MODEL_ID": "openai/clip-vit-base-patch32"}, [("openai/clip-vit-base-patch32", "/m")]),
-    ({"CLIP_MODEL_NAME": "sentence-transformers/clip-ViT-B-32"},
-     [("sentence-transformers/clip-ViT-B-32", "/m/clip"), ("sentence-transformers/clip-ViT-B-32", "/m/text")]),
-    ({"CLIP_MODEL_NAME": "c", "TEXT_MODEL_NAME": "t"}, [("c", "/m/clip"), ("t", "/m/text")]),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({}, []),
+        ({"MODEL_ID": "openai/clip-vit-base-patch32"}, [("openai/clip-vit-base-patch32", "/m")]),
+        (
+            {"CLIP_MODEL_NAME": "sentence-transformers/clip-ViT-B-32"},
+            [("sentence-transformers/clip-ViT-B-32", "/m/clip"), ("sentence-transformers/clip-ViT-B-32", "/m/text")],
+        ),
+        ({"CLIP_MODEL_NAME": "c", "TEXT_MODEL_NAME": "t"}, [("c", "/m/clip"), ("t", "/m/text")]),
+    ],
+)
 def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, env, expected):
     module = _download_module()
     calls = []

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from vectorizer_module.finetune.evaluate import relevance_matrix
 from vectorizer_module.finetune.data import Pair, PairSet
+from vectorizer_module.finetune.evaluate import relevance_matrix
 from vectorizer_module.finetune.metrics import comparison_table, per_query_metrics, retrieval_metrics
 
 LOG2_3, LOG2_5 = math.log2(3), math.log2(5)
@@ -32,16 +32,20 @@ def test_one_query_with_relevant_images_at_ranks_two_and_four():
 
 
 def test_means_over_queries_and_queries_without_relevant_images_are_left_out():
-    scores = np.array([
-        [0.1, 0.9, 0.5],   # ranking 1, 2, 0
-        [0.3, 0.2, 0.1],   # ranking 0, 1, 2
-        [0.5, 0.4, 0.3],   # no relevant image: not counted
-    ])
-    relevant = np.array([
-        [False, True, False],  # relevant first
-        [False, False, True],  # relevant last
-        [False, False, False],
-    ])
+    scores = np.array(
+        [
+            [0.1, 0.9, 0.5],  # ranking 1, 2, 0
+            [0.3, 0.2, 0.1],  # ranking 0, 1, 2
+            [0.5, 0.4, 0.3],  # no relevant image: not counted
+        ]
+    )
+    relevant = np.array(
+        [
+            [False, True, False],  # relevant first
+            [False, False, True],  # relevant last
+            [False, False, False],
+        ]
+    )
     m = retrieval_metrics(scores, relevant, ks=(1, 2))
     assert m["queries"] == 2
     assert m["hit@1"] == pytest.approx(0.5) and m["hit@2"] == pytest.approx(0.5)
@@ -80,12 +84,16 @@ def test_relevance_by_pairs_and_by_attributes(tmp_path):
     red_big = {"colour": "red", "shape": "circle", "size": "large"}
     red_small = {"colour": "red", "shape": "circle", "size": "small"}
     blue = {"colour": "blue", "shape": "circle", "size": "small"}
-    pairs = PairSet.from_pairs([
-        Pair(tmp_path / "a.png", "a large red circle", {"size": "large", "colour": "red", "shape": "circle"}, red_big),
-        Pair(tmp_path / "a.png", "a red circle", {"colour": "red", "shape": "circle"}, red_big),
-        Pair(tmp_path / "b.png", "a red circle", {"colour": "red", "shape": "circle"}, red_small),
-        Pair(tmp_path / "c.png", "a blue circle", {"colour": "blue", "shape": "circle"}, blue),
-    ])
+    pairs = PairSet.from_pairs(
+        [
+            Pair(
+                tmp_path / "a.png", "a large red circle", {"size": "large", "colour": "red", "shape": "circle"}, red_big
+            ),
+            Pair(tmp_path / "a.png", "a red circle", {"colour": "red", "shape": "circle"}, red_big),
+            Pair(tmp_path / "b.png", "a red circle", {"colour": "red", "shape": "circle"}, red_small),
+            Pair(tmp_path / "c.png", "a blue circle", {"colour": "blue", "shape": "circle"}, blue),
+        ]
+    )
     assert pairs.captions == ["a large red circle", "a red circle", "a blue circle"]
     by_pairs, mode = relevance_matrix(pairs, "pairs")
     assert mode == "pairs"
@@ -101,8 +109,9 @@ def test_relevance_by_pairs_and_by_attributes(tmp_path):
 
 def _pairs_with_extra_red(tmp_path, red_small):
     yield Pair(tmp_path / "a.png", "a red circle", {"colour": "red", "shape": "circle"}, red_small)
-    yield Pair(tmp_path / "d.png", "a small red circle", {"size": "small", "colour": "red", "shape": "circle"},
-               red_small)
+    yield Pair(
+        tmp_path / "d.png", "a small red circle", {"size": "small", "colour": "red", "shape": "circle"}, red_small
+    )
 
 
 def test_comparison_table_shows_before_after_and_change():

@@ -27,15 +27,25 @@ TEXTS = ["a red circle", "a large blue square on the left", "something else enti
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("shapes")
-    return {split: synthetic.write_split(root, split, per_cell=1, seed=3, image_size=32)
-            for split in ("train", "test")}
+    return {split: synthetic.write_split(root, split, per_cell=1, seed=3, image_size=32) for split in ("train", "test")}
 
 
 @pytest.fixture()
 def config(tiny_model, shapes, tmp_path) -> FinetuneConfig:
-    return FinetuneConfig(model=str(tiny_model), train=str(shapes["train"]), eval=[f"test={shapes['test']}"],
-                          output=str(tmp_path / "out"), ks=[1, 5], steps=12, batch_size=32, lr=2e-3,
-                          warmup=2, seed=5, threads=1, progress=False)
+    return FinetuneConfig(
+        model=str(tiny_model),
+        train=str(shapes["train"]),
+        eval=[f"test={shapes['test']}"],
+        output=str(tmp_path / "out"),
+        ks=[1, 5],
+        steps=12,
+        batch_size=32,
+        lr=2e-3,
+        warmup=2,
+        seed=5,
+        threads=1,
+        progress=False,
+    )
 
 
 def fixed_batch_loss(model_dir: Path, train_file: Path) -> float:
@@ -48,15 +58,21 @@ def fixed_batch_loss(model_dir: Path, train_file: Path) -> float:
     captions = torch.tensor([pairs.image_captions[i][0] for i in range(64)])
     with torch.inference_mode():
         ids, mask = trim(data.input_ids[captions], data.attention_mask[captions])
-        loss = clip_loss(towers.query(ids, mask), towers.items(data.pixel_values[images]),
-                         torch.tensor(read_logit_scale(source)), captions)
+        loss = clip_loss(
+            towers.query(ids, mask),
+            towers.items(data.pixel_values[images]),
+            torch.tensor(read_logit_scale(source)),
+            captions,
+        )
     return float(loss)
 
 
 def state(model_dir: Path) -> dict[str, torch.Tensor]:
     towers = load_towers(detect(model_dir))
-    return {**{f"text.{k}": v for k, v in towers.query.state_dict().items()},
-            **{f"vision.{k}": v for k, v in towers.items.state_dict().items()}}
+    return {
+        **{f"text.{k}": v for k, v in towers.query.state_dict().items()},
+        **{f"vision.{k}": v for k, v in towers.items.state_dict().items()},
+    }
 
 
 def test_training_lowers_the_loss_and_the_directory_serves_the_trained_vectors(config, tiny_model, shapes):
@@ -73,8 +89,13 @@ def test_training_lowers_the_loss_and_the_directory_serves_the_trained_vectors(c
     loaded = load_towers(detect(out))
     assert loaded.info.layout == "huggingface"
     assert torch.allclose(loaded.query.embed(TEXTS), result.towers.query.embed(TEXTS), atol=1e-6)
-    images = [synthetic.render(dict(size="large", colour="red", shape="star", position="left", background="gray"),
-                               np.random.default_rng(1), 32)]
+    images = [
+        synthetic.render(
+            dict(size="large", colour="red", shape="star", position="left", background="gray"),
+            np.random.default_rng(1),
+            32,
+        )
+    ]
     assert torch.allclose(loaded.items.embed(images), result.towers.items.embed(images), atol=1e-6)
     assert read_logit_scale(detect(out)) == pytest.approx(result.logit_scale)
 
@@ -96,8 +117,11 @@ def test_a_frozen_tower_does_not_move(config, tiny_model):
 def test_freezing_the_first_layers_keeps_them_and_trains_the_rest(config, tiny_model):
     finetune(replace(config, freeze_text_layers=1))
     before, after = state(tiny_model), state(Path(config.output))
-    frozen = [k for k in before if k.startswith(("text.model.text_model.embeddings.",
-                                                 "text.model.text_model.encoder.layers.0."))]
+    frozen = [
+        k
+        for k in before
+        if k.startswith(("text.model.text_model.embeddings.", "text.model.text_model.encoder.layers.0."))
+    ]
     later = [k for k in before if k.startswith("text.model.text_model.encoder.layers.1.")]
     assert frozen and later
     assert all(torch.equal(before[k], after[k]) for k in frozen)
@@ -114,14 +138,16 @@ def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(config,
 
 
 def test_resuming_from_a_checkpoint_ends_where_an_uninterrupted_run_ends(config, tmp_path):
-    whole = replace(config, output=str(tmp_path / "whole"), checkpoint_every=5,
-                    checkpoint_dir=str(tmp_path / "checkpoints"))
+    whole = replace(
+        config, output=str(tmp_path / "whole"), checkpoint_every=5, checkpoint_dir=str(tmp_path / "checkpoints")
+    )
     finetune(whole)
     checkpoint = tmp_path / "checkpoints" / "step-000005.pt"
     assert checkpoint.is_file()
     finetune(replace(config, output=str(tmp_path / "resumed"), resume=str(checkpoint)))
-    assert (tmp_path / "whole" / "model.safetensors").read_bytes() == \
-        (tmp_path / "resumed" / "model.safetensors").read_bytes()
+    assert (tmp_path / "whole" / "model.safetensors").read_bytes() == (
+        tmp_path / "resumed" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_held_out_fraction_is_used_without_eval_files(config):
@@ -140,8 +166,27 @@ def test_the_command_line_trains_from_a_csv_and_prints_the_table(tiny_model, sha
         writer.writerow(["caption", "path", "ignored"])
         writer.writerows([row["caption"], row["path"], "x"] for row in rows)
     out = tmp_path / "cli-out"
-    code = main(["finetune", "--model", str(tiny_model), "--train", str(csv_file), "--output", str(out),
-                 "--steps", "3", "--batch-size", "16", "--k", "1", "3", "--threads", "1", "--no-progress"])
+    code = main(
+        [
+            "finetune",
+            "--model",
+            str(tiny_model),
+            "--train",
+            str(csv_file),
+            "--output",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "16",
+            "--k",
+            "1",
+            "3",
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "held-out: all" in printed and "relevance by pairs" in printed and "hit@3" in printed

@@ -25,8 +25,9 @@ def test_every_supported_format_decodes_to_rgb(name, data):
 def test_exif_orientation_is_applied():
     image = media.photo()
     rotated = decode_image(media.exif_rotated_jpeg(image, orientation=6), "images[0]", max_pixels=LIMIT)
-    upright = decode_image(media.encode(image.transpose(Image.Transpose.ROTATE_270), "JPEG", quality=95),
-                           "images[0]", max_pixels=LIMIT)
+    upright = decode_image(
+        media.encode(image.transpose(Image.Transpose.ROTATE_270), "JPEG", quality=95), "images[0]", max_pixels=LIMIT
+    )
     assert rotated.size == upright.size == (64, 96)
     diff = np.abs(np.asarray(rotated, dtype=int) - np.asarray(upright, dtype=int)).mean()
     assert diff < 3  # the same picture, up to JPEG noise
@@ -51,15 +52,18 @@ def test_animated_gif_gives_its_first_frame():
     assert red > 200 and blue < 50
 
 
-@pytest.mark.parametrize("data,expected", [
-    (b"", "images[3] is empty"),
-    (b"hello, this is text", "images[3] is not an image in a supported format"),
-    (media.encode(media.photo(), "JPEG")[:300], "images[3] is not a readable image"),
-    (media.encode(media.photo(), "JPEG")[:1500], "images[3] could not be decoded as JPEG (96x64)"),
-    (media.encode(media.photo(), "PNG")[:100], "images[3]"),
-    (media.encode(media.photo(), "PPM"), "not an image in a supported format"),
-    (media.encode(media.photo(), "ICO"), "not an image in a supported format"),
-])
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (b"", "images[3] is empty"),
+        (b"hello, this is text", "images[3] is not an image in a supported format"),
+        (media.encode(media.photo(), "JPEG")[:300], "images[3] is not a readable image"),
+        (media.encode(media.photo(), "JPEG")[:1500], "images[3] could not be decoded as JPEG (96x64)"),
+        (media.encode(media.photo(), "PNG")[:100], "images[3]"),
+        (media.encode(media.photo(), "PPM"), "not an image in a supported format"),
+        (media.encode(media.photo(), "ICO"), "not an image in a supported format"),
+    ],
+)
 def test_bad_bytes_are_refused_with_the_item_named(data, expected):
     with pytest.raises(BadInput) as caught:
         decode_image(data, "images[3]", max_pixels=LIMIT)

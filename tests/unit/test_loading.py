@@ -11,9 +11,16 @@ from vectorizer_module.models.random_clip import write_layout
 @pytest.fixture(scope="module")
 def layouts(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("layouts")
-    return {name: write_layout(tiny_model, root / name, name)
-            for name in ("hub", "sentence-transformers", "sentence-transformers-legacy", "reference-image",
-                         "reference-image-st")}
+    return {
+        name: write_layout(tiny_model, root / name, name)
+        for name in (
+            "hub",
+            "sentence-transformers",
+            "sentence-transformers-legacy",
+            "reference-image",
+            "reference-image-st",
+        )
+    }
 
 
 def test_each_layout_is_recognised_from_its_files(tiny_model, layouts):
@@ -70,8 +77,11 @@ def test_unsupported_reference_image_families_are_named(tmp_path):
 
 
 def test_a_text_only_sentence_transformers_model_is_refused(tmp_path):
-    (tmp_path / "modules.json").write_text(json.dumps(
-        [{"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"}]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps(
+            [{"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"}]
+        )
+    )
     (tmp_path / "0_Transformer").mkdir()
     (tmp_path / "0_Transformer" / "config.json").write_text(json.dumps({"model_type": "xlm-roberta"}))
     with pytest.raises(ModelLayoutError, match="none of its modules is a CLIP model.*'xlm-roberta'"):
@@ -82,7 +92,7 @@ def test_reference_pair_with_a_text_model_that_is_neither_clip_nor_a_text_encode
     target = tmp_path / "broken-text"
     shutil.copytree(layouts["reference-image-st"], target)
     text = target / "models" / "text" / "0_CLIPModel" / "config.json"
-    text.write_text(json.dumps({"model_type": "distilbert"}))   # listed as its only module: no pooling
+    text.write_text(json.dumps({"model_type": "distilbert"}))  # listed as its only module: no pooling
     with pytest.raises(ModelLayoutError, match="neither a CLIP model nor a sentence-transformers text model"):
         detect(target)
 

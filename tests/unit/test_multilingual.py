@@ -17,8 +17,15 @@ from vectorizer_module.models.random_clip import save_random_model
 from vectorizer_module.models.random_multilingual import save_random_text_model
 from vectorizer_module.models.st_text import SentenceTransformerTextTower
 
-TEXTS = ["a photo of a cat", "ein Foto von einem Hund", "une voiture rouge", "фото собаки", "一只猫", "",
-         " ".join(["long"] * 300)]
+TEXTS = [
+    "a photo of a cat",
+    "ein Foto von einem Hund",
+    "une voiture rouge",
+    "фото собаки",
+    "一只猫",
+    "",
+    " ".join(["long"] * 300),
+]
 
 
 def _st_vectors(directory, texts):

@@ -15,8 +15,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 @pytest.fixture(scope="module")
 def engines(tiny_model, tmp_path_factory):
     cache = tmp_path_factory.mktemp("onnx")
-    return make_engine(tiny_model, cache_size=0), make_engine(tiny_model, cache_size=0, backend="onnx",
-                                                              onnx_cache=str(cache)), cache
+    return (
+        make_engine(tiny_model, cache_size=0),
+        make_engine(tiny_model, cache_size=0, backend="onnx", onnx_cache=str(cache)),
+        cache,
+    )
 
 
 def test_onnx_vectors_match_torch(engines):

@@ -20,20 +20,38 @@ from vectorizer_module.models.openclip import OpenClipTextTower, OpenClipVisionT
 from vectorizer_module.server.app import create_app
 
 LONG_TEXT = " ".join(["a red circle on a white background with two small trees near the house"] * 8)
-TEXTS = ["a photo of a cat", "A Photo, of a CAT!", "two  dogs\tand a\nbird", "", "unseen wörds and emoji 🙂",
-         "it's 3 o'clock", LONG_TEXT]
+TEXTS = [
+    "a photo of a cat",
+    "A Photo, of a CAT!",
+    "two  dogs\tand a\nbird",
+    "",
+    "unseen wörds and emoji 🙂",
+    "it's 3 o'clock",
+    LONG_TEXT,
+]
 # sizes whose centre crop offsets round differently in torchvision (round half to even) and in a floor
 SIZES = [(50, 37), (37, 50), (47, 32), (64, 64), (33, 100), (200, 90), (8, 8)]
-TINY = {"embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+TINY = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
 VARIANTS = {
-    "quickgelu-shortest-bicubic": dict(model_cfg=dict(TINY, quick_gelu=True), weights="open_clip_model.safetensors",
-                                       preprocess_cfg={"mean": [0.48145466, 0.4578275, 0.40821073],
-                                                       "std": [0.26862954, 0.26130258, 0.27577711]}),
-    "gelu-squash-bilinear": dict(model_cfg=dict(TINY), weights="open_clip_pytorch_model.bin",
-                                 preprocess_cfg={"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
-                                                 "interpolation": "bilinear", "resize_mode": "squash"}),
+    "quickgelu-shortest-bicubic": dict(
+        model_cfg=dict(TINY, quick_gelu=True),
+        weights="open_clip_model.safetensors",
+        preprocess_cfg={"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
+    ),
+    "gelu-squash-bilinear": dict(
+        model_cfg=dict(TINY),
+        weights="open_clip_pytorch_model.bin",
+        preprocess_cfg={
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.5, 0.5, 0.5],
+            "interpolation": "bilinear",
+            "resize_mode": "squash",
+        },
+    ),
 }
 
 
@@ -65,8 +83,13 @@ def test_an_openclip_directory_is_detected_and_described(variant):
     assert detect(root) == ModelSource("openclip", root, root, root, root, root, family="openclip")
     assert isinstance(towers.query, OpenClipTextTower) and isinstance(towers.items, OpenClipVisionTower)
     info = towers.info
-    assert (info.family, info.layout, info.dimension, info.text_max_tokens, info.image_size) == \
-        ("openclip", "openclip", 16, 77, 32)
+    assert (info.family, info.layout, info.dimension, info.text_max_tokens, info.image_size) == (
+        "openclip",
+        "openclip",
+        16,
+        77,
+        32,
+    )
     for tower in (towers.query, towers.items):
         frozen = tower.freeze_first_layers(1)
         assert any(".encoder.layers.0." in name for name in frozen)
@@ -128,14 +151,17 @@ def _copy_with_config(models, tmp_path, edit) -> Path:
     return target
 
 
-@pytest.mark.parametrize("edit, named", [
-    (lambda c: c["model_cfg"]["vision_cfg"].update(timm_model_name="vit_base_patch16_224"), "timm_model_name"),
-    (lambda c: c["model_cfg"]["vision_cfg"].update(layers=[3, 4, 6, 3]), "ResNet"),
-    (lambda c: c["model_cfg"]["text_cfg"].update(hf_model_name="xlm-roberta-base"), "hf_model_name"),
-    (lambda c: c["model_cfg"].update(custom_text=True), "custom text tower"),
-    (lambda c: c["model_cfg"]["vision_cfg"].update(ls_init_value=1e-5), "ls_init_value"),
-    (lambda c: c["preprocess_cfg"].update(resize_mode="longest"), "resize_mode='longest'"),
-])
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        (lambda c: c["model_cfg"]["vision_cfg"].update(timm_model_name="vit_base_patch16_224"), "timm_model_name"),
+        (lambda c: c["model_cfg"]["vision_cfg"].update(layers=[3, 4, 6, 3]), "ResNet"),
+        (lambda c: c["model_cfg"]["text_cfg"].update(hf_model_name="xlm-roberta-base"), "hf_model_name"),
+        (lambda c: c["model_cfg"].update(custom_text=True), "custom text tower"),
+        (lambda c: c["model_cfg"]["vision_cfg"].update(ls_init_value=1e-5), "ls_init_value"),
+        (lambda c: c["preprocess_cfg"].update(resize_mode="longest"), "resize_mode='longest'"),
+    ],
+)
 def test_architectures_it_cannot_convert_are_refused_by_name(models, tmp_path, edit, named):
     target = _copy_with_config(models, tmp_path, edit)
     with pytest.raises(ModelLayoutError, match=f"(?s)not supported.*{named}|{named}.*not supported"):

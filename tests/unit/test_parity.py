@@ -17,15 +17,16 @@ from vectorizer_module.models.loading import detect, load_towers
 from vectorizer_module.models.random_clip import LAYOUTS, save_random_model, write_layout
 from vectorizer_module.preprocessing.images import decode_image
 
-TEXTS = ["a photo of a cat", "a red circle on the left", "", "  spaces  and CAPITALS!  ",
-         " ".join(["long"] * 500)]
+TEXTS = ["a photo of a cat", "a red circle on the left", "", "  spaces  and CAPITALS!  ", " ".join(["long"] * 500)]
 LAYOUT_ROOT = {"reference-image": "models", "reference-image-st": "models"}
 
 
 def images():
-    data = [media.encode(media.photo(640, 480, seed=1), "JPEG", quality=90),
-            media.encode(media.photo(300, 500, seed=2), "PNG"),
-            media.all_formats()["png-rgba"]]
+    data = [
+        media.encode(media.photo(640, 480, seed=1), "JPEG", quality=90),
+        media.encode(media.photo(300, 500, seed=2), "PNG"),
+        media.all_formats()["png-rgba"],
+    ]
     return [decode_image(d, f"images[{i}]", max_pixels=10**8) for i, d in enumerate(data)]
 
 
@@ -47,8 +48,13 @@ def test_vectors_match_transformers_for_every_layout(built, layout):
     hf_dir, root, text_reference, image_reference, pictures = built
     model_dir = write_layout(hf_dir, root / layout, layout)
     source = detect(model_dir)
-    assert source.layout == ("reference-image" if layout.startswith("reference") else
-                             "sentence-transformers" if layout.startswith("sentence") else "huggingface")
+    assert source.layout == (
+        "reference-image"
+        if layout.startswith("reference")
+        else "sentence-transformers"
+        if layout.startswith("sentence")
+        else "huggingface"
+    )
     towers = load_towers(source)
     assert_parity(towers.query.embed(TEXTS).numpy(), text_reference)
     assert_parity(towers.items.embed(pictures).numpy(), image_reference)

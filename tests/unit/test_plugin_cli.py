@@ -26,12 +26,15 @@ def test_unreachable_weaviate_is_one_clear_line():
         assert f"cannot reach Weaviate at {url}" in result.stderr and "clip-weaviate up" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["search"], "give a query text or --image FILE"),
-    (["search", "x", "--image", "y.png"], "give a query text or --image FILE"),
-    (["search", "--image", "y.png", "--hybrid"], "--hybrid works with a query text"),
-    (["import", "/definitely/not/here/"], None),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search"], "give a query text or --image FILE"),
+        (["search", "x", "--image", "y.png"], "give a query text or --image FILE"),
+        (["search", "--image", "y.png", "--hybrid"], "--hybrid works with a query text"),
+        (["import", "/definitely/not/here/"], None),
+    ],
+)
 def test_argument_errors(args, message, capsys):
     assert main(args) == 1
     err = capsys.readouterr().err
@@ -52,8 +55,10 @@ def test_up_refuses_a_taken_port(capsys):
 
 
 def test_format_hits():
-    hits = [Hit("u1", 0.1234, None, {"caption": "a cat", "filename": "cat.png", "empty": None}),
-            Hit("u2", None, 0.5, {})]
+    hits = [
+        Hit("u1", 0.1234, None, {"caption": "a cat", "filename": "cat.png", "empty": None}),
+        Hit("u2", None, 0.5, {}),
+    ]
     lines = format_hits(hits).splitlines()
     assert lines[0] == "  1. distance 0.1234  u1  caption='a cat', filename='cat.png'"
     assert lines[1].startswith("  2. score 0.5000  u2")

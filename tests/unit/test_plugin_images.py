@@ -44,7 +44,7 @@ def test_downscale_keeps_the_aspect_ratio_and_small_images_unchanged():
 
 
 def test_downscale_applies_exif_orientation_first():
-    rotated = exif_rotated_jpeg(photo(width=600, height=300, seed=4), orientation=6)   # displayed 300 x 600
+    rotated = exif_rotated_jpeg(photo(width=600, height=300, seed=4), orientation=6)  # displayed 300 x 600
     assert _size(downscale(rotated, 200)) == (100, 200)
 
 

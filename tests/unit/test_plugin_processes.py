@@ -19,8 +19,12 @@ def test_free_ports_are_distinct():
 
 
 def test_exit_before_ready_raises_with_the_log_tail(tmp_path):
-    proc = ManagedProcess("crasher", [sys.executable, "-c", "print('bad model dir'); raise SystemExit(2)"],
-                          log_path=tmp_path / "crasher.log", ready_url=f"http://127.0.0.1:{free_ports(1)[0]}/")
+    proc = ManagedProcess(
+        "crasher",
+        [sys.executable, "-c", "print('bad model dir'); raise SystemExit(2)"],
+        log_path=tmp_path / "crasher.log",
+        ready_url=f"http://127.0.0.1:{free_ports(1)[0]}/",
+    )
     proc.start()
     with pytest.raises(StackError, match=r"(?s)crasher exited with status 2.*bad model dir"):
         proc.wait_ready(30)
@@ -28,11 +32,14 @@ def test_exit_before_ready_raises_with_the_log_tail(tmp_path):
 
 def test_ready_when_the_url_answers_and_stop_is_sigterm(tmp_path):
     port = free_ports(1)[0]
-    code = (f"import http.server, signal, sys\n"
-            f"signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
-            f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()")
-    proc = ManagedProcess("web", [sys.executable, "-c", code], log_path=tmp_path / "web.log",
-                          ready_url=f"http://127.0.0.1:{port}/")
+    code = (
+        f"import http.server, signal, sys\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    proc = ManagedProcess(
+        "web", [sys.executable, "-c", code], log_path=tmp_path / "web.log", ready_url=f"http://127.0.0.1:{port}/"
+    )
     proc.start()
     proc.wait_ready(30)
     assert http_status(f"http://127.0.0.1:{port}/") == 200
@@ -41,9 +48,13 @@ def test_ready_when_the_url_answers_and_stop_is_sigterm(tmp_path):
 
 
 def test_stop_kills_a_process_that_ignores_sigterm(tmp_path):
-    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ignoring' + ' now', flush=True)\ntime.sleep(60)"
-    proc = ManagedProcess("stubborn", [sys.executable, "-c", code], log_path=tmp_path / "s.log",
-                          ready_url="http://127.0.0.1:9/")
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ignoring' + ' now', flush=True)\ntime.sleep(60)"
+    )
+    proc = ManagedProcess(
+        "stubborn", [sys.executable, "-c", code], log_path=tmp_path / "s.log", ready_url="http://127.0.0.1:9/"
+    )
     proc.start()
     deadline = time.monotonic() + 20
     while "ignoring now" not in proc.log_text() and time.monotonic() < deadline:

@@ -20,8 +20,12 @@ def _module(config) -> dict:
 
 
 def test_fields_are_written_in_alphabetical_order_with_their_own_weights():
-    config = clip_vectorizer(image_fields=["image"], text_fields=["title", "caption", "alt"],
-                             weights={"title": 5.0, "image": 1.0, "caption": 3.0, "alt": 2.0}, properties=PROPS)
+    config = clip_vectorizer(
+        image_fields=["image"],
+        text_fields=["title", "caption", "alt"],
+        weights={"title": 5.0, "image": 1.0, "caption": 3.0, "alt": 2.0},
+        properties=PROPS,
+    )
     module = _module(config)
     assert module["textFields"] == ["alt", "caption", "title"]
     assert module["weights"]["textFields"] == [2.0, 3.0, 5.0]
@@ -45,43 +49,59 @@ def test_named_vector_and_inference_url():
 
 
 def test_legacy_vectorizer():
-    config = clip_vectorizer(image_fields=["image"], text_fields=["caption"], legacy=True,
-                             weights={"image": 1, "caption": 2}, inference_url="http://127.0.0.1:9")
-    assert _module(config) == {"imageFields": ["image"], "textFields": ["caption"],
-                               "weights": {"imageFields": [1.0], "textFields": [2.0]},
-                               "inferenceUrl": "http://127.0.0.1:9"}
+    config = clip_vectorizer(
+        image_fields=["image"],
+        text_fields=["caption"],
+        legacy=True,
+        weights={"image": 1, "caption": 2},
+        inference_url="http://127.0.0.1:9",
+    )
+    assert _module(config) == {
+        "imageFields": ["image"],
+        "textFields": ["caption"],
+        "weights": {"imageFields": [1.0], "textFields": [2.0]},
+        "inferenceUrl": "http://127.0.0.1:9",
+    }
     with pytest.raises(FieldConfigError, match="legacy"):
         clip_vectorizer(image_fields=["image"], legacy=True, name="x")
 
 
-@pytest.mark.parametrize("weights, message", [
-    ({"image": 1.0}, r"every field or for none; missing: \['caption'\]"),
-    ({"image": 1.0, "caption": 1.0, "title": 1.0}, r"\['title'\], which are not image or text fields"),
-    ({"image": 1.0, "caption": 0.0}, "positive"),
-    ({"image": 1.0, "caption": -2.0}, "positive"),
-    ({"image": 1.0, "caption": math.nan}, "positive"),
-    ({"image": 1.0, "caption": math.inf}, "positive"),
-    ({"image": 1.0, "caption": True}, "positive"),
-    ({"image": 1.0, "caption": "1"}, "positive"),
-])
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ({"image": 1.0}, r"every field or for none; missing: \['caption'\]"),
+        ({"image": 1.0, "caption": 1.0, "title": 1.0}, r"\['title'\], which are not image or text fields"),
+        ({"image": 1.0, "caption": 0.0}, "positive"),
+        ({"image": 1.0, "caption": -2.0}, "positive"),
+        ({"image": 1.0, "caption": math.nan}, "positive"),
+        ({"image": 1.0, "caption": math.inf}, "positive"),
+        ({"image": 1.0, "caption": True}, "positive"),
+        ({"image": 1.0, "caption": "1"}, "positive"),
+    ],
+)
 def test_bad_weights_are_refused(weights, message):
     with pytest.raises(FieldConfigError, match=message):
         clip_vectorizer(image_fields=["image"], text_fields=["caption"], weights=weights)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(), "at least one"),
-    (dict(image_fields=["image", "image"]), "more than once"),
-    (dict(image_fields=["image"], text_fields=["image"]), "both image and text"),
-    (dict(image_fields="image"), "not the string"),
-    (dict(text_fields=[""]), "non-empty"),
-    (dict(image_fields=["photo"], properties=PROPS), "'photo' is not a property"),
-    (dict(image_fields=["tags"], properties=PROPS), "image field 'tags' is a text\\[\\] property"),
-    (dict(text_fields=["image"], properties=PROPS), "text field 'image' is a blob property"),
-    (dict(image_fields=["image"], text_fields=["tags"], weights={"image": 1, "tags": 1}, properties=PROPS),
-     "text\\[\\]"),
-    (dict(image_fields=["image"], inference_url="127.0.0.1:8080"), "http"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(), "at least one"),
+        (dict(image_fields=["image", "image"]), "more than once"),
+        (dict(image_fields=["image"], text_fields=["image"]), "both image and text"),
+        (dict(image_fields="image"), "not the string"),
+        (dict(text_fields=[""]), "non-empty"),
+        (dict(image_fields=["photo"], properties=PROPS), "'photo' is not a property"),
+        (dict(image_fields=["tags"], properties=PROPS), "image field 'tags' is a text\\[\\] property"),
+        (dict(text_fields=["image"], properties=PROPS), "text field 'image' is a blob property"),
+        (
+            dict(image_fields=["image"], text_fields=["tags"], weights={"image": 1, "tags": 1}, properties=PROPS),
+            "text\\[\\]",
+        ),
+        (dict(image_fields=["image"], inference_url="127.0.0.1:8080"), "http"),
+    ],
+)
 def test_bad_fields_are_refused(kwargs, message):
     with pytest.raises(FieldConfigError, match=message):
         clip_vectorizer(**kwargs)
@@ -96,4 +116,7 @@ def test_text_array_without_weights_and_text_as_image_field_are_accepted():
 def test_image_properties():
     props = image_properties("photo", ("caption",), ("tags",))
     assert [(p.name, DataType(p.dataType)) for p in props] == [
-        ("photo", DataType.BLOB), ("caption", DataType.TEXT), ("tags", DataType.TEXT_ARRAY)]
+        ("photo", DataType.BLOB),
+        ("caption", DataType.TEXT),
+        ("tags", DataType.TEXT_ARRAY),
+    ]

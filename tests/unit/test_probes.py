@@ -67,8 +67,13 @@ def test_probes_are_answered_while_the_only_worker_waits_for_the_model(serve):
     image = media.b64(media.encode(media.photo(seed=1), "JPEG"))
     answered = {}
     with engine.batcher.lanes["text"]._model_lock:  # the model is busy: the one worker waits in /vectorize
-        worker = threading.Thread(target=lambda: answered.update(vectorize=requests.post(
-            served.url + "/vectorize", json={"texts": ["a cat"], "images": [image]}, timeout=60)))
+        worker = threading.Thread(
+            target=lambda: answered.update(
+                vectorize=requests.post(
+                    served.url + "/vectorize", json={"texts": ["a cat"], "images": [image]}, timeout=60
+                )
+            )
+        )
         worker.start()
         deadline = time.monotonic() + 10
         while engine.batcher.depth < 2 and time.monotonic() < deadline:

@@ -56,10 +56,16 @@ def reference_images(reference, images):
 
 def test_a_siglip_directory_is_detected(siglip_model):
     source = detect(siglip_model)
-    assert source == ModelSource("huggingface", siglip_model, siglip_model, siglip_model, siglip_model,
-                                 siglip_model, family="siglip")
-    assert {p.name for p in siglip_model.iterdir()} >= {"config.json", "model.safetensors", "spiece.model",
-                                                        "tokenizer_config.json", "preprocessor_config.json"}
+    assert source == ModelSource(
+        "huggingface", siglip_model, siglip_model, siglip_model, siglip_model, siglip_model, family="siglip"
+    )
+    assert {p.name for p in siglip_model.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "spiece.model",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+    }
 
 
 def test_incomplete_siglip_directories_name_what_is_missing(siglip_model, tmp_path):
@@ -113,6 +119,7 @@ def test_a_text_gets_the_same_vector_in_any_batch(towers):
     tower = towers.query
     query = "a photo of a cat"
     with torch.inference_mode():
+
         def run(texts):
             batch = tower.collate([tower.preprocess([text]) for text in texts])
             assert batch["input_ids"].shape == (len(texts), 64)

@@ -50,8 +50,9 @@ def pictures():
 
 
 def test_a_siglip2_naflex_directory_is_detected_and_described(model_dir, towers):
-    assert detect(model_dir) == ModelSource("huggingface", model_dir, model_dir, model_dir, model_dir, model_dir,
-                                            family="siglip2")
+    assert detect(model_dir) == ModelSource(
+        "huggingface", model_dir, model_dir, model_dir, model_dir, model_dir, family="siglip2"
+    )
     assert isinstance(towers.query, Siglip2TextTower) and isinstance(towers.items, Siglip2VisionTower)
     info = towers.info
     # image_size: the square that uses the whole budget of 256 patches of 16 pixels

@@ -28,10 +28,13 @@ def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path):
 
 
 def test_test_combinations_never_appear_in_training(tmp_path):
-    files = synthetic.write_dataset(tmp_path, seed=0, spec=synthetic.SplitSpec(train=1, validation=1, test=1),
-                                    image_size=32)
-    combos = {split: {(l["image_attributes"]["colour"], l["image_attributes"]["shape"]) for l in lines(path)}
-              for split, path in files.items()}
+    files = synthetic.write_dataset(
+        tmp_path, seed=0, spec=synthetic.SplitSpec(train=1, validation=1, test=1), image_size=32
+    )
+    combos = {
+        split: {(line["image_attributes"]["colour"], line["image_attributes"]["shape"]) for line in lines(path)}
+        for split, path in files.items()
+    }
     assert combos["test"] == set(synthetic.held_out_combinations()) and len(combos["test"]) == 16
     assert not combos["test"] & (combos["train"] | combos["validation"])
     # every colour and every shape is still seen in training, just not in these pairings
@@ -59,7 +62,7 @@ def test_captions_name_only_attributes_their_image_has(tmp_path):
 def test_the_shape_is_drawn_in_its_colour_where_its_position_says():
     attributes = dict(size="large", colour="blue", shape="square", position="left", background="white")
     pixels = np.asarray(synthetic.render(attributes, np.random.default_rng(0), 64)).astype(int)
-    blue = (np.abs(pixels - np.array(synthetic.COLOURS["blue"])).sum(axis=2) < 60)
+    blue = np.abs(pixels - np.array(synthetic.COLOURS["blue"])).sum(axis=2) < 60
     ys, xs = np.nonzero(blue)
     assert blue.sum() > 300  # a large square covers a good part of the image
     assert xs.mean() < 64 * 0.4 and abs(ys.mean() - 32) < 8

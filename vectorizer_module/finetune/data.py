@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -50,8 +50,10 @@ def _read_csv(path: Path) -> list[dict]:
         reader = csv.DictReader(handle)
         missing = {"path", "caption"} - set(reader.fieldnames or ())
         if missing:
-            raise PairsError(f"{path}: the CSV header lacks {', '.join(sorted(missing))} "
-                             f"(it has {', '.join(reader.fieldnames or ()) or 'nothing'})")
+            raise PairsError(
+                f"{path}: the CSV header lacks {', '.join(sorted(missing))} "
+                f"(it has {', '.join(reader.fieldnames or ()) or 'nothing'})"
+            )
         return [dict(row, _line=i + 2) for i, row in enumerate(reader)]
 
 
@@ -86,8 +88,14 @@ def read_pairs(path: str | Path, image_root: str | Path | None = None) -> list[P
         image_path = (root / image).resolve()
         if not image_path.is_file():
             raise PairsError(f"{where}: image {image_path} does not exist")
-        pairs.append(Pair(image_path, caption, _attributes(row.get("attributes"), where),
-                          _attributes(row.get("image_attributes"), where)))
+        pairs.append(
+            Pair(
+                image_path,
+                caption,
+                _attributes(row.get("attributes"), where),
+                _attributes(row.get("image_attributes"), where),
+            )
+        )
     if not pairs:
         raise PairsError(f"{path} lists no pairs")
     return pairs
@@ -116,7 +124,7 @@ class PairSet:
     pairs: list[tuple[int, int]] = field(default_factory=list)  # (image, caption)
 
     @classmethod
-    def from_pairs(cls, pairs: Sequence[Pair]) -> "PairSet":
+    def from_pairs(cls, pairs: Sequence[Pair]) -> PairSet:
         image_index: dict[Path, int] = {}
         caption_index: dict[str, int] = {}
         out = cls([], [], [], [], [])
@@ -138,15 +146,16 @@ class PairSet:
 
     @property
     def has_attributes(self) -> bool:
-        return (all(a is not None for a in self.caption_attributes)
-                and all(a is not None for a in self.image_attributes))
+        return all(a is not None for a in self.caption_attributes) and all(a is not None for a in self.image_attributes)
 
 
 def encode_images(tower: VisionTower, paths: Sequence[Path], batch_size: int = 256) -> torch.Tensor:
     """The vision tower's own preprocessing of every image (decoded as the service decodes uploads)."""
     parts = []
     for start in range(0, len(paths), batch_size):
-        images = [decode_image(p.read_bytes(), str(p), max_pixels=50_000_000) for p in paths[start:start + batch_size]]
+        images = [
+            decode_image(p.read_bytes(), str(p), max_pixels=50_000_000) for p in paths[start : start + batch_size]
+        ]
         parts.append(tower.preprocess(images)["pixel_values"])
     return torch.cat(parts)
 

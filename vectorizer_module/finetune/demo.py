@@ -28,7 +28,6 @@ from vectorizer_module.finetune.vocab import word_level_tokenizer
 from vectorizer_module.models.hf_clip import quiet_transformers
 
 
-
 @dataclass(frozen=True)
 class DemoRecipe:
     """Architecture, data and training settings of the demo model (the defaults made the shipped one)."""
@@ -57,13 +56,19 @@ class DemoRecipe:
 def every_caption() -> list[str]:
     """Every caption the templates can make (the tokenizer's corpus), sorted."""
     texts = set()
-    values = [list(synthetic.SIZES), list(synthetic.COLOURS), list(synthetic.SHAPES),
-              list(synthetic.POSITION_PHRASES.values()), list(synthetic.BACKGROUNDS)]
+    values = [
+        list(synthetic.SIZES),
+        list(synthetic.COLOURS),
+        list(synthetic.SHAPES),
+        list(synthetic.POSITION_PHRASES.values()),
+        list(synthetic.BACKGROUNDS),
+    ]
     for templates in synthetic.TEMPLATES.values():
         for template in templates:
             for size, colour, shape, position, background in itertools.product(*values):
-                texts.add(template.format(size=size, colour=colour, shape=shape, position=position,
-                                          background=background))
+                texts.add(
+                    template.format(size=size, colour=colour, shape=shape, position=position, background=background)
+                )
     return sorted(texts)
 
 
@@ -72,21 +77,35 @@ def initial_model(recipe: DemoRecipe) -> tuple[CLIPModel, CLIPProcessor]:
     tokenizer = word_level_tokenizer(every_caption())
     heads = lambda width: max(1, width // 32)  # noqa: E731 - 32-wide attention heads
     config = CLIPConfig(
-        projection_dim=recipe.projection_dim, logit_scale_init_value=recipe.logit_scale_init,
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=recipe.text_width,
-                         intermediate_size=4 * recipe.text_width, num_hidden_layers=recipe.text_layers,
-                         num_attention_heads=heads(recipe.text_width), max_position_embeddings=77,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=recipe.vision_width, intermediate_size=4 * recipe.vision_width,
-                           num_hidden_layers=recipe.vision_layers, num_attention_heads=heads(recipe.vision_width),
-                           image_size=recipe.image_size, patch_size=recipe.patch_size))
+        projection_dim=recipe.projection_dim,
+        logit_scale_init_value=recipe.logit_scale_init,
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=recipe.text_width,
+            intermediate_size=4 * recipe.text_width,
+            num_hidden_layers=recipe.text_layers,
+            num_attention_heads=heads(recipe.text_width),
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=recipe.vision_width,
+            intermediate_size=4 * recipe.vision_width,
+            num_hidden_layers=recipe.vision_layers,
+            num_attention_heads=heads(recipe.vision_width),
+            image_size=recipe.image_size,
+            patch_size=recipe.patch_size,
+        ),
+    )
     torch.manual_seed(recipe.seed)
     with quiet_transformers():
         model = CLIPModel(config).eval()
     size = recipe.image_size
-    processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                                      resample=3)
+    processor = CLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, resample=3
+    )
     return model, CLIPProcessor(image_processor=processor, tokenizer=tokenizer)
 
 
@@ -99,8 +118,9 @@ def _stable_report(output: Path, work: Path) -> None:
     report.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def train_demo_model(output: str | Path, recipe: DemoRecipe = DemoRecipe(), work: str | Path | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+def train_demo_model(
+    output: str | Path, recipe: DemoRecipe = DemoRecipe(), work: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Generate the data, build the untrained model, fine-tune it, write ``output``; returns the report.
     ``work`` keeps the data set and untrained model there (default: a temporary folder, removed)."""
     output = Path(output)
@@ -114,11 +134,22 @@ def train_demo_model(output: str | Path, recipe: DemoRecipe = DemoRecipe(), work
             model.save_pretrained(str(work / "untrained"))
             processor.save_pretrained(str(work / "untrained"))
         config = FinetuneConfig(
-            model=str(work / "untrained"), train=str(files["train"]), output=str(output),
-            eval=[f"test={files['test']}", f"validation={files['validation']}"], relevance="attributes",
-            ks=list(recipe.ks), steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
-            weight_decay=recipe.weight_decay, warmup=recipe.warmup, seed=recipe.seed, device=recipe.device,
-            threads=recipe.threads, progress=progress)
+            model=str(work / "untrained"),
+            train=str(files["train"]),
+            output=str(output),
+            eval=[f"test={files['test']}", f"validation={files['validation']}"],
+            relevance="attributes",
+            ks=list(recipe.ks),
+            steps=recipe.steps,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            warmup=recipe.warmup,
+            seed=recipe.seed,
+            device=recipe.device,
+            threads=recipe.threads,
+            progress=progress,
+        )
         config = replace(config, **recipe.extra)
         report = finetune(config).report
         _stable_report(output, work)

@@ -15,8 +15,8 @@ With attributes, queries are also grouped by which attributes they name (``colou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -75,20 +75,20 @@ def query_groups(pairs: PairSet, mode: str) -> dict[str, np.ndarray]:
     return groups
 
 
-def build_eval_set(name: str, pairs: PairSet, text: TextTower, vision: VisionTower,
-                   relevance: str = "auto") -> EvalSet:
+def build_eval_set(name: str, pairs: PairSet, text: TextTower, vision: VisionTower, relevance: str = "auto") -> EvalSet:
     relevant, mode = relevance_matrix(pairs, relevance)
     ids, mask = encode_texts(text, pairs.captions)
     return EvalSet(name, encode_images(vision, pairs.images), ids, mask, relevant, query_groups(pairs, mode), mode)
 
 
 @torch.inference_mode()
-def embed_all(tower: torch.nn.Module, tensors: Sequence[torch.Tensor], batch_size: int,
-              device: torch.device) -> torch.Tensor:
+def embed_all(
+    tower: torch.nn.Module, tensors: Sequence[torch.Tensor], batch_size: int, device: torch.device
+) -> torch.Tensor:
     """L2-normalised float32 embeddings of the whole set, in batches, on the CPU."""
     parts = []
     for start in range(0, len(tensors[0]), batch_size):
-        batch = [t[start:start + batch_size] for t in tensors]
+        batch = [t[start : start + batch_size] for t in tensors]
         if len(batch) == 2:
             batch = list(trim(*batch))
         inputs = [t.to(device) for t in batch]
@@ -96,8 +96,9 @@ def embed_all(tower: torch.nn.Module, tensors: Sequence[torch.Tensor], batch_siz
     return torch.cat(parts)
 
 
-def evaluate(eval_set: EvalSet, text: TextTower, vision: VisionTower, ks: Sequence[int],
-             batch_size: int = 256) -> dict[str, dict[str, float]]:
+def evaluate(
+    eval_set: EvalSet, text: TextTower, vision: VisionTower, ks: Sequence[int], batch_size: int = 256
+) -> dict[str, dict[str, float]]:
     """Metrics of each query group (see module docstring), computed in float32 with the towers in eval
     mode."""
     device = text.device
@@ -109,5 +110,7 @@ def evaluate(eval_set: EvalSet, text: TextTower, vision: VisionTower, ks: Sequen
     finally:
         text.train(modes[0]), vision.train(modes[1])
     scores = (queries @ gallery.T).numpy()
-    return {group: retrieval_metrics(scores[indices], eval_set.relevant[indices], ks)
-            for group, indices in eval_set.groups.items()}
+    return {
+        group: retrieval_metrics(scores[indices], eval_set.relevant[indices], ks)
+        for group, indices in eval_set.groups.items()
+    }

@@ -45,21 +45,27 @@ def assemble_clip(text: HFClipTextTower, vision: HFClipVisionTower, logit_scale:
     # without the folders they were loaded from, so that the same weights always write the same files
     text_config = {k: v for k, v in text.model.config.to_dict().items() if k != "_name_or_path"}
     vision_config = {k: v for k, v in vision.model.config.to_dict().items() if k != "_name_or_path"}
-    config = CLIPConfig(text_config=text_config, vision_config=vision_config,
-                        projection_dim=text.embedding_dim, logit_scale_init_value=float(logit_scale))
+    config = CLIPConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        projection_dim=text.embedding_dim,
+        logit_scale_init_value=float(logit_scale),
+    )
     with quiet_transformers():
         model = CLIPModel(config)
     state = {}
     for tower in (text, vision):
-        state.update({name: tensor.detach().to("cpu", torch.float32)
-                      for name, tensor in tower.model.state_dict().items()})
+        state.update(
+            {name: tensor.detach().to("cpu", torch.float32) for name, tensor in tower.model.state_dict().items()}
+        )
     state["logit_scale"] = torch.tensor(float(logit_scale))
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-def save_clip_directory(text: HFClipTextTower, vision: HFClipVisionTower, logit_scale: float,
-                        target: str | Path) -> Path:
+def save_clip_directory(
+    text: HFClipTextTower, vision: HFClipVisionTower, logit_scale: float, target: str | Path
+) -> Path:
     """Write the towers as a Hugging Face CLIP directory (weights, config, tokenizer, processor)."""
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)

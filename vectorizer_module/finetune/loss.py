@@ -21,8 +21,12 @@ def positive_targets(caption_ids: torch.Tensor) -> torch.Tensor:
     return same / same.sum(dim=1, keepdim=True)
 
 
-def clip_loss(text_embeds: torch.Tensor, image_embeds: torch.Tensor, logit_scale: torch.Tensor,
-              caption_ids: torch.Tensor | None = None) -> torch.Tensor:
+def clip_loss(
+    text_embeds: torch.Tensor,
+    image_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    caption_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean of the text→image and image→text cross-entropies over the batch's similarity logits.
     Row ``i`` of both embeddings is one pair; ``logit_scale`` is the log of the inverse temperature."""
     text = F.normalize(text_embeds.float(), dim=-1)

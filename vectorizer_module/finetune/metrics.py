@@ -16,7 +16,7 @@ says which images are relevant to it. The gallery is ranked by descending score,
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def per_query_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int
         out[f"precision@{k}"] = hits / k
         out[f"recall@{k}"] = hits / total
         dcg = (ranked[:, :top] * discounts[:top]).sum(axis=1)
-        ideal = np.array([discounts[:int(min(n, top))].sum() for n in total])
+        ideal = np.array([discounts[: int(min(n, top))].sum() for n in total])
         out[f"ndcg@{k}"] = dcg / ideal
     first = ranked.argmax(axis=1)
     out["mrr"] = 1.0 / (first + 1.0)
@@ -77,8 +77,7 @@ def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int
     return {**means, "queries": count}
 
 
-def comparison_table(before: dict[str, float], after: dict[str, float], ks: Sequence[int],
-                     title: str = "") -> str:
+def comparison_table(before: dict[str, float], after: dict[str, float], ks: Sequence[int], title: str = "") -> str:
     """A plain-text table: one row per metric, columns before / after / change."""
     names = metric_names(ks)
     width = max(len(n) for n in names + ["metric"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -30,12 +30,18 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(named: Iterable[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float,
-                   betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-6) -> torch.optim.AdamW:
+def make_optimizer(
+    named: Iterable[tuple[str, torch.nn.Parameter]],
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.98),
+    eps: float = 1e-6,
+) -> torch.optim.AdamW:
     """AdamW with CLIP's betas and epsilon (suited to large batches of a contrastive loss)."""
     return torch.optim.AdamW(param_groups(named, weight_decay), lr=lr, betas=betas, eps=eps)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int,
-                  min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+def make_schedule(
+    optimizer: torch.optim.Optimizer, total: int, warmup: int, min_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup, min_ratio))

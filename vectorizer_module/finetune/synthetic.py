@@ -19,26 +19,39 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (215, 35, 35), "orange": (245, 140, 20), "yellow": (235, 210, 30), "green": (40, 160, 60),
-    "cyan": (30, 190, 210), "blue": (35, 70, 215), "purple": (130, 50, 180), "pink": (245, 125, 185),
+    "red": (215, 35, 35),
+    "orange": (245, 140, 20),
+    "yellow": (235, 210, 30),
+    "green": (40, 160, 60),
+    "cyan": (30, 190, 210),
+    "blue": (35, 70, 215),
+    "purple": (130, 50, 180),
+    "pink": (245, 125, 185),
 }
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "heart", "crescent")
 SIZES = {"small": (0.22, 0.28), "large": (0.42, 0.50)}  # diameter as a fraction of the image side
 POSITIONS = {  # (x range, y range) of the shape's centre, fractions of the side
-    "left": ((0.24, 0.32), (0.38, 0.62)), "right": ((0.68, 0.76), (0.38, 0.62)),
-    "top": ((0.38, 0.62), (0.24, 0.32)), "bottom": ((0.38, 0.62), (0.68, 0.76)),
+    "left": ((0.24, 0.32), (0.38, 0.62)),
+    "right": ((0.68, 0.76), (0.38, 0.62)),
+    "top": ((0.38, 0.62), (0.24, 0.32)),
+    "bottom": ((0.38, 0.62), (0.68, 0.76)),
     "center": ((0.44, 0.56), (0.44, 0.56)),
 }
-POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top",
-                    "bottom": "at the bottom", "center": "in the center"}
+POSITION_PHRASES = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "center": "in the center",
+}
 BACKGROUNDS = {"white": (242, 242, 242), "black": (22, 22, 22), "gray": (128, 128, 128)}
 HELD_OUT_OFFSETS = (1, 3)
 SPLITS = ("train", "validation", "test")
@@ -46,12 +59,19 @@ ATTRIBUTE_ORDER = ("size", "colour", "shape", "position", "background")
 
 # caption kinds: the attributes named, and the templates that name them
 TEMPLATES: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("colour", "shape"): ("a {colour} {shape}", "a picture of a {colour} {shape}", "{colour} {shape}",
-                          "a drawing of a {colour} {shape}", "a {colour} {shape} shape"),
+    ("colour", "shape"): (
+        "a {colour} {shape}",
+        "a picture of a {colour} {shape}",
+        "{colour} {shape}",
+        "a drawing of a {colour} {shape}",
+        "a {colour} {shape} shape",
+    ),
     ("size", "colour", "shape"): ("a {size} {colour} {shape}", "a picture of a {size} {colour} {shape}"),
     ("colour", "shape", "position"): ("a {colour} {shape} {position}", "{position}, a {colour} {shape}"),
-    ("size", "colour", "shape", "position"): ("a {size} {colour} {shape} {position}",
-                                              "a picture of a {size} {colour} {shape} {position}"),
+    ("size", "colour", "shape", "position"): (
+        "a {size} {colour} {shape} {position}",
+        "a picture of a {size} {colour} {shape} {position}",
+    ),
     ("colour", "shape", "background"): ("a {colour} {shape} on a {background} background",),
 }
 
@@ -59,8 +79,9 @@ TEMPLATES: dict[tuple[str, ...], tuple[str, ...]] = {
 def held_out_combinations() -> frozenset[tuple[str, str]]:
     """The colour+shape combinations of the test split, absent from train and validation."""
     colours = list(COLOURS)
-    return frozenset((colours[i], SHAPES[(i + offset) % len(SHAPES)])
-                     for i in range(len(colours)) for offset in HELD_OUT_OFFSETS)
+    return frozenset(
+        (colours[i], SHAPES[(i + offset) % len(SHAPES)]) for i in range(len(colours)) for offset in HELD_OUT_OFFSETS
+    )
 
 
 def split_combinations(split: str) -> list[tuple[str, str]]:
@@ -79,8 +100,10 @@ Point = tuple[float, float]
 
 def _polygon(cx: float, cy: float, radii: Sequence[float], start_deg: float = -90.0) -> list[Point]:
     step = 360.0 / len(radii)
-    return [(cx + r * math.cos(math.radians(start_deg + i * step)), cy + r * math.sin(math.radians(start_deg + i * step)))
-            for i, r in enumerate(radii)]
+    return [
+        (cx + r * math.cos(math.radians(start_deg + i * step)), cy + r * math.sin(math.radians(start_deg + i * step)))
+        for i, r in enumerate(radii)
+    ]
 
 
 def _draw_circle(d: ImageDraw.ImageDraw, cx: float, cy: float, r: float) -> None:
@@ -125,8 +148,14 @@ def _draw_crescent(d: ImageDraw.ImageDraw, cx: float, cy: float, r: float) -> No
 
 
 DRAW: dict[str, Callable[[ImageDraw.ImageDraw, float, float, float], None]] = {
-    "circle": _draw_circle, "square": _draw_square, "triangle": _draw_triangle, "star": _draw_star,
-    "diamond": _draw_diamond, "cross": _draw_cross, "heart": _draw_heart, "crescent": _draw_crescent,
+    "circle": _draw_circle,
+    "square": _draw_square,
+    "triangle": _draw_triangle,
+    "star": _draw_star,
+    "diamond": _draw_diamond,
+    "cross": _draw_cross,
+    "heart": _draw_heart,
+    "crescent": _draw_crescent,
 }
 SUPERSAMPLE = 4
 
@@ -184,8 +213,7 @@ def split_attributes(split: str, per_cell: int, seed: int) -> list[dict[str, str
             for position in POSITIONS:
                 for _ in range(per_cell):
                     background = backgrounds[int(rng.integers(len(backgrounds)))]
-                    attributes = dict(size=size, colour=colour, shape=shape, position=position,
-                                      background=background)
+                    attributes = dict(size=size, colour=colour, shape=shape, position=position, background=background)
                     out.append({key: attributes[key] for key in ATTRIBUTE_ORDER})
     return out
 
@@ -200,23 +228,30 @@ def write_split(root: Path, split: str, per_cell: int, seed: int, image_size: in
         name = f"images/{index:06d}.png"
         render(attributes, rng, image_size).save(folder / name, format="PNG", optimize=False)
         for caption, named in captions(attributes, rng):
-            lines.append(json.dumps({"path": name, "caption": caption, "attributes": named,
-                                     "image_attributes": attributes}))
+            lines.append(
+                json.dumps({"path": name, "caption": caption, "attributes": named, "image_attributes": attributes})
+            )
     captions_file = folder / "captions.jsonl"
     captions_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return captions_file
 
 
-def write_dataset(root: str | Path, seed: int = 0, spec: SplitSpec = SplitSpec(), image_size: int = 64,
-                  splits: Sequence[str] = SPLITS) -> dict[str, Path]:
+def write_dataset(
+    root: str | Path, seed: int = 0, spec: SplitSpec = SplitSpec(), image_size: int = 64, splits: Sequence[str] = SPLITS
+) -> dict[str, Path]:
     """Write the chosen splits under ``root`` and a ``dataset.json`` describing them; returns each
     split's captions file."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     files = {split: write_split(root, split, spec.per_cell(split), seed, image_size) for split in splits}
     description = {
-        "seed": seed, "image_size": image_size, "colours": list(COLOURS), "shapes": list(SHAPES),
-        "sizes": list(SIZES), "positions": list(POSITIONS), "backgrounds": list(BACKGROUNDS),
+        "seed": seed,
+        "image_size": image_size,
+        "colours": list(COLOURS),
+        "shapes": list(SHAPES),
+        "sizes": list(SIZES),
+        "positions": list(POSITIONS),
+        "backgrounds": list(BACKGROUNDS),
         "held_out_combinations": sorted(f"{c} {s}" for c, s in held_out_combinations()),
         "images_per_cell": {split: spec.per_cell(split) for split in splits},
         "relevance": "an image is relevant to a caption when it has every attribute the caption names",

@@ -19,15 +19,15 @@ import math
 import os
 import platform
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
 from vectorizer_module.finetune import export
-from vectorizer_module.finetune.data import (Pair, PairSet, encode_images, encode_texts, read_pairs,
-                                             split_held_out, trim)
+from vectorizer_module.finetune.data import Pair, PairSet, encode_images, encode_texts, read_pairs, split_held_out, trim
 from vectorizer_module.finetune.evaluate import EvalSet, build_eval_set, evaluate
 from vectorizer_module.finetune.loss import MAX_LOGIT_SCALE, clip_loss
 from vectorizer_module.finetune.metrics import comparison_table
@@ -45,7 +45,9 @@ class FinetuneConfig:
     model: str
     train: str
     output: str
-    eval: list[str] = field(default_factory=list)  # held-out pairs files, NAME=PATH or PATH; none: hold out eval_fraction
+    eval: list[str] = field(
+        default_factory=list
+    )  # held-out pairs files, NAME=PATH or PATH; none: hold out eval_fraction
     eval_fraction: float = 0.1
     image_root: str | None = None
     relevance: str = "auto"
@@ -101,8 +103,10 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 def apply_freezing(towers: Towers, config: FinetuneConfig) -> None:
     """Freeze through the tower interface: a whole tower, or its embeddings and first N layers."""
-    for tower, whole, layers in ((towers.query, config.freeze_text, config.freeze_text_layers),
-                                 (towers.items, config.freeze_vision, config.freeze_vision_layers)):
+    for tower, whole, layers in (
+        (towers.query, config.freeze_text, config.freeze_text_layers),
+        (towers.items, config.freeze_vision, config.freeze_vision_layers),
+    ):
         tower.unfreeze()
         if whole:
             tower.freeze()
@@ -138,18 +142,26 @@ def epoch_order(pairs: PairSet, generator: torch.Generator) -> tuple[torch.Tenso
 class Trainer:
     """The optimisation state of one run: towers, temperature, optimizer, schedule and data order."""
 
-    def __init__(self, towers: Towers, data: TrainData, config: FinetuneConfig, device: torch.device,
-                 logit_scale: float = export.DEFAULT_LOGIT_SCALE) -> None:
+    def __init__(
+        self,
+        towers: Towers,
+        data: TrainData,
+        config: FinetuneConfig,
+        device: torch.device,
+        logit_scale: float = export.DEFAULT_LOGIT_SCALE,
+    ) -> None:
         self.towers, self.data, self.config, self.device = towers, data, config, device
         self.steps_per_epoch = len(data.pairs.images) // config.batch_size
         if self.steps_per_epoch < 1:
-            raise ValueError(f"{len(data.pairs.images)} training images are fewer than one batch of "
-                             f"{config.batch_size}; lower --batch-size")
+            raise ValueError(
+                f"{len(data.pairs.images)} training images are fewer than one batch of "
+                f"{config.batch_size}; lower --batch-size"
+            )
         self.total_steps = config.steps or max(1, math.ceil(config.epochs * self.steps_per_epoch))
         warmup = config.warmup if config.warmup >= 1 else config.warmup * self.total_steps
         self.logit_scale = torch.nn.Parameter(
-            torch.tensor(float(logit_scale), device=device),
-            requires_grad=config.learn_temperature)
+            torch.tensor(float(logit_scale), device=device), requires_grad=config.learn_temperature
+        )
         named = [(f"text.{n}", p) for n, p in towers.query.named_parameters()]
         named += [(f"vision.{n}", p) for n, p in towers.items.named_parameters()]
         named.append(("logit_scale", self.logit_scale))
@@ -202,10 +214,18 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"step": self.step, "text": self.towers.query.state_dict(), "vision": self.towers.items.state_dict(),
-                "logit_scale": self.logit_scale.detach().cpu(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-                "generator": self.generator.get_state(), "order": self.order, "losses": self.losses}
+        return {
+            "step": self.step,
+            "text": self.towers.query.state_dict(),
+            "vision": self.towers.items.state_dict(),
+            "logit_scale": self.logit_scale.detach().cpu(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+            "order": self.order,
+            "losses": self.losses,
+        }
 
     def save_checkpoint(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -230,16 +250,27 @@ class Trainer:
         from tqdm import tqdm
 
         self.towers.query.train(), self.towers.items.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.config.progress, unit="step",
-                   dynamic_ncols=True, desc="fine-tuning")
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not self.config.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc="fine-tuning",
+        )
         started, first_step, smooth = time.perf_counter(), self.step, None
         for images, captions in self.batches():
             loss = self.train_step(images, captions)
             self.losses.append(loss)
             smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
             rate = (self.step - first_step) * self.config.batch_size / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{smooth:.4f}", lr=f"{self.schedule.get_last_lr()[0]:.2e}",
-                            T=f"{1 / math.exp(float(self.logit_scale.detach())):.4f}", img_s=f"{rate:.0f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{smooth:.4f}",
+                lr=f"{self.schedule.get_last_lr()[0]:.2e}",
+                T=f"{1 / math.exp(float(self.logit_scale.detach())):.4f}",
+                img_s=f"{rate:.0f}",
+                refresh=False,
+            )
             bar.update(1)
             if checkpoint_dir and self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
                 self.save_checkpoint(checkpoint_dir)
@@ -268,8 +299,10 @@ def _eval_sets(config: FinetuneConfig, train_pairs: list[Pair]) -> tuple[list[Pa
 def _print_tables(results: dict[str, Any], ks: Sequence[int]) -> None:
     for name, result in results.items():
         for group, scores in result["groups"].items():
-            title = (f"\n{name}: {group} ({scores['after']['queries']} queries, {result['gallery']} images, "
-                     f"relevance by {result['relevance']})")
+            title = (
+                f"\n{name}: {group} ({scores['after']['queries']} queries, {result['gallery']} images, "
+                f"relevance by {result['relevance']})"
+            )
             print(comparison_table(scores["before"], scores["after"], ks, title))
 
 
@@ -284,19 +317,25 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     seed_everything(config.seed, device)
     source = detect(config.model)
     if source.family != "clip":  # the output is one transformers CLIPModel
-        raise ValueError(f"{config.model} is a {source.family} model; fine-tuning writes a CLIP directory and "
-                         "takes CLIP models only (Hugging Face, sentence-transformers or reference-image CLIP)")
+        raise ValueError(
+            f"{config.model} is a {source.family} model; fine-tuning writes a CLIP directory and "
+            "takes CLIP models only (Hugging Face, sentence-transformers or reference-image CLIP)"
+        )
     towers = load_towers(source)
     apply_freezing(towers, config)
     loading = time.perf_counter()
     train_pairs, eval_pairs = _eval_sets(config, read_pairs(config.train, config.image_root))
     data = load_train_data(PairSet.from_pairs(train_pairs), towers)
-    eval_sets: list[EvalSet] = [build_eval_set(name, pairs, towers.query, towers.items, config.relevance)
-                                for name, pairs in eval_pairs.items()]
-    print(f"data: {len(data.pairs.images)} training images, {len(data.pairs.pairs)} pairs, "
-          f"{len(data.pairs.captions)} distinct captions; evaluation: "
-          + ", ".join(f"{s.name} ({s.sizes['queries']} queries, {s.sizes['gallery']} images)" for s in eval_sets)
-          + f"; encoded in {time.perf_counter() - loading:.1f} s", flush=True)
+    eval_sets: list[EvalSet] = [
+        build_eval_set(name, pairs, towers.query, towers.items, config.relevance) for name, pairs in eval_pairs.items()
+    ]
+    print(
+        f"data: {len(data.pairs.images)} training images, {len(data.pairs.pairs)} pairs, "
+        f"{len(data.pairs.captions)} distinct captions; evaluation: "
+        + ", ".join(f"{s.name} ({s.sizes['queries']} queries, {s.sizes['gallery']} images)" for s in eval_sets)
+        + f"; encoded in {time.perf_counter() - loading:.1f} s",
+        flush=True,
+    )
     for tower in (towers.query, towers.items):
         tower.to(device)
     before = {s.name: evaluate(s, towers.query, towers.items, config.ks, config.eval_batch_size) for s in eval_sets}
@@ -312,26 +351,42 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         tower.to("cpu")
     logit_scale = float(trainer.logit_scale.detach().cpu())
     export.save_clip_directory(towers.query, towers.items, logit_scale, config.output)
-    results = {s.name: {"relevance": s.relevance, **s.sizes,
-                        "groups": {g: {"before": before[s.name][g], "after": after[s.name][g]} for g in s.groups}}
-               for s in eval_sets}
+    results = {
+        s.name: {
+            "relevance": s.relevance,
+            **s.sizes,
+            "groups": {g: {"before": before[s.name][g], "after": after[s.name][g]} for g in s.groups},
+        }
+        for s in eval_sets
+    }
     report = {
         # the settings that shape the weights; not whether a progress bar was drawn
         "config": {k: v for k, v in asdict(config).items() if k != "progress"},
-        "training": {"steps": trainer.step, "steps_per_epoch": trainer.steps_per_epoch,
-                     "images": len(data.pairs.images), "pairs": len(data.pairs.pairs),
-                     "first_loss": trainer.losses[0] if trainer.losses else None,
-                     "last_loss": trainer.losses[-1] if trainer.losses else None,
-                     "final_logit_scale": logit_scale,
-                     "trainable_parameters": sum(p.numel() for p in trainer.parameters)},
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-                        "threads": torch.get_num_threads()},
+        "training": {
+            "steps": trainer.step,
+            "steps_per_epoch": trainer.steps_per_epoch,
+            "images": len(data.pairs.images),
+            "pairs": len(data.pairs.pairs),
+            "first_loss": trainer.losses[0] if trainer.losses else None,
+            "last_loss": trainer.losses[-1] if trainer.losses else None,
+            "final_logit_scale": logit_scale,
+            "trainable_parameters": sum(p.numel() for p in trainer.parameters),
+        },
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+        },
         "eval": results,
     }
     (Path(config.output) / "eval_metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     _print_tables(results, config.ks)
-    print(f"\ntrained {trainer.step} steps of {config.batch_size} in {seconds:.1f} s "
-          f"({trainer.step * config.batch_size / max(seconds, 1e-9):.0f} images/s) on {device}; "
-          f"wrote {config.output}", flush=True)
+    print(
+        f"\ntrained {trainer.step} steps of {config.batch_size} in {seconds:.1f} s "
+        f"({trainer.step * config.batch_size / max(seconds, 1e-9):.0f} images/s) on {device}; "
+        f"wrote {config.output}",
+        flush=True,
+    )
     report["seconds"] = seconds
     return FinetuneResult(towers, logit_scale, report)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from transformers import CLIPTokenizer
 
@@ -70,5 +70,6 @@ def word_level_tokenizer(texts: Iterable[str], max_length: int = 77, vocab_size:
         if left + right not in known:
             merged.append(left + right)
             known.add(left + right)
-    return CLIPTokenizer(vocab=clip_vocabulary(merged, vocab_size), merges=[tuple(pair) for pair in merges],
-                         model_max_length=max_length)
+    return CLIPTokenizer(
+        vocab=clip_vocabulary(merged, vocab_size), merges=[tuple(pair) for pair in merges], model_max_length=max_length
+    )

@@ -10,8 +10,9 @@ named part of it, or its first N layers.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -74,8 +75,9 @@ class Tower(torch.nn.Module):
             tensor = batch[name]
             if cuda:
                 tensor = tensor.pin_memory()
-            tensor = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype,
-                               non_blocking=cuda)
+            tensor = tensor.to(
+                device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype, non_blocking=cuda
+            )
             out.append(tensor)
         return tuple(out)
 
@@ -128,8 +130,12 @@ class TextTower(Tower):
 
     modality = "text"
     input_names = ("input_ids", "attention_mask")
-    example_texts: ClassVar[tuple[str, ...]] = ("a photo of a cat", "a red circle on a white background",
-                                                "a diagram", "a dog")
+    example_texts: ClassVar[tuple[str, ...]] = (
+        "a photo of a cat",
+        "a red circle on a white background",
+        "a diagram",
+        "a dog",
+    )
     tokenizer: Any
     _max_length: int
 
@@ -142,8 +148,9 @@ class TextTower(Tower):
         return int(self.tokenizer.pad_token_id)
 
     def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(list(items), padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="pt")
+        encoded = self.tokenizer(
+            list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:

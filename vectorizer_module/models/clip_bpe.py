@@ -3,14 +3,15 @@ models' byte-level one, the demo model's word-level one, and OpenCLIP's from its
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def bytes_to_unicode() -> dict[int, str]:
     """The byte → printable character table of GPT-2 and CLIP's byte-level BPE: printable Latin-1 bytes
     stand for themselves, the others map to code points from 256 up."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = printable[:]
     extra = 0
     for byte in range(256):

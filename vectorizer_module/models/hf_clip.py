@@ -8,16 +8,24 @@ directory. The outputs equal ``CLIPModel.get_text_features`` / ``get_image_featu
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import transformers
 from PIL import Image
-from transformers import (AutoConfig, AutoTokenizer, CLIPConfig, CLIPImageProcessorPil,
-                          CLIPTextModelWithProjection, CLIPVisionModelWithProjection, PretrainedConfig)
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    CLIPConfig,
+    CLIPImageProcessorPil,
+    CLIPTextModelWithProjection,
+    CLIPVisionModelWithProjection,
+    PretrainedConfig,
+)
 
 from vectorizer_module.models.base import TextTower, VisionTower
 
@@ -55,11 +63,11 @@ class HFClipTextTower(TextTower):
         self._max_length = min(int(getattr(tokenizer, "model_max_length", positions) or positions), positions)
 
     @classmethod
-    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "HFClipTextTower":
+    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> HFClipTextTower:
         with quiet_transformers():
             model = CLIPTextModelWithProjection.from_pretrained(
-                str(weights_dir), config=tower_config(weights_dir, "text"), local_files_only=True,
-                dtype=torch.float32)
+                str(weights_dir), config=tower_config(weights_dir, "text"), local_files_only=True, dtype=torch.float32
+            )
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
         return cls(model, tokenizer)
 
@@ -107,17 +115,32 @@ class ClipImageRecipe:
     std: np.ndarray
 
     @classmethod
-    def of(cls, processor: CLIPImageProcessorPil) -> "ClipImageRecipe | None":
+    def of(cls, processor: CLIPImageProcessorPil) -> ClipImageRecipe | None:
         """The recipe of ``processor``, or None if it does something this fast path does not."""
         size, crop = processor.size, processor.crop_size
-        plain = (processor.do_resize and processor.do_center_crop and processor.do_rescale and processor.do_normalize
-                 and not getattr(processor, "do_pad", False) and size.shortest_edge and not size.longest_edge
-                 and crop.height and crop.width and size.shortest_edge >= max(crop.height, crop.width))
+        plain = (
+            processor.do_resize
+            and processor.do_center_crop
+            and processor.do_rescale
+            and processor.do_normalize
+            and not getattr(processor, "do_pad", False)
+            and size.shortest_edge
+            and not size.longest_edge
+            and crop.height
+            and crop.width
+            and size.shortest_edge >= max(crop.height, crop.width)
+        )
         if not plain:
             return None
-        return cls(int(size.shortest_edge), int(crop.height), int(crop.width), int(processor.resample),
-                   float(processor.rescale_factor), np.asarray(processor.image_mean, dtype=np.float32),
-                   np.asarray(processor.image_std, dtype=np.float32))
+        return cls(
+            int(size.shortest_edge),
+            int(crop.height),
+            int(crop.width),
+            int(processor.resample),
+            float(processor.rescale_factor),
+            np.asarray(processor.image_mean, dtype=np.float32),
+            np.asarray(processor.image_std, dtype=np.float32),
+        )
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One RGB image → float32 (3, crop_height, crop_width)."""
@@ -125,13 +148,14 @@ class ClipImageRecipe:
         if image.size != size:
             image = image.resize(size, resample=self.resample)
         top, left = (size[1] - self.crop_height) // 2, (size[0] - self.crop_width) // 2
-        pixels = np.asarray(image)[top:top + self.crop_height, left:left + self.crop_width]
+        pixels = np.asarray(image)[top : top + self.crop_height, left : left + self.crop_width]
         return rescale_and_normalize(pixels, self.scale, self.mean, self.std)
 
 
 class HFClipVisionTower(VisionTower):
-    def __init__(self, model: CLIPVisionModelWithProjection, processor: CLIPImageProcessorPil | None,
-                 recipe: Any = None):
+    def __init__(
+        self, model: CLIPVisionModelWithProjection, processor: CLIPImageProcessorPil | None, recipe: Any = None
+    ):
         """``recipe``: a preprocessing that replaces the processor's (OpenCLIP's, which has no processor)."""
         super().__init__()
         self.model = model.eval()
@@ -139,13 +163,12 @@ class HFClipVisionTower(VisionTower):
         self.recipe = recipe if recipe is not None else ClipImageRecipe.of(processor)
 
     @classmethod
-    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "HFClipVisionTower":
+    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> HFClipVisionTower:
         with quiet_transformers():
             model = CLIPVisionModelWithProjection.from_pretrained(
-                str(weights_dir), config=tower_config(weights_dir, "vision"), local_files_only=True,
-                dtype=torch.float32)
-            processor = CLIPImageProcessorPil.from_pretrained(str(processor_dir or weights_dir),
-                                                              local_files_only=True)
+                str(weights_dir), config=tower_config(weights_dir, "vision"), local_files_only=True, dtype=torch.float32
+            )
+            processor = CLIPImageProcessorPil.from_pretrained(str(processor_dir or weights_dir), local_files_only=True)
         return cls(model, processor)
 
     @property

@@ -17,7 +17,8 @@ Layouts read (chosen by looking at the files, never by name):
 - ``reference-image``: the ``models/`` directory of Weaviate's ``multi2vec-clip`` inference image, either
   ``openai_clip`` + ``openai_clip_processor`` or ``clip`` (vision) + ``text`` (text), each a
   sentence-transformers CLIP directory; or ``text`` a sentence-transformers text model trained into
-  CLIP's space (multilingual CLIP: family ``clip-multilingual``, see ``st_text.py``). ``--model`` may name ``models/`` or the folder that holds it.
+  CLIP's space (multilingual CLIP: family ``clip-multilingual``, see ``st_text.py``). ``--model`` may name
+  ``models/`` or the folder that holds it.
 
 ``detect`` only reads small JSON files, so the command line can refuse a wrong directory at once,
 before the server starts; ``load_towers`` imports torch and reads the weights.
@@ -32,13 +33,19 @@ from typing import Any
 
 from vectorizer_module.errors import ModelLayoutError
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 SIGLIP_TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer.model")
 UNSUPPORTED_REFERENCE_DIRS = {
-    "openclip": "OpenCLIP", "siglip": "SigLIP", "colpali_engine_model": "ColPali",
+    "openclip": "OpenCLIP",
+    "siglip": "SigLIP",
+    "colpali_engine_model": "ColPali",
 }
 
 EXPECTED = (
@@ -138,7 +145,8 @@ def _sentence_transformers_clip_dir(root: Path) -> Path:
     raise ModelLayoutError(
         f"{root} is a sentence-transformers directory, but none of its modules is a CLIP model "
         f"({'; '.join(tried) or 'modules.json lists no modules'}). A multilingual text model alone "
-        "cannot embed images.")
+        "cannot embed images."
+    )
 
 
 def _reference_models_dir(path: Path) -> Path | None:
@@ -149,7 +157,8 @@ def _reference_models_dir(path: Path) -> Path | None:
             if (candidate / name).is_dir():
                 raise ModelLayoutError(
                     f"{candidate} is a multi2vec-clip image model directory with a {family} model "
-                    f"({candidate / name}); {family} models are not supported yet. {EXPECTED}")
+                    f"({candidate / name}); {family} models are not supported yet. {EXPECTED}"
+                )
     return None
 
 
@@ -175,9 +184,11 @@ def _detect_reference(models: Path) -> ModelSource:
         except ModelLayoutError as text_exc:
             raise ModelLayoutError(
                 f"{models / 'text'} is neither a CLIP model nor a sentence-transformers text model "
-                f"(transformer, pooling, dense) such as a multilingual CLIP text encoder: {exc}; {text_exc}") from None
-        return ModelSource("reference-image", models, models / "text", models / "text", vision, vision,
-                           family="clip-multilingual")
+                f"(transformer, pooling, dense) such as a multilingual CLIP text encoder: {exc}; {text_exc}"
+            ) from None
+        return ModelSource(
+            "reference-image", models, models / "text", models / "text", vision, vision, family="clip-multilingual"
+        )
     _check_preprocessing(text, "reference image layout: text model")
     return ModelSource("reference-image", models, text, text, vision, vision)
 
@@ -198,8 +209,9 @@ def _detect_siglip(root: Path) -> ModelSource | None:
         missing.append("an image processor file (preprocessor_config.json or processor_config.json)")
     if missing:
         kind = "SigLIP 2" if model_type == "siglip2" else "SigLIP"
-        raise ModelLayoutError(f"Hugging Face {kind} directory {root} lacks {' and '.join(missing)} "
-                               f"(it holds: {_listing(root)}).")
+        raise ModelLayoutError(
+            f"Hugging Face {kind} directory {root} lacks {' and '.join(missing)} (it holds: {_listing(root)})."
+        )
     return ModelSource("huggingface", root, root, root, root, root, family=model_type)
 
 
@@ -212,8 +224,10 @@ def _detect_openclip(root: Path) -> ModelSource:
     if openclip.weights_file(root) is None:
         missing.append(f"weights ({' or '.join(openclip.WEIGHT_NAMES)})")
     if not _has_tokenizer(root) and not (root / openclip.BPE_NAME).is_file():
-        missing.append(f"a tokenizer (tokenizer.json, vocab.json + merges.txt, or OpenCLIP's {openclip.BPE_NAME}; "
-                       "CLIP's tokenizer files from openai/clip-vit-base-patch32 fit every standard OpenCLIP model)")
+        missing.append(
+            f"a tokenizer (tokenizer.json, vocab.json + merges.txt, or OpenCLIP's {openclip.BPE_NAME}; "
+            "CLIP's tokenizer files from openai/clip-vit-base-patch32 fit every standard OpenCLIP model)"
+        )
     if missing:
         raise ModelLayoutError(f"OpenCLIP directory {root} lacks {' and '.join(missing)} (it holds: {_listing(root)}).")
     return ModelSource("openclip", root, root, root, root, root, family="openclip")
@@ -243,8 +257,7 @@ def detect(path: str | Path) -> ModelSource:
     if problem is None:
         _check_preprocessing(root, "Hugging Face CLIP directory")
         return ModelSource("huggingface", root, root, root, root, root)
-    raise ModelLayoutError(f"{root} is not a CLIP model directory ({problem}; it holds: {_listing(root)}). "
-                           f"{EXPECTED}")
+    raise ModelLayoutError(f"{root} is not a CLIP model directory ({problem}; it holds: {_listing(root)}). {EXPECTED}")
 
 
 BUILTIN_DEMO_DIR = Path(__file__).resolve().parent.parent / "default_model"
@@ -293,10 +306,18 @@ def load_towers(source: ModelSource, *, name: str | None = None, builtin_demo: b
     if query.embedding_dim != items.embedding_dim:
         raise ModelLayoutError(
             f"the text tower ({source.text_weights}) gives {query.embedding_dim}-d vectors but the vision "
-            f"tower ({source.vision_weights}) gives {items.embedding_dim}-d: they are not one CLIP space")
+            f"tower ({source.vision_weights}) gives {items.embedding_dim}-d: they are not one CLIP space"
+        )
     builtin_demo = builtin_demo or source.builtin_demo
     default_name = BUILTIN_DEMO_NAME if builtin_demo else source.root.name
-    info = ModelInfo(name=name or default_name, path=str(source.root), family=source.family,
-                     layout=source.layout, dimension=query.embedding_dim, text_max_tokens=query.max_length,
-                     image_size=items.image_size, builtin_demo=builtin_demo)
+    info = ModelInfo(
+        name=name or default_name,
+        path=str(source.root),
+        family=source.family,
+        layout=source.layout,
+        dimension=query.embedding_dim,
+        text_max_tokens=query.max_length,
+        image_size=items.image_size,
+        builtin_demo=builtin_demo,
+    )
     return Towers(query=query, items=items, info=info)

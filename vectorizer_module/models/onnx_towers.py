@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -39,9 +40,17 @@ def export_tower(tower: Tower, path: Path) -> Path:
     examples = tower.example_inputs(batch_size=2)
     if tower.modality == "text":  # a sequence dimension that is not 2, so that export keeps it symbolic
         examples = tower.to_model_inputs(tower.preprocess(["an example text for export", "another one"]))
-    torch.onnx.export(tower, examples, str(temporary), input_names=list(tower.input_names),
-                      output_names=[OUTPUT_NAME], dynamic_shapes=_dynamic_shapes(tower), dynamo=True,
-                      external_data=False, verbose=False)
+    torch.onnx.export(
+        tower,
+        examples,
+        str(temporary),
+        input_names=list(tower.input_names),
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=_dynamic_shapes(tower),
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
     temporary.replace(path)
     return path
 
@@ -130,8 +139,10 @@ def to_onnx(towers: Towers, weights: dict[str, Path], cache_dir: Path, threads: 
     options.log_severity_level = 3
     refused = [t for t in (towers.query, towers.items) if not getattr(t, "onnx_exportable", True)]
     if refused:
-        raise RuntimeError(f"VECTORIZER_BACKEND=onnx cannot run the {refused[0].modality} tower of the "
-                           f"{towers.info.family} family ({type(refused[0]).__name__}): use the torch backend")
+        raise RuntimeError(
+            f"VECTORIZER_BACKEND=onnx cannot run the {refused[0].modality} tower of the "
+            f"{towers.info.family} family ({type(refused[0]).__name__}): use the torch backend"
+        )
     converted = []
     for tower, wrapper in ((towers.query, OnnxTextTower), (towers.items, OnnxVisionTower)):
         path = Path(cache_dir) / cache_key(weights[tower.modality], tower.modality)

@@ -34,8 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from transformers import (CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionConfig,
-                          CLIPVisionModelWithProjection)
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
 
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.clip_bpe import clip_vocabulary
@@ -43,23 +48,54 @@ from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower,
 from vectorizer_module.models.loading import read_json
 
 CONFIG_NAME = "open_clip_config.json"
-WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
-                "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
+WEIGHT_NAMES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+)
 BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 # Settings of OpenCLIP's towers that this conversion does not reproduce, with the value it needs.
-_VISION_PLAIN = {"ls_init_value": None, "attentional_pool": False, "no_ln_pre": False, "pos_embed_type": "learnable",
-                 "pool_type": "tok", "block_type": None, "qk_norm": False, "scaled_cosine_attn": False,
-                 "scale_heads": False, "scale_attn_inner": False, "scale_attn": False, "scale_fc": False,
-                 "timm_model_name": None, "act_kwargs": None, "norm_kwargs": None}
-_TEXT_PLAIN = {"ls_init_value": None, "embed_cls": False, "no_causal_mask": False, "pool_type": "argmax",
-               "proj_bias": False, "proj_type": "linear", "block_type": None, "qk_norm": False,
-               "scaled_cosine_attn": False, "scale_heads": False, "scale_attn_inner": False, "scale_attn": False,
-               "scale_fc": False, "hf_model_name": None, "hf_tokenizer_name": None, "act_kwargs": None,
-               "norm_kwargs": None}
+_VISION_PLAIN = {
+    "ls_init_value": None,
+    "attentional_pool": False,
+    "no_ln_pre": False,
+    "pos_embed_type": "learnable",
+    "pool_type": "tok",
+    "block_type": None,
+    "qk_norm": False,
+    "scaled_cosine_attn": False,
+    "scale_heads": False,
+    "scale_attn_inner": False,
+    "scale_attn": False,
+    "scale_fc": False,
+    "timm_model_name": None,
+    "act_kwargs": None,
+    "norm_kwargs": None,
+}
+_TEXT_PLAIN = {
+    "ls_init_value": None,
+    "embed_cls": False,
+    "no_causal_mask": False,
+    "pool_type": "argmax",
+    "proj_bias": False,
+    "proj_type": "linear",
+    "block_type": None,
+    "qk_norm": False,
+    "scaled_cosine_attn": False,
+    "scale_heads": False,
+    "scale_attn_inner": False,
+    "scale_attn": False,
+    "scale_fc": False,
+    "hf_model_name": None,
+    "hf_tokenizer_name": None,
+    "act_kwargs": None,
+    "norm_kwargs": None,
+}
 
 
 def weights_file(root: Path) -> Path | None:
@@ -82,8 +118,11 @@ def read_config(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(vision.get("image_size", 224), int):
         problems.append("a non-square image size")
     for part, cfg, plain in (("vision_cfg", vision, _VISION_PLAIN), ("text_cfg", text, _TEXT_PLAIN)):
-        problems += [f"{part}.{key}={cfg[key]!r}" for key, want in plain.items()
-                     if cfg.get(key, want) not in (want, {}, "default")]
+        problems += [
+            f"{part}.{key}={cfg[key]!r}"
+            for key, want in plain.items()
+            if cfg.get(key, want) not in (want, {}, "default")
+        ]
     preprocess = config.get("preprocess_cfg") or {}
     if preprocess.get("resize_mode", "shortest") not in ("shortest", "squash"):
         problems.append(f"preprocess_cfg.resize_mode={preprocess['resize_mode']!r}")
@@ -94,7 +133,8 @@ def read_config(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{root} is an OpenCLIP checkpoint of an architecture that is not supported ({', '.join(problems)}); "
             "supported: the standard ViT image tower and causal text transformer (ViT-B-32, ViT-L-14, ...). "
             "If the hub repository also ships Hugging Face CLIP files (config.json, model.safetensors), "
-            "serve those instead.")
+            "serve those instead."
+        )
     return model_cfg, preprocess
 
 
@@ -106,23 +146,33 @@ def text_config(model_cfg: dict[str, Any]) -> CLIPTextConfig:
     text = model_cfg["text_cfg"]
     width = int(text.get("width", 512))
     return CLIPTextConfig(
-        vocab_size=int(text.get("vocab_size", 49408)), hidden_size=width,
+        vocab_size=int(text.get("vocab_size", 49408)),
+        hidden_size=width,
         intermediate_size=int(width * float(text.get("mlp_ratio", 4.0))),
-        num_hidden_layers=int(text.get("layers", 12)), num_attention_heads=int(text.get("heads", 8)),
-        max_position_embeddings=int(text.get("context_length", 77)), hidden_act=_act(model_cfg),
-        layer_norm_eps=1e-5, projection_dim=int(model_cfg["embed_dim"]),
-        eos_token_id=2)  # 2: transformers' legacy rule, pool at the highest id (OpenCLIP's "argmax")
+        num_hidden_layers=int(text.get("layers", 12)),
+        num_attention_heads=int(text.get("heads", 8)),
+        max_position_embeddings=int(text.get("context_length", 77)),
+        hidden_act=_act(model_cfg),
+        layer_norm_eps=1e-5,
+        projection_dim=int(model_cfg["embed_dim"]),
+        eos_token_id=2,
+    )  # 2: transformers' legacy rule, pool at the highest id (OpenCLIP's "argmax")
 
 
 def vision_config(model_cfg: dict[str, Any]) -> CLIPVisionConfig:
     vision = model_cfg["vision_cfg"]
     width = int(vision.get("width", 768))
     return CLIPVisionConfig(
-        hidden_size=width, intermediate_size=int(width * float(vision.get("mlp_ratio", 4.0))),
+        hidden_size=width,
+        intermediate_size=int(width * float(vision.get("mlp_ratio", 4.0))),
         num_hidden_layers=int(vision.get("layers", 12)),
         num_attention_heads=width // int(vision.get("head_width", 64)),
-        image_size=int(vision.get("image_size", 224)), patch_size=int(vision.get("patch_size", 16)),
-        hidden_act=_act(model_cfg), layer_norm_eps=1e-5, projection_dim=int(model_cfg["embed_dim"]))
+        image_size=int(vision.get("image_size", 224)),
+        patch_size=int(vision.get("patch_size", 16)),
+        hidden_act=_act(model_cfg),
+        layer_norm_eps=1e-5,
+        projection_dim=int(model_cfg["embed_dim"]),
+    )
 
 
 def read_state_dict(root: Path, part: str) -> dict[str, torch.Tensor]:
@@ -149,8 +199,13 @@ def read_state_dict(root: Path, part: str) -> dict[str, torch.Tensor]:
 def _blocks(state: dict[str, torch.Tensor], source: str, target: str, layers: int) -> dict[str, torch.Tensor]:
     """One transformer's residual blocks in transformers' names; the fused q/k/v projection split."""
     out = {}
-    names = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
-             "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+    names = {
+        "ln_1": "layer_norm1",
+        "ln_2": "layer_norm2",
+        "attn.out_proj": "self_attn.out_proj",
+        "mlp.c_fc": "mlp.fc1",
+        "mlp.c_proj": "mlp.fc2",
+    }
     for i in range(layers):
         src, dst = f"{source}.resblocks.{i}", f"{target}.layers.{i}"
         for old, new in names.items():
@@ -158,8 +213,13 @@ def _blocks(state: dict[str, torch.Tensor], source: str, target: str, layers: in
                 out[f"{dst}.{new}.{kind}"] = state[f"{src}.{old}.{kind}"]
         for kind in ("weight", "bias"):
             q, k, v = state[f"{src}.attn.in_proj_{kind}"].chunk(3, dim=0)
-            out.update({f"{dst}.self_attn.q_proj.{kind}": q, f"{dst}.self_attn.k_proj.{kind}": k,
-                        f"{dst}.self_attn.v_proj.{kind}": v})
+            out.update(
+                {
+                    f"{dst}.self_attn.q_proj.{kind}": q,
+                    f"{dst}.self_attn.k_proj.{kind}": k,
+                    f"{dst}.self_attn.v_proj.{kind}": v,
+                }
+            )
     return out
 
 
@@ -182,8 +242,13 @@ VISION_NAMES = {
 }
 
 
-def _tower_state(state: dict[str, torch.Tensor], blocks: tuple[str, str], layers: int, names: dict[str, str],
-                 projection: tuple[str, str]) -> dict[str, torch.Tensor]:
+def _tower_state(
+    state: dict[str, torch.Tensor],
+    blocks: tuple[str, str],
+    layers: int,
+    names: dict[str, str],
+    projection: tuple[str, str],
+) -> dict[str, torch.Tensor]:
     out = _blocks(state, *blocks, layers)
     out.update({new: state[old] for new, old in names.items()})
     out[projection[0]] = state[projection[1]].t().contiguous()
@@ -191,21 +256,33 @@ def _tower_state(state: dict[str, torch.Tensor], blocks: tuple[str, str], layers
 
 
 def text_state(state: dict[str, torch.Tensor], config: CLIPTextConfig) -> dict[str, torch.Tensor]:
-    return _tower_state(state, ("transformer", "text_model.encoder"), config.num_hidden_layers, TEXT_NAMES,
-                        ("text_projection.weight", "text_projection"))
+    return _tower_state(
+        state,
+        ("transformer", "text_model.encoder"),
+        config.num_hidden_layers,
+        TEXT_NAMES,
+        ("text_projection.weight", "text_projection"),
+    )
 
 
 def vision_state(state: dict[str, torch.Tensor], config: CLIPVisionConfig) -> dict[str, torch.Tensor]:
-    return _tower_state(state, ("visual.transformer", "vision_model.encoder"), config.num_hidden_layers,
-                        VISION_NAMES, ("visual_projection.weight", "visual.proj"))
+    return _tower_state(
+        state,
+        ("visual.transformer", "vision_model.encoder"),
+        config.num_hidden_layers,
+        VISION_NAMES,
+        ("visual_projection.weight", "visual.proj"),
+    )
 
 
 def _load(model: torch.nn.Module, weights: dict[str, torch.Tensor], root: Path) -> torch.nn.Module:
     missing, unexpected = model.load_state_dict(weights, strict=False)
     missing = [key for key in missing if not key.endswith("position_ids")]
     if missing or unexpected:
-        raise ModelLayoutError(f"the OpenCLIP weights in {root} do not fit their config "
-                               f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
+        raise ModelLayoutError(
+            f"the OpenCLIP weights in {root} do not fit their config "
+            f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
+        )
     return model.eval()
 
 
@@ -213,10 +290,11 @@ def bpe_tokenizer(bpe_file: Path, context_length: int) -> CLIPTokenizer:
     """CLIP's tokenizer from OpenCLIP's BPE merges file: the vocabulary is the byte symbols, the same
     with the end-of-word mark, one entry per merge, then the start and end tokens (49408 in all)."""
     lines = gzip.decompress(bpe_file.read_bytes()).decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     with quiet_transformers():
-        return CLIPTokenizer(vocab=clip_vocabulary(["".join(pair) for pair in merges]), merges=merges,
-                             model_max_length=context_length)
+        return CLIPTokenizer(
+            vocab=clip_vocabulary(["".join(pair) for pair in merges]), merges=merges, model_max_length=context_length
+        )
 
 
 def load_tokenizer(root: Path, context_length: int) -> CLIPTokenizer:
@@ -227,7 +305,8 @@ def load_tokenizer(root: Path, context_length: int) -> CLIPTokenizer:
         return bpe_tokenizer(root / BPE_NAME, context_length)
     raise ModelLayoutError(
         f"OpenCLIP directory {root} has no tokenizer: add CLIP's tokenizer files (tokenizer.json, or "
-        f"vocab.json and merges.txt, e.g. from openai/clip-vit-base-patch32) or OpenCLIP's {BPE_NAME}")
+        f"vocab.json and merges.txt, e.g. from openai/clip-vit-base-patch32) or OpenCLIP's {BPE_NAME}"
+    )
 
 
 @dataclass(frozen=True)
@@ -241,24 +320,27 @@ class OpenClipImageRecipe:
     std: np.ndarray
 
     @classmethod
-    def of(cls, preprocess: dict[str, Any], image_size: int) -> "OpenClipImageRecipe":
-        return cls(image_size, preprocess.get("resize_mode", "shortest") == "squash",
-                   int(RESAMPLE[preprocess.get("interpolation", "bicubic")]),
-                   np.asarray(preprocess.get("mean", OPENAI_MEAN), dtype=np.float32),
-                   np.asarray(preprocess.get("std", OPENAI_STD), dtype=np.float32))
+    def of(cls, preprocess: dict[str, Any], image_size: int) -> OpenClipImageRecipe:
+        return cls(
+            image_size,
+            preprocess.get("resize_mode", "shortest") == "squash",
+            int(RESAMPLE[preprocess.get("interpolation", "bicubic")]),
+            np.asarray(preprocess.get("mean", OPENAI_MEAN), dtype=np.float32),
+            np.asarray(preprocess.get("std", OPENAI_STD), dtype=np.float32),
+        )
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         size = (self.size, self.size) if self.squash else shortest_edge_size(*image.size, self.size)
         if image.size != size:
             image = image.resize(size, resample=self.resample)
         top, left = int(round((size[1] - self.size) / 2.0)), int(round((size[0] - self.size) / 2.0))
-        pixels = np.asarray(image)[top:top + self.size, left:left + self.size].astype(np.float32) / np.float32(255)
+        pixels = np.asarray(image)[top : top + self.size, left : left + self.size].astype(np.float32) / np.float32(255)
         return ((pixels - self.mean) / self.std).transpose(2, 0, 1)
 
 
 class OpenClipTextTower(HFClipTextTower):
     @classmethod
-    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "OpenClipTextTower":
+    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> OpenClipTextTower:
         model_cfg, _ = read_config(weights_dir)
         config = text_config(model_cfg)
         with quiet_transformers():
@@ -269,7 +351,7 @@ class OpenClipTextTower(HFClipTextTower):
 
 class OpenClipVisionTower(HFClipVisionTower):
     @classmethod
-    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "OpenClipVisionTower":
+    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> OpenClipVisionTower:
         model_cfg, preprocess = read_config(processor_dir or weights_dir)
         config = vision_config(model_cfg)
         with quiet_transformers():

@@ -19,13 +19,18 @@ from vectorizer_module.models.hf_clip import quiet_transformers
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # characters of a few scripts, so that texts in several languages tokenize to more than [UNK]
-CHARACTERS = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-"
-              "äöüßéèêàçñ" "абвгдежзийклмнопрстуфхцчшщыэюя" "一只猫狗红色的车")
+CHARACTERS = (
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-"
+    "äöüßéèêàçñ"
+    "абвгдежзийклмнопрстуфхцчшщыэюя"
+    "一只猫狗红色的车"
+)
 ARCHITECTURES = {
     "tiny": dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128),
     # distilbert-base-multilingual-cased, the encoder of clip-ViT-B-32-multilingual-v1
-    "distilbert-multilingual": dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072, max_position_embeddings=512,
-                                    vocab_size=119547),
+    "distilbert-multilingual": dict(
+        dim=768, n_layers=6, n_heads=12, hidden_dim=3072, max_position_embeddings=512, vocab_size=119547
+    ),
 }
 
 
@@ -37,12 +42,20 @@ def wordpiece_tokenizer(max_length: int = 128) -> PreTrainedTokenizerFast:
     backend.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
     backend.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=max_length)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
 
 
 def _write_json(path: Path, value: object) -> None:
@@ -50,8 +63,15 @@ def _write_json(path: Path, value: object) -> None:
     path.write_text(json.dumps(value, indent=2))
 
 
-def save_random_text_model(target: str | Path, out_features: int, *, architecture: str = "tiny",
-                           form: str = "hub", seed: int = 0, max_seq_length: int = 128) -> Path:
+def save_random_text_model(
+    target: str | Path,
+    out_features: int,
+    *,
+    architecture: str = "tiny",
+    form: str = "hub",
+    seed: int = 0,
+    max_seq_length: int = 128,
+) -> Path:
     """Write a random multilingual text model whose vectors have ``out_features`` dimensions."""
     if form not in ("hub", "st6"):
         raise ValueError(f"unknown form {form!r}; choose hub or st6")
@@ -67,26 +87,54 @@ def save_random_text_model(target: str | Path, out_features: int, *, architectur
         encoder.save_pretrained(str(transformer_dir))
         tokenizer.save_pretrained(str(transformer_dir))
     prefix = "sentence_transformers.models." if form == "hub" else "sentence_transformers.base.modules."
-    _write_json(target / "modules.json", [
-        {"idx": 0, "name": "0", "path": "0_Transformer" if form == "hub" else "",
-         "type": prefix + ("Transformer" if form == "hub" else "transformer.Transformer")},
-        {"idx": 1, "name": "1", "path": "1_Pooling",
-         "type": "sentence_transformers.models.Pooling" if form == "hub"
-         else "sentence_transformers.sentence_transformer.modules.pooling.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Dense", "type": prefix + ("Dense" if form == "hub" else "dense.Dense")},
-    ])
-    _write_json(transformer_dir / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    _write_json(
+        target / "modules.json",
+        [
+            {
+                "idx": 0,
+                "name": "0",
+                "path": "0_Transformer" if form == "hub" else "",
+                "type": prefix + ("Transformer" if form == "hub" else "transformer.Transformer"),
+            },
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling"
+                if form == "hub"
+                else "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
+            },
+            {"idx": 2, "name": "2", "path": "2_Dense", "type": prefix + ("Dense" if form == "hub" else "dense.Dense")},
+        ],
+    )
+    _write_json(
+        transformer_dir / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False}
+    )
     if form == "hub":
-        _write_json(target / "1_Pooling" / "config.json", {
-            "word_embedding_dimension": settings["dim"], "pooling_mode_cls_token": False,
-            "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False})
+        _write_json(
+            target / "1_Pooling" / "config.json",
+            {
+                "word_embedding_dimension": settings["dim"],
+                "pooling_mode_cls_token": False,
+                "pooling_mode_mean_tokens": True,
+                "pooling_mode_max_tokens": False,
+                "pooling_mode_mean_sqrt_len_tokens": False,
+            },
+        )
     else:
-        _write_json(target / "1_Pooling" / "config.json",
-                    {"embedding_dimension": settings["dim"], "pooling_mode": "mean", "include_prompt": True})
-    _write_json(target / "2_Dense" / "config.json", {
-        "in_features": settings["dim"], "out_features": out_features, "bias": False,
-        "activation_function": "torch.nn.modules.linear.Identity"})
+        _write_json(
+            target / "1_Pooling" / "config.json",
+            {"embedding_dimension": settings["dim"], "pooling_mode": "mean", "include_prompt": True},
+        )
+    _write_json(
+        target / "2_Dense" / "config.json",
+        {
+            "in_features": settings["dim"],
+            "out_features": out_features,
+            "bias": False,
+            "activation_function": "torch.nn.modules.linear.Identity",
+        },
+    )
     state = {"linear.weight": dense.weight.detach().contiguous()}
     if form == "hub":
         torch.save(state, target / "2_Dense" / "pytorch_model.bin")

@@ -23,20 +23,24 @@ from transformers import Siglip2Tokenizer, SiglipConfig, SiglipImageProcessorPil
 from vectorizer_module.models.hf_clip import quiet_transformers
 
 TINY = dict(
-    text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     max_position_embeddings=64),
-    vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                       image_size=32, patch_size=8),
+    text_config=dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64
+    ),
+    vision_config=dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    ),
 )
 MAX_LENGTH = 64
-_WORDS = ("a photo of the cat dog red blue green circle square triangle on white black background small large "
-          "picture drawing diagram with and in two three car tree house person sky over under near far").split()
+_WORDS = (
+    "a photo of the cat dog red blue green circle square triangle on white black background small large "
+    "picture drawing diagram with and in two three car tree house person sky over under near far"
+).split()
 
 
 def _corpus() -> list[str]:
     """Deterministic sentences over a small word list (and a few odd characters), for sentencepiece."""
     lines = [" ".join(words) for words in itertools.permutations(_WORDS[:8], 4)]
-    lines += [" ".join(_WORDS[i:i + 6]) for i in range(len(_WORDS) - 5)]
+    lines += [" ".join(_WORDS[i : i + 6]) for i in range(len(_WORDS) - 5)]
     lines += ["numbers 0123456789 and letters abcdefghijklmnopqrstuvwxyz", "<unk> marks an unknown piece"]
     return lines
 
@@ -47,10 +51,23 @@ def sentencepiece_model(vocab_size: int = 256) -> bytes:
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus()), model_writer=model, vocab_size=vocab_size, model_type="unigram",
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
-        hard_vocab_limit=False, character_coverage=1.0, num_threads=1, shuffle_input_sentence=False,
-        minloglevel=2)
+        sentence_iterator=iter(_corpus()),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        num_threads=1,
+        shuffle_input_sentence=False,
+        minloglevel=2,
+    )
     return model.getvalue()
 
 
@@ -60,16 +77,23 @@ def build_model(seed: int = 0) -> tuple[SiglipModel, SiglipTokenizer, SiglipImag
         vocab_file = Path(scratch) / "spiece.model"
         vocab_file.write_bytes(sentencepiece_model())
         with quiet_transformers():
-            tokenizer = SiglipTokenizer(vocab_file=str(vocab_file), model_input_names=["input_ids"],
-                                        model_max_length=MAX_LENGTH)
-    text_config = dict(TINY["text_config"], vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                       eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+            tokenizer = SiglipTokenizer(
+                vocab_file=str(vocab_file), model_input_names=["input_ids"], model_max_length=MAX_LENGTH
+            )
+    text_config = dict(
+        TINY["text_config"],
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
     config = SiglipConfig(text_config=text_config, vision_config=dict(TINY["vision_config"]))
     torch.manual_seed(seed)
     model = SiglipModel(config).eval()
     size = config.vision_config.image_size
-    processor = SiglipImageProcessorPil(size={"height": size, "width": size}, resample=3,
-                                        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    processor = SiglipImageProcessorPil(
+        size={"height": size, "width": size}, resample=3, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
+    )
     return model, tokenizer, processor
 
 
@@ -84,8 +108,10 @@ def gemma_style_tokenizer(vocab_size: int = 300) -> Siglip2Tokenizer:
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
     learner = Tokenizer(models.BPE(unk_token="<unk>"))
     learner.pre_tokenizer = pre_tokenizers.Metaspace()
-    learner.train_from_iterator([line.lower() for line in _corpus()],
-                                trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    learner.train_from_iterator(
+        [line.lower() for line in _corpus()],
+        trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False),
+    )
     learnt = json.loads(learner.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learnt["merges"]]
     with quiet_transformers():
@@ -99,8 +125,13 @@ def build_siglip2_model(seed: int = 0):
     from transformers import Siglip2Config, Siglip2ImageProcessorPil, Siglip2Model
 
     tokenizer = gemma_style_tokenizer()
-    text_config = dict(TINY["text_config"], vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                       eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    text_config = dict(
+        TINY["text_config"],
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     vision_config = dict(TINY["vision_config"], num_patches=256, patch_size=16)
     vision_config.pop("image_size")
     config = Siglip2Config(text_config=text_config, vision_config=vision_config)

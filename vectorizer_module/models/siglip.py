@@ -26,17 +26,25 @@ are not used: cosine ranking does not need them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
 import transformers
 from PIL import Image
-from transformers import (AutoConfig, AutoTokenizer, PretrainedConfig, Siglip2Config, SiglipConfig,
-                          SiglipImageProcessorPil,
-                          SiglipTextModel, SiglipVisionModel)
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    PretrainedConfig,
+    Siglip2Config,
+    SiglipConfig,
+    SiglipImageProcessorPil,
+    SiglipTextModel,
+    SiglipVisionModel,
+)
 
 from vectorizer_module.models.base import TextTower, VisionTower
 from vectorizer_module.models.hf_clip import quiet_transformers, rescale_and_normalize
@@ -69,11 +77,14 @@ class SiglipTextTower(TextTower):
         self._max_length = min(int(limit), positions) if limit else positions
 
     @classmethod
-    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> "SiglipTextTower":
+    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> SiglipTextTower:
         with quiet_transformers():
             model = cls.model_class.from_pretrained(
-                str(weights_dir), config=siglip_tower_config(weights_dir, "text"), local_files_only=True,
-                dtype=torch.float32)
+                str(weights_dir),
+                config=siglip_tower_config(weights_dir, "text"),
+                local_files_only=True,
+                dtype=torch.float32,
+            )
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
         return cls(model, tokenizer)
 
@@ -84,8 +95,14 @@ class SiglipTextTower(TextTower):
     def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
         """Token ids padded to ``max_length``; ``attention_mask`` marks the real tokens (for counting
         tokens only: the model does not take it)."""
-        encoded = self.tokenizer(list(items), padding="max_length", truncation=True, max_length=self._max_length,
-                                 return_attention_mask=True, return_tensors="pt")
+        encoded = self.tokenizer(
+            list(items),
+            padding="max_length",
+            truncation=True,
+            max_length=self._max_length,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def batch_length(self, parts: Sequence[dict[str, torch.Tensor]]) -> int:
@@ -126,17 +143,29 @@ class SiglipImageRecipe:
     std: np.ndarray
 
     @classmethod
-    def of(cls, processor: SiglipImageProcessorPil) -> "SiglipImageRecipe | None":
+    def of(cls, processor: SiglipImageProcessorPil) -> SiglipImageRecipe | None:
         """The recipe of ``processor``, or None if it does something this fast path does not."""
         size = processor.size
-        plain = (processor.do_resize and processor.do_rescale and processor.do_normalize
-                 and not getattr(processor, "do_center_crop", False) and not getattr(processor, "do_pad", False)
-                 and size.height and size.width and not size.shortest_edge)
+        plain = (
+            processor.do_resize
+            and processor.do_rescale
+            and processor.do_normalize
+            and not getattr(processor, "do_center_crop", False)
+            and not getattr(processor, "do_pad", False)
+            and size.height
+            and size.width
+            and not size.shortest_edge
+        )
         if not plain:
             return None
-        return cls(int(size.height), int(size.width), int(processor.resample), float(processor.rescale_factor),
-                   np.asarray(processor.image_mean, dtype=np.float32),
-                   np.asarray(processor.image_std, dtype=np.float32))
+        return cls(
+            int(size.height),
+            int(size.width),
+            int(processor.resample),
+            float(processor.rescale_factor),
+            np.asarray(processor.image_mean, dtype=np.float32),
+            np.asarray(processor.image_std, dtype=np.float32),
+        )
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One RGB image → float32 (3, height, width)."""
@@ -156,18 +185,23 @@ class SiglipVisionTower(VisionTower):
     def __init__(self, model: SiglipVisionModel, processor: SiglipImageProcessorPil):
         super().__init__()
         if not model.config.vision_use_head:
-            raise ValueError(f"this {self.family_name} vision model has no pooling head (vision_use_head is "
-                             "false), so it gives no image embedding")
+            raise ValueError(
+                f"this {self.family_name} vision model has no pooling head (vision_use_head is "
+                "false), so it gives no image embedding"
+            )
         self.model = model.eval()
         self.processor = processor
         self.recipe = self.recipe_class.of(processor) if self.recipe_class else None
 
     @classmethod
-    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> "SiglipVisionTower":
+    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> SiglipVisionTower:
         with quiet_transformers():
             model = cls.model_class.from_pretrained(
-                str(weights_dir), config=siglip_tower_config(weights_dir, "vision"), local_files_only=True,
-                dtype=torch.float32)
+                str(weights_dir),
+                config=siglip_tower_config(weights_dir, "vision"),
+                local_files_only=True,
+                dtype=torch.float32,
+            )
             processor = cls.processor_class.from_pretrained(str(processor_dir or weights_dir), local_files_only=True)
         return cls(model, processor)
 

@@ -21,7 +21,7 @@ backend does not take SigLIP 2 NaFlex: the per-image resizing of the position em
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
@@ -63,7 +63,12 @@ class Siglip2VisionTower(SiglipVisionTower):
         images = [Image.new("RGB", shapes[i % len(shapes)], (40 * i % 256, 90, 160)) for i in range(batch_size)]
         return self.to_model_inputs(self.preprocess(images))
 
-    def forward(self, pixel_values: torch.Tensor, pixel_attention_mask: torch.Tensor,  # type: ignore[override]
-                spatial_shapes: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values, pixel_attention_mask=pixel_attention_mask,
-                          spatial_shapes=spatial_shapes).pooler_output
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_attention_mask: torch.Tensor,  # type: ignore[override]
+        spatial_shapes: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.model(
+            pixel_values=pixel_values, pixel_attention_mask=pixel_attention_mask, spatial_shapes=spatial_shapes
+        ).pooler_output

@@ -13,9 +13,9 @@ model lists a ``Normalize`` module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import transformers
@@ -27,8 +27,13 @@ from vectorizer_module.models.hf_clip import quiet_transformers
 from vectorizer_module.models.loading import read_json
 
 POOLING_MODES = ("mean", "cls", "max")
-ACTIVATIONS = {"Identity": torch.nn.Identity, "Tanh": torch.nn.Tanh, "ReLU": torch.nn.ReLU,
-               "GELU": torch.nn.GELU, "Sigmoid": torch.nn.Sigmoid}
+ACTIVATIONS = {
+    "Identity": torch.nn.Identity,
+    "Tanh": torch.nn.Tanh,
+    "ReLU": torch.nn.ReLU,
+    "GELU": torch.nn.GELU,
+    "Sigmoid": torch.nn.Sigmoid,
+}
 
 
 def _kind(module: dict) -> str:
@@ -55,8 +60,10 @@ def read_modules(root: Path) -> STTextModules:
         raise ModelLayoutError(f"{root / 'modules.json'} is not a list of modules")
     kinds = [_kind(m) for m in modules]
     if not kinds or kinds[0] != "Transformer" or "Pooling" not in kinds:
-        raise ModelLayoutError(f"{root} lists the modules {kinds}; a text model needs Transformer, Pooling "
-                               "and optionally Dense and Normalize")
+        raise ModelLayoutError(
+            f"{root} lists the modules {kinds}; a text model needs Transformer, Pooling "
+            "and optionally Dense and Normalize"
+        )
     unknown = [k for k in kinds[1:] if k not in ("Pooling", "Dense", "Normalize")]
     if unknown:
         raise ModelLayoutError(f"{root} has modules this service does not run: {unknown}")
@@ -64,8 +71,11 @@ def read_modules(root: Path) -> STTextModules:
     pooling = read_json(root / str(modules[kinds.index("Pooling")].get("path", "")) / "config.json")
     mode = pooling.get("pooling_mode")
     if mode is None:  # the older keys: one boolean per mode
-        chosen = [m for m in POOLING_MODES if pooling.get(f"pooling_mode_{m}_token" if m == "cls" else
-                                                            f"pooling_mode_{m}_tokens")]
+        chosen = [
+            m
+            for m in POOLING_MODES
+            if pooling.get(f"pooling_mode_{m}_token" if m == "cls" else f"pooling_mode_{m}_tokens")
+        ]
         mode = chosen[0] if len(chosen) == 1 else None
     if mode not in POOLING_MODES:
         raise ModelLayoutError(f"{root}: pooling {pooling} is not one of {', '.join(POOLING_MODES)}")
@@ -82,7 +92,9 @@ def read_modules(root: Path) -> STTextModules:
 
 def _dense_layer(folder: Path) -> torch.nn.Module:
     config = read_json(folder / "config.json")
-    linear = torch.nn.Linear(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)))
+    linear = torch.nn.Linear(
+        int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True))
+    )
     if (folder / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
@@ -101,8 +113,15 @@ def _dense_layer(folder: Path) -> torch.nn.Module:
 class SentenceTransformerTextTower(TextTower):
     example_texts = ("a photo of a cat", "ein Foto von einem Hund", "une voiture rouge", "一只猫")
 
-    def __init__(self, encoder: transformers.PreTrainedModel, tokenizer: transformers.PreTrainedTokenizerBase,
-                 pooling_mode: str, dense: Sequence[torch.nn.Module], normalize: bool, max_length: int):
+    def __init__(
+        self,
+        encoder: transformers.PreTrainedModel,
+        tokenizer: transformers.PreTrainedTokenizerBase,
+        pooling_mode: str,
+        dense: Sequence[torch.nn.Module],
+        normalize: bool,
+        max_length: int,
+    ):
         super().__init__()
         self.encoder = encoder.eval()
         self.tokenizer = tokenizer
@@ -112,7 +131,7 @@ class SentenceTransformerTextTower(TextTower):
         self._max_length = max_length
 
     @classmethod
-    def from_dir(cls, root: Path, tokenizer_dir: Path | None = None) -> "SentenceTransformerTextTower":
+    def from_dir(cls, root: Path, tokenizer_dir: Path | None = None) -> SentenceTransformerTextTower:
         """``root``: the sentence-transformers directory (the one with ``modules.json``)."""
         parts = read_modules(Path(root))
         with quiet_transformers():
@@ -122,8 +141,9 @@ class SentenceTransformerTextTower(TextTower):
         limits = [positions, parts.max_seq_length or positions]
         if getattr(tokenizer, "model_max_length", None) and tokenizer.model_max_length < 10**6:
             limits.append(int(tokenizer.model_max_length))
-        return cls(encoder, tokenizer, parts.pooling_mode, [_dense_layer(d) for d in parts.dense], parts.normalize,
-                   min(limits))
+        return cls(
+            encoder, tokenizer, parts.pooling_mode, [_dense_layer(d) for d in parts.dense], parts.normalize, min(limits)
+        )
 
     @property
     def embedding_dim(self) -> int:

@@ -68,18 +68,24 @@ def decode_image(data: bytes, label: str, *, max_pixels: int, draft_size: int | 
     try:
         image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except UnidentifiedImageError:
-        raise BadInput(f"{label} is not an image in a supported format ({_SUPPORTED_TEXT}); "
-                       f"its first bytes are {data[:8]!r}", reason="not_an_image") from None
+        raise BadInput(
+            f"{label} is not an image in a supported format ({_SUPPORTED_TEXT}); its first bytes are {data[:8]!r}",
+            reason="not_an_image",
+        ) from None
     except Exception as exc:  # a corrupt header can raise nearly anything inside a plugin
-        raise BadInput(f"{label} is not a readable image: {type(exc).__name__}: {exc}",
-                       reason="undecodable_image") from None
+        raise BadInput(
+            f"{label} is not a readable image: {type(exc).__name__}: {exc}", reason="undecodable_image"
+        ) from None
 
     width, height = image.size
     if width < 1 or height < 1:
         raise BadInput(f"{label} has no pixels ({width}x{height})", reason="undecodable_image")
     if width * height > max_pixels:
-        raise TooLarge(f"{label} is {width}x{height} = {width * height} pixels, above the limit of "
-                       f"{max_pixels}; raise VECTORIZER_MAX_IMAGE_PIXELS to accept it", reason="image_pixels")
+        raise TooLarge(
+            f"{label} is {width}x{height} = {width * height} pixels, above the limit of "
+            f"{max_pixels}; raise VECTORIZER_MAX_IMAGE_PIXELS to accept it",
+            reason="image_pixels",
+        )
     try:
         if draft_size and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
@@ -90,8 +96,12 @@ def decode_image(data: bytes, label: str, *, max_pixels: int, draft_size: int | 
             pass
         return to_rgb(image)
     except MemoryError:
-        raise TooLarge(f"{label} ({image.format} {width}x{height}) is too large to decode; "
-                       "see VECTORIZER_MAX_IMAGE_PIXELS", reason="image_pixels") from None
+        raise TooLarge(
+            f"{label} ({image.format} {width}x{height}) is too large to decode; see VECTORIZER_MAX_IMAGE_PIXELS",
+            reason="image_pixels",
+        ) from None
     except Exception as exc:
-        raise BadInput(f"{label} could not be decoded as {image.format} ({width}x{height}): "
-                       f"{type(exc).__name__}: {exc}", reason="undecodable_image") from None
+        raise BadInput(
+            f"{label} could not be decoded as {image.format} ({width}x{height}): {type(exc).__name__}: {exc}",
+            reason="undecodable_image",
+        ) from None

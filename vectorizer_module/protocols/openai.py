@@ -29,8 +29,14 @@ ENCODINGS = ("float", "base64")
 MODALITIES = ("text", "image")
 
 # OpenAI's error "type" for each HTTP status we answer with.
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-                405: "invalid_request_error", 413: "invalid_request_error", 503: "server_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    503: "server_error",
+}
 
 
 @dataclass(frozen=True)
@@ -49,17 +55,22 @@ def _input_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     if not isinstance(value, list) or not value:
-        raise BadInput("'input' must be a string or a non-empty array of strings", reason="wrong_type",
-                       param="input")
+        raise BadInput("'input' must be a string or a non-empty array of strings", reason="wrong_type", param="input")
     for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise BadInput(f"input[{index}] must be a string (token arrays are not accepted: send the text)",
-                           reason="wrong_type", param="input")
+            raise BadInput(
+                f"input[{index}] must be a string (token arrays are not accepted: send the text)",
+                reason="wrong_type",
+                param="input",
+            )
         try:
             item.encode("utf-8")
         except UnicodeEncodeError:
-            raise BadInput(f"input[{index}] is not valid Unicode: it contains an unpaired surrogate",
-                           reason="invalid_text", param="input") from None
+            raise BadInput(
+                f"input[{index}] is not valid Unicode: it contains an unpaired surrogate",
+                reason="invalid_text",
+                param="input",
+            ) from None
     return value
 
 
@@ -67,43 +78,66 @@ def parse_embeddings(body: bytes, limits: Settings, dimension: int) -> Embedding
     """The request in ``body``, checked against ``limits`` and the served ``dimension``."""
     payload = parse_json_object(body)
     if "input" not in payload:
-        raise BadInput("'input' is required: a string or an array of strings", reason="missing_input",
-                       param="input")
+        raise BadInput("'input' is required: a string or an array of strings", reason="missing_input", param="input")
     items = _input_list(payload["input"])
     modality = payload.get("modality") or "text"
     if modality not in MODALITIES:
-        raise BadInput(f"'modality' must be one of {', '.join(MODALITIES)}, got {modality!r}",
-                       reason="wrong_value", param="modality")
+        raise BadInput(
+            f"'modality' must be one of {', '.join(MODALITIES)}, got {modality!r}",
+            reason="wrong_value",
+            param="modality",
+        )
     encoding = payload.get("encoding_format") or "float"
     if encoding not in ENCODINGS:
-        raise BadInput(f"'encoding_format' must be one of {', '.join(ENCODINGS)}, got {encoding!r}",
-                       reason="wrong_value", param="encoding_format")
+        raise BadInput(
+            f"'encoding_format' must be one of {', '.join(ENCODINGS)}, got {encoding!r}",
+            reason="wrong_value",
+            param="encoding_format",
+        )
     dimensions = payload.get("dimensions")
     if dimensions is not None:
         if isinstance(dimensions, bool) or not isinstance(dimensions, int):
             raise BadInput("'dimensions' must be an integer", reason="wrong_type", param="dimensions")
         if dimensions != dimension:
-            raise BadInput(f"'dimensions' is {dimensions} but this model's vectors have {dimension}: CLIP "
-                           "vectors cannot be shortened (they are not Matryoshka embeddings); leave "
-                           f"'dimensions' out or set it to {dimension}", reason="dimensions", param="dimensions")
+            raise BadInput(
+                f"'dimensions' is {dimensions} but this model's vectors have {dimension}: CLIP "
+                "vectors cannot be shortened (they are not Matryoshka embeddings); leave "
+                f"'dimensions' out or set it to {dimension}",
+                reason="dimensions",
+                param="dimensions",
+            )
     if modality == "text":
         if len(items) > limits.max_texts:
-            raise TooLarge(f"'input' has {len(items)} texts, above the limit of {limits.max_texts} per request; "
-                           "raise VECTORIZER_MAX_TEXTS to accept it", reason="too_many_items", param="input")
+            raise TooLarge(
+                f"'input' has {len(items)} texts, above the limit of {limits.max_texts} per request; "
+                "raise VECTORIZER_MAX_TEXTS to accept it",
+                reason="too_many_items",
+                param="input",
+            )
         for index, text in enumerate(items):
             if len(text) > limits.max_text_chars:
-                raise TooLarge(f"input[{index}] has {len(text)} characters, above the limit of "
-                               f"{limits.max_text_chars}; raise VECTORIZER_MAX_TEXT_CHARS to accept it",
-                               reason="text_length", param="input")
+                raise TooLarge(
+                    f"input[{index}] has {len(text)} characters, above the limit of "
+                    f"{limits.max_text_chars}; raise VECTORIZER_MAX_TEXT_CHARS to accept it",
+                    reason="text_length",
+                    param="input",
+                )
         return EmbeddingsRequest("text", items, [], encoding)
     if len(items) > limits.max_images:
-        raise TooLarge(f"'input' has {len(items)} images, above the limit of {limits.max_images} per request; "
-                       "raise VECTORIZER_MAX_IMAGES to accept it", reason="too_many_items", param="input")
+        raise TooLarge(
+            f"'input' has {len(items)} images, above the limit of {limits.max_images} per request; "
+            "raise VECTORIZER_MAX_IMAGES to accept it",
+            reason="too_many_items",
+            param="input",
+        )
     images = []
     for index, item in enumerate(items):
         if not item.lstrip()[:11].lower().startswith("data:image/"):
-            raise BadInput(f"input[{index}] must be an image data URI ('data:image/...;base64,...') when "
-                           "'modality' is 'image'", reason="invalid_image", param="input")
+            raise BadInput(
+                f"input[{index}] must be an image data URI ('data:image/...;base64,...') when 'modality' is 'image'",
+                reason="invalid_image",
+                param="input",
+            )
         try:
             images.append(decode_base64_image(item, f"input[{index}]", limits.max_image_bytes))
         except (BadInput, TooLarge) as exc:
@@ -122,13 +156,17 @@ def embeddings_response(vectors: np.ndarray, encoding: str, model: str, prompt_t
     """The answer body; non-finite vectors are refused here, since base64 would hide them from ``dumps``."""
     if vectors.size and not np.isfinite(vectors).all():
         raise ModelFailure("the model produced non-finite values (NaN or Infinity)")
-    return dumps({
-        "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": _encode(row, encoding)}
-                 for i, row in enumerate(vectors)],
-        "model": model,
-        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
-    })
+    return dumps(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _encode(row, encoding)}
+                for i, row in enumerate(vectors)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }
+    )
 
 
 def error_body(status: int, message: str, param: str | None, code: str | None) -> bytes:

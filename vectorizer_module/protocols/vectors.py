@@ -39,11 +39,15 @@ def _text(value: Any, label: str, limits: Settings) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadInput(f"'{label}' is not valid Unicode: it contains an unpaired surrogate",
-                       reason="invalid_text") from None
+        raise BadInput(
+            f"'{label}' is not valid Unicode: it contains an unpaired surrogate", reason="invalid_text"
+        ) from None
     if len(value) > limits.max_text_chars:
-        raise TooLarge(f"'{label}' has {len(value)} characters, above the limit of {limits.max_text_chars}; "
-                       "raise VECTORIZER_MAX_TEXT_CHARS to accept it", reason="text_length")
+        raise TooLarge(
+            f"'{label}' has {len(value)} characters, above the limit of {limits.max_text_chars}; "
+            "raise VECTORIZER_MAX_TEXT_CHARS to accept it",
+            reason="text_length",
+        )
     return value
 
 
@@ -54,8 +58,11 @@ def _check_config(config: Any, dimension: int) -> None:
         raise BadInput("'config' must be an object", reason="wrong_type")
     wanted = config.get("dimensions")
     if wanted is not None and wanted != dimension:
-        raise BadInput(f"config.dimensions is {wanted!r} but this model's vectors have {dimension}: CLIP "
-                       "vectors cannot be shortened; leave it out", reason="dimensions")
+        raise BadInput(
+            f"config.dimensions is {wanted!r} but this model's vectors have {dimension}: CLIP "
+            "vectors cannot be shortened; leave it out",
+            reason="dimensions",
+        )
 
 
 def parse_vectors(body: bytes, limits: Settings, dimension: int) -> VectorsRequest:
@@ -64,8 +71,11 @@ def parse_vectors(body: bytes, limits: Settings, dimension: int) -> VectorsReque
     has_image = payload.get("image") is not None
     text_keys = [key for key in _TEXT_KEYS if payload.get(key) is not None]
     if has_image and text_keys:
-        raise BadInput(f"the body has both 'image' and '{text_keys[0]}': send one image "
-                       "(img2vec-neural) or text (text2vec-transformers) per request", reason="ambiguous")
+        raise BadInput(
+            f"the body has both 'image' and '{text_keys[0]}': send one image "
+            "(img2vec-neural) or text (text2vec-transformers) per request",
+            reason="ambiguous",
+        )
     if has_image:
         identifier = payload.get("id") or ""
         if not isinstance(identifier, str):
@@ -75,8 +85,10 @@ def parse_vectors(body: bytes, limits: Settings, dimension: int) -> VectorsReque
             raise BadInput("'image' must be a base64 string", reason="wrong_type")
         return VectorsRequest("image", [], [decode_base64_image(image, "image", limits.max_image_bytes)], identifier)
     if not text_keys:
-        raise BadInput("the body needs 'text' (or 'texts') for text2vec-transformers or 'image' for "
-                       "img2vec-neural", reason="missing_input")
+        raise BadInput(
+            "the body needs 'text' (or 'texts') for text2vec-transformers or 'image' for img2vec-neural",
+            reason="missing_input",
+        )
     if len(text_keys) > 1:
         raise BadInput("send either 'text' or 'texts', not both", reason="ambiguous")
     _check_config(payload.get("config"), dimension)
@@ -86,8 +98,11 @@ def parse_vectors(body: bytes, limits: Settings, dimension: int) -> VectorsReque
     if not isinstance(texts, list):
         raise BadInput("'texts' must be an array of strings", reason="wrong_type")
     if len(texts) > limits.max_texts:
-        raise TooLarge(f"'texts' has {len(texts)} items, above the limit of {limits.max_texts} per request; "
-                       "raise VECTORIZER_MAX_TEXTS to accept it", reason="too_many_items")
+        raise TooLarge(
+            f"'texts' has {len(texts)} items, above the limit of {limits.max_texts} per request; "
+            "raise VECTORIZER_MAX_TEXTS to accept it",
+            reason="too_many_items",
+        )
     return VectorsRequest("texts", [_text(t, f"texts[{i}]", limits) for i, t in enumerate(texts)], [])
 
 

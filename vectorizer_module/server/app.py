@@ -11,10 +11,10 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vectorizer_module import protocol
-from vectorizer_module.protocols import openai, vectors
 from vectorizer_module.admission import Cancelled
 from vectorizer_module.engine import Engine
 from vectorizer_module.errors import Unauthorized, Unavailable
+from vectorizer_module.protocols import openai, vectors
 from vectorizer_module.server import access
 from vectorizer_module.server.errors import register_error_handlers
 from vectorizer_module.server.lifecycle import Lifecycle
@@ -44,11 +44,11 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
 
     def require_serving() -> None:
         if lifecycle.draining:
-            raise Unavailable("the service is shutting down; retry against another instance",
-                              reason="shutting_down", retry_after=5)
+            raise Unavailable(
+                "the service is shutting down; retry against another instance", reason="shutting_down", retry_after=5
+            )
         if not engine.ready:
-            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204",
-                              reason="loading")
+            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204", reason="loading")
 
     @app.before_request
     def start() -> None:
@@ -57,16 +57,25 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
         g.sizes = {}
         if settings.api_key and (request.path.rstrip("/") or "/") in PROTECTED:
             if not hmac.compare_digest(_presented_key().encode(), settings.api_key.encode()):
-                raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>' or "
-                                   "'X-API-Key: <key>' (VECTORIZER_API_KEY is set on this service)")
+                raise Unauthorized(
+                    "missing or wrong API key: send 'Authorization: Bearer <key>' or "
+                    "'X-API-Key: <key>' (VECTORIZER_API_KEY is set on this service)"
+                )
 
     @app.after_request
     def finish(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        access.record(metrics, request.method, endpoint, response.status_code,
-                      time.perf_counter() - g.get("started", time.perf_counter()), g.get("request_id", ""),
-                      request.content_length or 0, **g.get("sizes", {}))
+        access.record(
+            metrics,
+            request.method,
+            endpoint,
+            response.status_code,
+            time.perf_counter() - g.get("started", time.perf_counter()),
+            g.get("request_id", ""),
+            request.content_length or 0,
+            **g.get("sizes", {}),
+        )
         return response
 
     @app.get("/.well-known/live")
@@ -91,12 +100,15 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     def vectorize() -> Response:
         require_serving()
         parsed = protocol.parse_vectorize(request.get_data(cache=False), settings)
-        g.sizes = {"texts": len(parsed.texts), "images": len(parsed.images),
-                   "image_bytes": sum(len(i) for i in parsed.images)}
+        g.sizes = {
+            "texts": len(parsed.texts),
+            "images": len(parsed.images),
+            "image_bytes": sum(len(i) for i in parsed.images),
+        }
         disconnected = request.environ.get("waitress.client_disconnected", lambda: False)
         text_vectors, image_vectors = engine.embed(
-            parsed.texts, parsed.images, deadline=time.monotonic() + settings.request_deadline,
-            cancelled=disconnected)
+            parsed.texts, parsed.images, deadline=time.monotonic() + settings.request_deadline, cancelled=disconnected
+        )
         return Response(protocol.vectorize_response(text_vectors, image_vectors), status=200, mimetype=JSON)
 
     def deadline() -> float:
@@ -109,11 +121,15 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     def openai_embeddings() -> Response:
         require_serving()
         parsed = openai.parse_embeddings(request.get_data(cache=False), settings, engine.dimension)
-        g.sizes = {"texts": len(parsed.texts), "images": len(parsed.images),
-                   "image_bytes": sum(len(i) for i in parsed.images)}
+        g.sizes = {
+            "texts": len(parsed.texts),
+            "images": len(parsed.images),
+            "image_bytes": sum(len(i) for i in parsed.images),
+        }
         tokens = sum(engine.token_counts(parsed.texts))
-        text_vectors, image_vectors = engine.embed(parsed.texts, parsed.images, deadline=deadline(),
-                                                   cancelled=disconnected())
+        text_vectors, image_vectors = engine.embed(
+            parsed.texts, parsed.images, deadline=deadline(), cancelled=disconnected()
+        )
         found = text_vectors if parsed.modality == "text" else image_vectors
         body = openai.embeddings_response(found, parsed.encoding_format, engine.model_name, tokens)
         return Response(body, status=200, mimetype=JSON)
@@ -123,10 +139,14 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     def weaviate_vectors() -> Response:
         require_serving()
         parsed = vectors.parse_vectors(request.get_data(cache=False), settings, engine.dimension)
-        g.sizes = {"texts": len(parsed.texts), "images": len(parsed.images),
-                   "image_bytes": sum(len(i) for i in parsed.images)}
-        text_vectors, image_vectors = engine.embed(parsed.texts, parsed.images, deadline=deadline(),
-                                                   cancelled=disconnected())
+        g.sizes = {
+            "texts": len(parsed.texts),
+            "images": len(parsed.images),
+            "image_bytes": sum(len(i) for i in parsed.images),
+        }
+        text_vectors, image_vectors = engine.embed(
+            parsed.texts, parsed.images, deadline=deadline(), cancelled=disconnected()
+        )
         found = image_vectors if parsed.kind == "image" else text_vectors
         return Response(vectors.vectors_response(parsed, found, engine.dimension), status=200, mimetype=JSON)
 

@@ -20,8 +20,14 @@ log = logging.getLogger(__name__)
 OPENAI_PREFIX = "/v1/"
 
 
-def json_error(status: int, message: str, headers: dict[str, str] | None = None, *,
-               param: str | None = None, code: str | None = None) -> Response:
+def json_error(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> Response:
     if has_request_context() and request.path.startswith(OPENAI_PREFIX):
         body = openai.error_body(status, message, param, code)
     else:
@@ -39,9 +45,12 @@ def register_error_handlers(app: Flask, max_body_bytes: int, metrics: Metrics) -
 
     @app.errorhandler(RequestEntityTooLarge)
     def body_too_large(exc: RequestEntityTooLarge) -> Response:
-        return service_error(TooLarge(
-            f"request body is larger than {max_body_bytes} bytes; raise VECTORIZER_MAX_BODY_BYTES to accept it",
-            reason="body_size"))
+        return service_error(
+            TooLarge(
+                f"request body is larger than {max_body_bytes} bytes; raise VECTORIZER_MAX_BODY_BYTES to accept it",
+                reason="body_size",
+            )
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 _SLASHES = re.compile(r"/{2,}")
 

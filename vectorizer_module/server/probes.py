@@ -50,8 +50,13 @@ class ProbeAnswers:
 
     def answer(self, request: Any) -> Answer | None:
         """The response to ``request`` (a waitress request parser), or None to leave it to Flask."""
-        if (request.error is not None or request.command != "GET" or request.version != "1.1"
-                or request.content_length or request.chunked):
+        if (
+            request.error is not None
+            or request.command != "GET"
+            or request.version != "1.1"
+            or request.content_length
+            or request.chunked
+        ):
             return None
         endpoint = collapse_slashes(request.path).rstrip("/")
         if endpoint == LIVE:
@@ -66,9 +71,12 @@ class ProbeAnswers:
         else:
             return None
         request_id = request.headers.get("X_REQUEST_ID", "")[:64] or uuid.uuid4().hex
-        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-                f"Date: {email.utils.formatdate(usegmt=True)}", f"Server: {self.server_name}",
-                f"X-Request-Id: {request_id}"]
+        head = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            f"Server: {self.server_name}",
+            f"X-Request-Id: {request_id}",
+        ]
         if body is not None:
             head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
         if request.connection_close:
@@ -117,8 +125,7 @@ def answer_probes_inline(server: Any, answers: ProbeAnswers) -> None:
             return
         if request.connection_close:
             channel.close_when_flushed = True
-        access.record(metrics, "GET", found.endpoint, found.status, time.perf_counter() - started,
-                      found.request_id)
+        access.record(metrics, "GET", found.endpoint, found.status, time.perf_counter() - started, found.request_id)
 
     server.run = run_loop
     dispatcher.add_task = add_task

@@ -39,8 +39,13 @@ def _load_or_exit(engine: Engine) -> None:
         # all (140 ms on our 2-core host, every thread stopped). Frozen, they are never scanned again.
         gc.freeze()
     except BaseException as exc:  # noqa: BLE001 - the process cannot serve without its model
-        log.critical("could not load the model from %s: %s: %s", engine.source.root, type(exc).__name__, exc,
-                     exc_info=not isinstance(exc, (RuntimeError, OSError)))
+        log.critical(
+            "could not load the model from %s: %s: %s",
+            engine.source.root,
+            type(exc).__name__,
+            exc,
+            exc_info=not isinstance(exc, (RuntimeError, OSError)),
+        )
         logging.shutdown()
         os._exit(LOAD_FAILED_EXIT)
 
@@ -61,8 +66,11 @@ def _install_signal_handlers(lifecycle: Lifecycle, grace: float) -> None:
         if lifecycle.draining:
             log.warning("second %s: exiting now", signal.Signals(signum).name)
             os._exit(1)
-        log.info("%s received: refusing new work, waiting for %d request(s) in flight",
-                 signal.Signals(signum).name, lifecycle.in_flight)
+        log.info(
+            "%s received: refusing new work, waiting for %d request(s) in flight",
+            signal.Signals(signum).name,
+            lifecycle.in_flight,
+        )
         lifecycle.begin_drain()
         threading.Thread(target=drain_then_stop, name="drain", daemon=True).start()
 
@@ -77,12 +85,18 @@ def _install_signal_handlers(lifecycle: Lifecycle, grace: float) -> None:
 def build_server(settings: Settings, engine: Engine, lifecycle: Lifecycle) -> Any:
     """The waitress server in front of the app, with the probes answered on its I/O thread."""
     server = waitress.create_server(
-        lifecycle.wrap(create_app(engine, lifecycle)), host=settings.host, port=settings.port,
+        lifecycle.wrap(create_app(engine, lifecycle)),
+        host=settings.host,
+        port=settings.port,
         threads=settings.server_threads,
         # our own limit answers with a JSON 413; waitress's must not trigger first
         max_request_body_size=settings.max_body_bytes + 1024 * 1024,
-        ident="clip-vectorizer", channel_timeout=120, connection_limit=1000, expose_tracebacks=False,
-        channel_request_lookahead=1)  # lets a waiting request see that its client disconnected
+        ident="clip-vectorizer",
+        channel_timeout=120,
+        connection_limit=1000,
+        expose_tracebacks=False,
+        channel_request_lookahead=1,
+    )  # lets a waiting request see that its client disconnected
     answer_probes_inline(server, ProbeAnswers(engine, lifecycle, server.adj.ident))
     return server
 
@@ -92,8 +106,13 @@ def serve(settings: Settings, source: ModelSource) -> int:
     lifecycle = Lifecycle()
     server = build_server(settings, engine, lifecycle)
     _install_signal_handlers(lifecycle, settings.shutdown_grace)
-    log.info("listening on http://%s:%s (model %s, %s layout); loading the model",
-             settings.host, getattr(server, "effective_port", settings.port), source.root, source.layout)
+    log.info(
+        "listening on http://%s:%s (model %s, %s layout); loading the model",
+        settings.host,
+        getattr(server, "effective_port", settings.port),
+        source.root,
+        source.layout,
+    )
     threading.Thread(target=_load_or_exit, args=(engine,), name="model-loader", daemon=True).start()
     try:
         server.run()
