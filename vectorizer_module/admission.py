@@ -1,19 +1,24 @@
-"""A bounded queue in front of the model.
+"""How many items may wait for the model: one bound for the whole service, whatever its worker count.
+(And how a waiting request says that its client has gone: ``Cancelled``.)
 
-At most ``max_queue`` requests wait for the model at once; past that, new work is refused at once
-with 503 and ``Retry-After`` instead of piling up memory. A request that has waited past its deadline,
-or whose client has disconnected, is dropped before it reaches the model.
+Each worker process counts the items waiting in its own lanes in one cell of a table that every worker
+reads (``server/board.py`` puts the table in memory shared by the workers; alone, it is a table of one
+cell). A submission is refused at once with 503 and ``Retry-After`` when the sum over the cells would
+pass ``VECTORIZER_MAX_QUEUE``, and with 413 when it alone holds more items than the queue ever could.
+
+A cell is written only by its own worker, so no lock spans processes: a worker killed in the middle of
+an update cannot wedge the others. The price: two workers admitting at the same instant may each see
+room for their request, so the bound can be passed by at most one request per other worker.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from vectorizer_module.errors import Unavailable
+from vectorizer_module.errors import at_capacity, more_than_the_queue_holds
 
+# Whether a waiting request's client has gone (then its work is dropped before it reaches the model).
 Cancelled = Callable[[], bool]
 
 
@@ -21,53 +26,41 @@ def never_cancelled() -> bool:
     return False
 
 
-class ClientGone(Unavailable):
-    """The client disconnected while its request waited; nobody will read the answer."""
+def local_cells() -> memoryview:
+    """A table of one cell, for a service of one process (and for tests)."""
+    return memoryview(bytearray(8)).cast("q")
 
 
-class ModelQueue:
-    def __init__(self, max_waiting: int) -> None:
-        self.max_waiting = max_waiting
-        self._model = threading.Lock()
-        self._count_lock = threading.Lock()
-        self._waiting = 0
+class QueueBudget:
+    """The service-wide count of items waiting for the model, and its bound."""
+
+    def __init__(self, limit: int, cells: memoryview | None = None, own: int = 0) -> None:
+        self.limit = limit
+        self._cells = local_cells() if cells is None else cells
+        self._own = own
+        self._lock = threading.Lock()  # the cell's read-modify-write, among this worker's threads
 
     @property
-    def depth(self) -> int:
-        return self._waiting
+    def waiting(self) -> int:
+        """Items waiting in the whole service."""
+        return sum(self._cells)
 
-    @contextlib.contextmanager
-    def turn(self, deadline: float, cancelled: Cancelled = never_cancelled) -> Iterator[None]:
-        """Hold the model until the block ends. ``deadline`` is a ``time.monotonic()`` instant."""
-        with self._count_lock:
-            if self._waiting >= self.max_waiting:
-                raise Unavailable(
-                    f"the service is at capacity ({self._waiting} requests waiting for the model); "
-                    "retry shortly, or raise VECTORIZER_MAX_QUEUE",
-                    reason="queue_full",
-                    retry_after=1,
-                )
-            self._waiting += 1
-        try:
-            acquired = False
-            while not acquired:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise Unavailable(
-                        "the request waited for the model past its deadline and was dropped; see "
-                        "VECTORIZER_REQUEST_DEADLINE",
-                        reason="deadline",
-                        retry_after=1,
-                    )
-                if cancelled():
-                    raise ClientGone(
-                        "the client disconnected before its request reached the model", reason="client_gone"
-                    )
-                acquired = self._model.acquire(timeout=min(remaining, 0.25))
-        finally:
-            with self._count_lock:
-                self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._model.release()
+    @property
+    def own_waiting(self) -> int:
+        """Items waiting in this worker."""
+        return self._cells[self._own]
+
+    def reserve(self, count: int) -> None:
+        """Count ``count`` more items as waiting, or refuse them all."""
+        if count > self.limit:
+            raise more_than_the_queue_holds(count, self.limit)
+        with self._lock:
+            waiting = sum(self._cells)
+            if waiting + count > self.limit:
+                raise at_capacity(waiting)
+            self._cells[self._own] += count
+
+    def release(self, count: int) -> None:
+        """``count`` items stopped waiting (taken into a batch)."""
+        with self._lock:
+            self._cells[self._own] -= count

@@ -1,15 +1,21 @@
-"""Dynamic batching across requests: one lane per tower, one model thread per lane, one forward at a time.
+"""Batching: one lane per tower, one model thread per lane, one forward pass at a time in a worker.
 
-A request thread preprocesses its own items (tokenise, or decode + resize + normalise) and submits
-them; each item carries a future. A lane's thread takes what is waiting (up to ``max_batch``; while
-requests come together, it waits at most ``max_wait`` until as many items are here as the largest batch
-of the last second held; a request that arrives alone never waits), drops items whose deadline passed
-or whose client left, collates the rest (texts padded to the longest in the batch, not to 77), runs the tower, and
-answers each future with its own row. If a batch fails, its items are retried one by one, so one
-input that breaks the model fails only its own request.
+A request thread preprocesses its own items (tokenise, or decode + resize + normalise) and submits its
+texts and its images together: the service-wide queue bound (``admission``) is checked once for all of
+them, then each item, carrying a future, joins its tower's lane. A lane's thread takes what is waiting
+once the model is free and runs one forward pass:
 
-The queue is bounded: a submission that would exceed ``max_queue`` waiting items is refused at once
-(503 with Retry-After), never buffered.
+- ``dynamic``: up to ``max_batch`` items of any requests; while requests come together it waits at most
+  ``max_wait`` until as many items are here as the largest batch of the last second held (a request
+  that arrives alone never waits);
+- ``per-request``: the items of the request at the head of the queue only (up to ``max_batch`` per
+  pass), the reference image's one-request-at-a-time design.
+
+Before the forward pass the lane drops items whose deadline passed or whose client left. With fixed
+shapes the batch is padded to ``max_batch`` rows and texts to the model's context, so that a row's
+result depends on that row alone; otherwise texts are padded to the longest in the batch. Each future
+gets its own row. If a pass fails, its items are retried one by one, so one input that breaks the
+model fails only its own request.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vectorizer_module.admission import Cancelled, ClientGone, never_cancelled
-from vectorizer_module.errors import ModelFailure, Unavailable
+from vectorizer_module.admission import Cancelled, QueueBudget, never_cancelled
+from vectorizer_module.errors import ModelFailure, client_gone, past_deadline
 from vectorizer_module.metrics import Metrics
-from vectorizer_module.models.base import Tower
+from vectorizer_module.models.base import Tower, Towers
 
 log = logging.getLogger(__name__)
 RECENT_SECONDS = 1.0  # how far back Lane._expected looks
@@ -40,10 +47,11 @@ class _Work:
     future: Future
     deadline: float
     cancelled: Cancelled
+    request: object  # shared by the items of one submission
 
 
 class Lane:
-    """The batching queue and model thread of one tower."""
+    """The queue and model thread of one tower."""
 
     def __init__(
         self,
@@ -52,13 +60,17 @@ class Lane:
         *,
         max_batch: int,
         max_wait: float,
-        max_queue: int,
+        per_request: bool,
+        fixed_shape: bool,
+        budget: QueueBudget,
         metrics: Metrics,
     ) -> None:
         self.tower = tower
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self.max_queue = max_queue
+        self.per_request = per_request
+        self.fixed_rows = max_batch if fixed_shape else None
+        self.budget = budget
         self.metrics = metrics
         self._model_lock = model_lock
         self._waiting: collections.deque[_Work] = collections.deque()
@@ -72,22 +84,13 @@ class Lane:
     def depth(self) -> int:
         return len(self._waiting)
 
-    def submit(
-        self, items: list[dict[str, torch.Tensor]], deadline: float, cancelled: Cancelled = never_cancelled
-    ) -> list[Future]:
-        """Queue preprocessed items (all or none); their futures give one float32 row each."""
-        work = [_Work(inputs, Future(), deadline, cancelled) for inputs in items]
+    def put(self, work: list[_Work]) -> None:
+        """Queue items already counted in the budget."""
+        if not work:
+            return
         with self._condition:
-            if len(self._waiting) + len(work) > self.max_queue:
-                raise Unavailable(
-                    f"the service is at capacity ({len(self._waiting)} {self.tower.modality} items "
-                    "waiting for the model); retry shortly, or raise VECTORIZER_MAX_QUEUE",
-                    reason="queue_full",
-                    retry_after=1,
-                )
             self._waiting.extend(work)
             self._condition.notify()
-        return [w.future for w in work]
 
     def stop(self) -> None:
         with self._condition:
@@ -114,19 +117,27 @@ class Lane:
         return max((size for _, size in self._recent), default=1)
 
     def _take(self) -> list[_Work]:
-        """What is waiting, up to ``max_batch``; waits up to ``max_wait`` until as many items are here
-        as recent batches held."""
+        """The next batch: the head request's items (per-request), or what is waiting, up to
+        ``max_batch``, after waiting up to ``max_wait`` for as many items as recent batches held."""
         with self._condition:
-            now = time.monotonic()
-            expected = min(self.max_batch, self._expected(now))
-            flush_at = now + (self.max_wait if expected > 1 else 0.0)
-            while len(self._waiting) < expected:
-                remaining = flush_at - time.monotonic()
-                if remaining <= 0 or not self._condition.wait(remaining):
-                    break
-            taken = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
-            self._recent.append((time.monotonic(), len(taken)))
-            return taken
+            if self.per_request:
+                head = self._waiting[0].request
+                taken: list[_Work] = []
+                while self._waiting and len(taken) < self.max_batch and self._waiting[0].request is head:
+                    taken.append(self._waiting.popleft())
+            else:
+                now = time.monotonic()
+                expected = min(self.max_batch, self._expected(now))
+                flush_at = now + (self.max_wait if expected > 1 else 0.0)
+                while len(self._waiting) < expected:
+                    remaining = flush_at - time.monotonic()
+                    if remaining <= 0 or not self._condition.wait(remaining):
+                        break
+                taken = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
+                self._recent.append((time.monotonic(), len(taken)))
+        self.budget.release(len(taken))
+        self.metrics.queue_depth.set(self.budget.own_waiting)
+        return taken
 
     def _admit(self, batch: list[_Work]) -> list[_Work]:
         """The items still worth computing; the others' futures are answered with why they were dropped."""
@@ -136,17 +147,9 @@ class Lane:
             if not work.future.set_running_or_notify_cancel():
                 continue  # its request already gave up
             if now > work.deadline:
-                work.future.set_exception(
-                    Unavailable(
-                        "the request waited for the model past its deadline and was dropped; see "
-                        "VECTORIZER_REQUEST_DEADLINE",
-                        reason="deadline",
-                    )
-                )
+                work.future.set_exception(past_deadline())
             elif work.cancelled():
-                work.future.set_exception(
-                    ClientGone("the client disconnected before its request reached the model", reason="client_gone")
-                )
+                work.future.set_exception(client_gone())
             else:
                 live.append(work)
         return live
@@ -161,9 +164,9 @@ class Lane:
                     self._run(live)
 
     def _forward(self, batch: list[_Work]) -> np.ndarray:
-        inputs = self.tower.collate([w.inputs for w in batch])
+        inputs = self.tower.collate([w.inputs for w in batch], fixed_rows=self.fixed_rows)
         with torch.inference_mode():
-            output = self.tower(*self.tower.to_model_inputs(inputs)).float().cpu().numpy()
+            output = self.tower(*self.tower.to_model_inputs(inputs))[: len(batch)].float().cpu().numpy()
         self.metrics.batch_size.labels(self.tower.modality).observe(len(batch))
         self.metrics.embedded.labels(self.tower.modality).inc(len(batch))
         return output
@@ -200,10 +203,7 @@ class Pending:
         try:
             return np.stack([f.result(timeout=max(0.0, self.deadline - time.monotonic()) + 1.0) for f in self.futures])
         except TimeoutError:
-            raise Unavailable(
-                "the request waited for the model past its deadline and was dropped; see VECTORIZER_REQUEST_DEADLINE",
-                reason="deadline",
-            ) from None
+            raise past_deadline() from None
         finally:
             self.cancel()
 
@@ -212,14 +212,33 @@ class Pending:
             future.cancel()  # no-op for finished ones; unstarted ones are skipped by the lane
 
 
-class DynamicBatcher:
-    """Both lanes, sharing one model lock so that one forward pass runs at a time."""
+class Batcher:
+    """Both lanes of a worker, sharing one model lock so that one forward pass runs at a time."""
 
-    def __init__(self, towers: Any, *, max_batch: int, max_wait: float, max_queue: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        towers: Towers,
+        *,
+        max_batch: int,
+        max_wait: float,
+        per_request: bool,
+        fixed_shape: bool,
+        budget: QueueBudget,
+        metrics: Metrics,
+    ) -> None:
         lock = threading.Lock()
+        self.budget = budget
+        self.metrics = metrics
         self.lanes = {
             tower.modality: Lane(
-                tower, lock, max_batch=max_batch, max_wait=max_wait, max_queue=max_queue, metrics=metrics
+                tower,
+                lock,
+                max_batch=max_batch,
+                max_wait=max_wait,
+                per_request=per_request,
+                fixed_shape=fixed_shape,
+                budget=budget,
+                metrics=metrics,
             )
             for tower in (towers.query, towers.items)
         }
@@ -228,12 +247,30 @@ class DynamicBatcher:
     def depth(self) -> int:
         return sum(lane.depth for lane in self.lanes.values())
 
-    def submit(self, tower: Tower, items: list[Any], deadline: float, cancelled: Cancelled) -> Pending:
-        """Preprocess ``items`` (raw texts or RGB images) and queue them; the rows come from the result.
-        A request submits its texts and its images before waiting for either, so that both lanes can
-        take them in their next batches."""
-        futures = self.lanes[tower.modality].submit([tower.preprocess([item]) for item in items], deadline, cancelled)
-        return Pending(futures, deadline)
+    def submit(
+        self, texts: Sequence[str], images: Sequence[Any], deadline: float, cancelled: Cancelled = never_cancelled
+    ) -> tuple[Pending, Pending]:
+        """Queue a request's texts and RGB images, both before the request waits for either, so that an
+        object's caption and image join the next batches of both lanes; the rows come from the results.
+        All or none: the queue bound is checked once for every item."""
+        count = len(texts) + len(images)
+        self.budget.reserve(count)
+        try:
+            request = object()
+            work = {
+                lane.tower.modality: [
+                    _Work(lane.tower.preprocess([item]), Future(), deadline, cancelled, request) for item in items
+                ]
+                for lane, items in ((self.lanes["text"], texts), (self.lanes["image"], images))
+            }
+        except BaseException:
+            self.budget.release(count)
+            raise
+        finally:
+            self.metrics.queue_depth.set(self.budget.own_waiting)
+        for modality, items in work.items():
+            self.lanes[modality].put(items)
+        return tuple(Pending([w.future for w in work[m]], deadline) for m in ("text", "image"))  # type: ignore[return-value]
 
     def stop(self) -> None:
         for lane in self.lanes.values():

@@ -5,11 +5,9 @@ The path of one ``embed`` call, top to bottom:
    are not computed again (so identical inputs get bit-identical vectors);
 2. every image still to compute is decoded in full first, so a bad image fails the request before any
    model work is spent on it;
-3. the unique texts and images still to compute go to the dynamic batcher (``batching``), texts and
-   images both queued before the request waits for either, which batches them with other requests'
-   items (or, in per-request mode, run under one lock behind the bounded queue of ``admission``, as the
-   reference image does); both refuse work past the queue's size and drop work past its deadline or
-   whose client is gone;
+3. the unique texts and images still to compute go to the batcher (``batching``), texts and images both
+   queued before the request waits for either; it refuses work past the service-wide queue bound
+   (``admission``) and drops work past its deadline or whose client is gone;
 4. vectors are L2-normalised in float32 (unless turned off) and stored in the cache.
 """
 
@@ -20,18 +18,22 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vectorizer_module import __version__, protocol
-from vectorizer_module.admission import Cancelled, ModelQueue, never_cancelled
+from vectorizer_module.admission import Cancelled, QueueBudget, never_cancelled
 from vectorizer_module.cache import VectorCache, content_key
 from vectorizer_module.config import Settings
-from vectorizer_module.errors import ModelFailure, ServiceError, Unavailable
+from vectorizer_module.errors import still_loading
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.loading import ModelSource
 from vectorizer_module.preprocessing.images import decode_image
+
+if TYPE_CHECKING:  # torch is imported only once the model loads
+    from vectorizer_module.batching import Batcher
+    from vectorizer_module.models.base import Towers
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +44,22 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 class Engine:
-    def __init__(self, settings: Settings, source: ModelSource, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: ModelSource,
+        metrics: Metrics | None = None,
+        budget: QueueBudget | None = None,
+    ) -> None:
         self.settings = settings
         self.source = source
         self.metrics = metrics or Metrics()
-        self.towers: Any = None
+        self.budget = budget or QueueBudget(settings.max_queue)
+        self.towers: Towers | None = None
+        self.batcher: Batcher | None = None
         self.meta_body: bytes = b""
         self.load_seconds: float | None = None
         self.cache = VectorCache(settings.cache_size)
-        self.queue = ModelQueue(settings.max_queue)
-        self.batcher: Any = None
-        self.metrics.queue_depth.set_function(
-            lambda: self.batcher.depth if self.batcher is not None else self.queue.depth
-        )
         self._ready = threading.Event()
 
     @property
@@ -70,11 +75,11 @@ class Engine:
         """Load both towers onto the device, run one warm-up forward each, then mark ready."""
         import torch
 
+        from vectorizer_module.batching import Batcher
         from vectorizer_module.models.loading import load_towers
 
         started = time.perf_counter()
-        if self.settings.torch_threads:
-            torch.set_num_threads(self.settings.torch_threads)
+        torch.set_num_threads(self.settings.threads_per_worker)
         device = torch.device(self.settings.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(
@@ -89,17 +94,16 @@ class Engine:
             for tower in (towers.query, towers.items):
                 tower.to(device=device, dtype=dtype)
         self.towers = towers
+        self.batcher = Batcher(
+            towers,
+            max_batch=self.settings.batch_size,
+            max_wait=self.settings.batch_wait_ms / 1000,
+            per_request=self.settings.batching == "per-request",
+            fixed_shape=self.settings.fixed_shapes,
+            budget=self.budget,
+            metrics=self.metrics,
+        )
         self._warm_up()
-        if self.settings.batching == "dynamic":
-            from vectorizer_module.batching import DynamicBatcher
-
-            self.batcher = DynamicBatcher(
-                towers,
-                max_batch=self.settings.batch_size,
-                max_wait=self.settings.batch_wait_ms / 1000,
-                max_queue=self.settings.max_queue,
-                metrics=self.metrics,
-            )
         self.load_seconds = time.perf_counter() - started
         self.meta_body = protocol.dumps(self._meta())
         self.metrics.load_seconds.set(self.load_seconds)
@@ -121,8 +125,7 @@ class Engine:
             self.load_seconds,
         )
 
-    def _to_onnx(self, towers: Any, device: Any, dtype: Any) -> Any:
-        import os
+    def _to_onnx(self, towers: Towers, device: Any, dtype: Any) -> Towers:
         from pathlib import Path
 
         import torch
@@ -135,15 +138,17 @@ class Engine:
                 "leave VECTORIZER_DTYPE at auto or float32"
             )
         weights = {"text": self.source.text_weights, "image": self.source.vision_weights}
-        threads = self.settings.torch_threads or os.cpu_count() or 1
-        return to_onnx(towers, weights, Path(self.settings.onnx_cache).expanduser(), threads)
+        return to_onnx(towers, weights, Path(self.settings.onnx_cache).expanduser(), self.settings.threads_per_worker)
 
     def _warm_up(self) -> None:
+        """One text and one image through the batcher, at the shapes serving will use."""
         from PIL import Image
 
         size = self.towers.items.image_size
-        self._run(self.towers.query, ["warm-up"])
-        self._run(self.towers.items, [Image.new("RGB", (size, size), (127, 127, 127))])
+        grey = Image.new("RGB", (size, size), (127, 127, 127))
+        texts, images = self.batcher.submit(["warm-up"], [grey], time.monotonic() + 3600)
+        texts.result()
+        images.result()
 
     def _meta(self) -> dict[str, Any]:
         import torch
@@ -169,7 +174,9 @@ class Engine:
                 "mode": self.settings.batching,
                 "max_batch_size": self.settings.batch_size,
                 "max_wait_ms": self.settings.batch_wait_ms,
+                "fixed_shape": self.settings.fixed_shapes,
             },
+            "workers": {"count": self.settings.worker_count, "torch_threads": self.settings.threads_per_worker},
             "load_seconds": round(self.load_seconds or 0.0, 3),
             "versions": {
                 "clip-vectorizer": __version__,
@@ -191,7 +198,7 @@ class Engine:
         """Vectors for ``texts`` and ``images`` (encoded bytes), in order, as float32 arrays.
         ``deadline`` (a ``time.monotonic()`` instant) defaults to now + the configured request deadline."""
         if not self.ready:
-            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204", reason="loading")
+            raise still_loading()
         if deadline is None:
             deadline = time.monotonic() + self.settings.request_deadline
         text_plan = self._plan("text", texts)
@@ -201,14 +208,12 @@ class Engine:
             i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels, draft_size=draft)
             for i in image_plan.missing.values()
         }
-        text_job = self._start(self.towers.query, [texts[i] for i in text_plan.missing.values()], deadline, cancelled)
-        try:
-            image_job = self._start(
-                self.towers.items, [decoded[i] for i in image_plan.missing.values()], deadline, cancelled
-            )
-        except BaseException:
-            text_job.cancel()
-            raise
+        text_job, image_job = self.batcher.submit(
+            [texts[i] for i in text_plan.missing.values()],
+            [decoded[i] for i in image_plan.missing.values()],
+            deadline,
+            cancelled,
+        )
         try:
             text_vectors = text_plan.complete(self.cache, lambda: self._normalized(text_job.result()))
             image_vectors = image_plan.complete(self.cache, lambda: self._normalized(image_job.result()))
@@ -221,7 +226,7 @@ class Engine:
         """Tokens of each text as the text tower sees it: after truncation to the context, special
         tokens included (the attention mask of the tower's own preprocessing)."""
         if not self.ready:
-            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204", reason="loading")
+            raise still_loading()
         if not texts:
             return []
         mask = self.towers.query.preprocess(list(texts))["attention_mask"]
@@ -238,50 +243,8 @@ class Engine:
             self.metrics.cache_hits.labels(modality).inc(hits)
         return plan
 
-    def _start(self, tower: Any, items: list[Any], deadline: float, cancelled: Cancelled) -> Any:
-        """The raw vectors of ``items``, to come: queued in the dynamic batcher now (so that a request's
-        texts and images both reach their lanes before it waits for either), or, in per-request mode,
-        computed under the lock when asked for. Has ``result()`` and ``cancel()``."""
-        if self.batcher is not None and items:
-            return self.batcher.submit(tower, items, deadline, cancelled)
-        return _Deferred(lambda: self._run(tower, items, deadline, cancelled))
-
     def _normalized(self, vectors: np.ndarray) -> np.ndarray:
         return l2_normalize(vectors) if self.settings.normalize else vectors
-
-    def _run(
-        self, tower: Any, items: list[Any], deadline: float | None = None, cancelled: Cancelled = never_cancelled
-    ) -> np.ndarray:
-        """``tower`` over ``items`` in passes of at most ``batch_size``, one request at a time: raw
-        float32 vectors. Used for warm-up and by the per-request mode."""
-        import torch
-
-        step = self.settings.batch_size
-        try:
-            parts = []
-            for start in range(0, len(items), step):
-                batch = tower.preprocess(items[start : start + step])
-                with self.queue.turn(deadline or time.monotonic() + 3600, cancelled), torch.inference_mode():
-                    parts.append(tower(*tower.to_model_inputs(batch)).float().cpu().numpy())
-                count = len(items[start : start + step])
-                self.metrics.batch_size.labels(tower.modality).observe(count)
-                self.metrics.embedded.labels(tower.modality).inc(count)
-            return np.concatenate(parts)
-        except ServiceError:
-            raise
-        except Exception as exc:
-            log.exception("the %s tower failed on a batch of %d", tower.modality, len(items))
-            raise ModelFailure(f"the {tower.modality} model failed: {type(exc).__name__}: {exc}") from exc
-
-
-class _Deferred:
-    """Work done when its result is asked for (per-request mode); nothing queued, so nothing to cancel."""
-
-    def __init__(self, compute: Callable[[], np.ndarray]) -> None:
-        self.result = compute
-
-    def cancel(self) -> None:
-        pass
 
 
 class _Plan:

@@ -71,3 +71,50 @@ class ModelFailure(ServiceError):
 
 class ModelLayoutError(Exception):
     """A model directory fits none of the supported layouts; raised at start-up, never over HTTP."""
+
+
+class ClientGone(Unavailable):
+    """The client disconnected while its request waited; nobody will read the answer."""
+
+    reason = "client_gone"
+
+
+# The refusals of a request waiting for the model, built here once whichever layer notices them.
+
+
+def still_loading(detail: str = "the model is still loading") -> Unavailable:
+    return Unavailable(f"{detail}; retry when /.well-known/ready answers 204", reason="loading")
+
+
+def shutting_down() -> Unavailable:
+    return Unavailable(
+        "the service is shutting down; retry against another instance", reason="shutting_down", retry_after=5
+    )
+
+
+def past_deadline() -> Unavailable:
+    return Unavailable(
+        "the request waited for the model past its deadline and was dropped; see VECTORIZER_REQUEST_DEADLINE",
+        reason="deadline",
+    )
+
+
+def client_gone() -> ClientGone:
+    return ClientGone("the client disconnected before its request reached the model")
+
+
+def at_capacity(waiting: int) -> Unavailable:
+    return Unavailable(
+        f"the service is at capacity ({waiting} items waiting for the model); retry shortly, or raise "
+        "VECTORIZER_MAX_QUEUE",
+        reason="queue_full",
+        retry_after=1,
+    )
+
+
+def more_than_the_queue_holds(items: int, limit: int) -> TooLarge:
+    return TooLarge(
+        f"this request has {items} items for the model, more than the queue ever holds ({limit}); send it in "
+        "parts or raise VECTORIZER_MAX_QUEUE",
+        reason="queue_size",
+    )

@@ -1,74 +1,50 @@
-import threading
-import time
+"""The service-wide queue bound, over one worker's cell or the cells of several workers."""
 
 import pytest
 
-from vectorizer_module.admission import ClientGone, ModelQueue
-from vectorizer_module.errors import Unavailable
+from tests.helpers import make_engine
+from vectorizer_module.admission import QueueBudget
+from vectorizer_module.errors import ModelFailure, TooLarge, Unavailable
+from vectorizer_module.server.board import WorkerBoard
 
 
-def hold(queue: ModelQueue, release: threading.Event, entered: threading.Event) -> threading.Thread:
-    def run():
-        with queue.turn(time.monotonic() + 10):
-            entered.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert entered.wait(5)
-    return thread
-
-
-def test_full_queue_refuses_at_once_with_retry_after():
-    queue = ModelQueue(max_waiting=1)
-    release, entered = threading.Event(), threading.Event()
-    holder = hold(queue, release, entered)
-    waiter = threading.Thread(target=lambda: queue.turn(time.monotonic() + 10).__enter__())
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while queue.depth < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    started = time.perf_counter()
+def test_a_full_queue_refuses_at_once_with_retry_after_until_items_are_taken():
+    budget = QueueBudget(limit=5)
+    budget.reserve(3)
+    budget.reserve(2)
     with pytest.raises(Unavailable) as caught:
-        with queue.turn(time.monotonic() + 10):
-            pass
-    assert time.perf_counter() - started < 0.1
+        budget.reserve(1)
     assert caught.value.reason == "queue_full" and caught.value.headers["Retry-After"]
-    release.set()
-    holder.join()
-    waiter.join()
+    assert "5 items waiting" in caught.value.message and "VECTORIZER_MAX_QUEUE" in caught.value.message
+    budget.release(2)
+    budget.reserve(2)
+    assert budget.waiting == 5
 
 
-def test_work_past_its_deadline_is_dropped():
-    queue = ModelQueue(max_waiting=4)
-    release, entered = threading.Event(), threading.Event()
-    holder = hold(queue, release, entered)
-    with pytest.raises(Unavailable) as caught:
-        with queue.turn(time.monotonic() + 0.3):
-            pytest.fail("must not run")
-    assert caught.value.reason == "deadline"
-    release.set()
-    holder.join()
-    assert queue.depth == 0
+def test_a_request_larger_than_the_queue_is_the_clients_error_not_a_retry():
+    budget = QueueBudget(limit=8)
+    with pytest.raises(TooLarge) as caught:
+        budget.reserve(10)
+    assert caught.value.status == 413 and "VECTORIZER_MAX_QUEUE" in caught.value.message
+    assert budget.waiting == 0
 
 
-def test_work_of_a_disconnected_client_is_dropped():
-    queue = ModelQueue(max_waiting=4)
-    release, entered = threading.Event(), threading.Event()
-    holder = hold(queue, release, entered)
-    gone = threading.Event()
-    threading.Timer(0.2, gone.set).start()
-    with pytest.raises(ClientGone):
-        with queue.turn(time.monotonic() + 10, cancelled=gone.is_set):
-            pytest.fail("must not run")
-    release.set()
-    holder.join()
+def test_the_bound_counts_what_waits_in_every_worker():
+    board = WorkerBoard(3)
+    workers = [QueueBudget(10, board.waiting_cells(), own=slot) for slot in range(3)]
+    workers[0].reserve(4)
+    workers[2].reserve(5)
+    assert [w.own_waiting for w in workers] == [4, 0, 5]
+    assert all(w.waiting == 9 for w in workers)
+    with pytest.raises(Unavailable):
+        workers[1].reserve(2)
+    workers[1].reserve(1)
+    board.clear_slot(2)  # that worker died: what it held no longer waits
+    assert workers[0].waiting == 5
+    workers[1].reserve(5)
 
 
 def test_a_fault_in_one_batch_fails_only_that_request(tiny_model):
-    from tests.unit.test_engine import make_engine
-    from vectorizer_module.errors import ModelFailure
-
     engine = make_engine(tiny_model, cache_size=0)
     forward = engine.towers.query.forward
 
@@ -82,3 +58,4 @@ def test_a_fault_in_one_batch_fails_only_that_request(tiny_model):
         engine.embed(["a" * 40], [])
     texts, _ = engine.embed(["short"], [])
     assert texts.shape == (1, 16)
+    assert engine.budget.waiting == 0

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from tests import media
+from tests.helpers import make_engine
 from tests.reference import cosine
-from tests.unit.test_engine import make_engine
-from vectorizer_module.batching import Lane
-from vectorizer_module.errors import ModelFailure, Unavailable
+from vectorizer_module.admission import QueueBudget, never_cancelled
+from vectorizer_module.batching import Batcher
+from vectorizer_module.errors import ClientGone, ModelFailure, Unavailable
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.loading import detect, load_towers
 
@@ -67,40 +68,109 @@ def test_concurrent_requests_get_their_own_results_in_order(tiny_model):
     assert text_count - warm_count < text_sum - warm_sum, "requests were never batched together"
 
 
-def test_a_full_queue_refuses_at_once(towers):
-    lock = threading.Lock()
-    lock.acquire()  # the model is busy
-    lane = Lane(towers.query, lock, max_batch=1, max_wait=0.0, max_queue=3, metrics=Metrics())
+@contextlib.contextmanager
+def spied_batcher(towers, *, max_batch=8, max_wait=0.0, per_request=False, fixed_shape=False, limit=64):
+    """A batcher whose text forward passes record their input shapes; yields (batcher, submit, shapes),
+    where ``submit(*texts)`` queues one request's texts and gives its Pending."""
+    shapes: list[tuple[int, ...]] = []
+    forward = towers.query.forward
+    towers.query.forward = lambda *x: shapes.append(tuple(x[0].shape)) or forward(*x)
+    batcher = Batcher(
+        towers,
+        max_batch=max_batch,
+        max_wait=max_wait,
+        per_request=per_request,
+        fixed_shape=fixed_shape,
+        budget=QueueBudget(limit),
+        metrics=Metrics(),
+    )
+
+    def submit(*texts: str, deadline: float = 30.0, cancelled=never_cancelled):
+        return batcher.submit(list(texts), [], time.monotonic() + deadline, cancelled)[0]
+
     try:
-        first = lane.submit([towers.query.preprocess(["x"])], time.monotonic() + 10)
-        time.sleep(0.1)  # the lane takes it and blocks on the model lock
-        queued = lane.submit([towers.query.preprocess([t]) for t in ("a", "b")], time.monotonic() + 10)
-        with pytest.raises(Unavailable) as caught:
-            lane.submit([towers.query.preprocess([t]) for t in ("c", "d")], time.monotonic() + 10)
-        assert caught.value.reason == "queue_full"
+        yield batcher, submit, shapes
     finally:
-        lock.release()
-    assert [f.result(10).shape for f in first + queued] == [(16,)] * 3
-    lane.stop()
+        del towers.query.forward
+        batcher.stop()
+
+
+@contextlib.contextmanager
+def model_busy(batcher):
+    """Hold the model (the lock both lanes share), so that submissions wait in the queue."""
+    with batcher.lanes["text"]._model_lock:
+        yield
+
+
+def test_a_full_queue_refuses_at_once(towers):
+    with spied_batcher(towers, max_batch=1, limit=3) as (batcher, submit, _):
+        with model_busy(batcher):
+            first = submit("x")
+            queued = submit("a", "b")
+            started = time.monotonic()
+            with pytest.raises(Unavailable) as caught:
+                submit("c")
+            assert time.monotonic() - started < 0.1
+            assert caught.value.reason == "queue_full"
+            assert batcher.budget.waiting == 3
+        assert [row.shape for row in [*first.result(), *queued.result()]] == [(16,)] * 3
+        assert batcher.budget.waiting == 0
 
 
 def test_items_past_their_deadline_are_dropped_not_computed(towers):
-    lock = threading.Lock()
-    calls = []
-    forward = towers.query.forward
-    lane = Lane(towers.query, lock, max_batch=8, max_wait=0.0, max_queue=8, metrics=Metrics())
-    towers.query.forward = lambda *x: calls.append(1) or forward(*x)
-    try:
-        lock.acquire()
-        late = lane.submit([towers.query.preprocess(["late"])], time.monotonic() + 0.05)
-        time.sleep(0.3)
-        lock.release()
+    with spied_batcher(towers) as (batcher, submit, shapes):
+        with model_busy(batcher):
+            late = submit("late", deadline=0.05)
+            time.sleep(0.3)
         with pytest.raises(Unavailable, match="deadline"):
-            late[0].result(10)
-        assert calls == []
-    finally:
-        del towers.query.forward
-        lane.stop()
+            late.result()
+        assert shapes == []
+
+
+def test_work_of_a_disconnected_client_is_dropped_not_computed(towers):
+    gone = threading.Event()
+    with spied_batcher(towers) as (batcher, submit, shapes):
+        with model_busy(batcher):
+            orphan = submit("nobody will read this", cancelled=gone.is_set)
+            kept = submit("still wanted")
+            gone.set()
+        with pytest.raises(ClientGone):
+            orphan.result()
+        assert kept.result().shape == (1, 16)
+        assert shapes == [(1, kept_length(towers, "still wanted"))]
+
+
+def kept_length(towers, text: str) -> int:
+    return towers.query.preprocess([text])["input_ids"].shape[1]
+
+
+def test_per_request_lanes_batch_one_request_at_a_time(towers):
+    """The reference image's design: a forward pass holds one request's items, never two requests'."""
+    with spied_batcher(towers, max_batch=2, per_request=True, max_wait=0.5) as (batcher, submit, shapes):
+        with model_busy(batcher):
+            pending = [submit("one", "two", "three"), submit("four"), submit("five", "six")]
+        started = time.monotonic()
+        assert [p.result().shape[0] for p in pending] == [3, 1, 2]
+        assert time.monotonic() - started < 0.4, "a per-request lane waited for company"
+        assert [shape[0] for shape in shapes] == [2, 1, 1, 2]
+
+
+def test_fixed_shapes_make_a_vector_independent_of_its_batch(towers):
+    """Every forward pass at one shape (rows and tokens): a text's vector is the same bits alone, among
+    longer or shorter texts, and at any row of the batch."""
+    with spied_batcher(towers, max_batch=6, fixed_shape=True) as (batcher, submit, shapes):
+        alone = submit("a red circle").result()[0]
+        crowds = [
+            ["x", "a red circle"],
+            ["a much longer caption about a square on a gradient background", "y", "z", "a red circle"],
+            ["a red circle", "w"],
+        ]
+        for crowd in crowds:
+            with model_busy(batcher):
+                pending = [submit(text) for text in crowd]
+            rows = [p.result()[0] for p in pending]
+            assert np.array_equal(rows[crowd.index("a red circle")], alone)
+        assert set(shapes) == {(6, towers.query.max_length)}
 
 
 def test_an_input_that_breaks_the_model_fails_only_its_request(tiny_model):
@@ -131,56 +201,38 @@ def test_an_input_that_breaks_the_model_fails_only_its_request(tiny_model):
     assert all(isinstance(outcomes[t], np.ndarray) for t in ("good one", "good two", "good 3"))
 
 
-@contextlib.contextmanager
-def spied_lane(towers, max_wait: float):
-    """A text lane whose forward passes record their batch sizes; yields (submit, sizes)."""
-    sizes: list[int] = []
-    forward = towers.query.forward
-    lane = Lane(towers.query, threading.Lock(), max_batch=8, max_wait=max_wait, max_queue=16, metrics=Metrics())
-    towers.query.forward = lambda *x: sizes.append(x[0].shape[0]) or forward(*x)
-
-    def submit(*texts: str):
-        return lane.submit([towers.query.preprocess([t]) for t in texts], time.monotonic() + 30)
-
-    try:
-        yield submit, sizes
-    finally:
-        del towers.query.forward
-        lane.stop()
-
-
 def test_a_lone_request_never_waits_but_requests_arriving_together_are_gathered(towers):
-    with spied_lane(towers, max_wait=0.6) as (submit, sizes):
+    with spied_batcher(towers, max_wait=0.6) as (_, submit, shapes):
         started = time.monotonic()
-        submit("alone")[0].result(10)
+        submit("alone").result()
         assert time.monotonic() - started < 0.3, "a request arriving alone waited for company"
-        [f.result(10) for f in submit("two", "together")]  # the lane is busy now
+        submit("two", "together").result()  # the lane is busy now
         first = submit("a")  # arrives first ...
         time.sleep(0.1)
         second = submit("b")  # ... and this one, 100 ms later, joins its batch
-        [f.result(10) for f in first + second]
-        assert sizes == [1, 2, 2]
+        first.result()
+        second.result()
+        assert [shape[0] for shape in shapes] == [1, 2, 2]
         time.sleep(1.1)  # idle again: a lone request goes at once
         started = time.monotonic()
-        submit("alone again")[0].result(10)
-        assert time.monotonic() - started < 0.3 and sizes[-1] == 1
+        submit("alone again").result()
+        assert time.monotonic() - started < 0.3 and shapes[-1][0] == 1
 
 
 def test_the_wait_ends_once_as_many_items_as_recent_batches_held_are_here(towers):
     """Closed-loop clients answered together come back together: the lane waits for that many items,
     no longer, and one batch that came out small does not lower what it waits for."""
-    with spied_lane(towers, max_wait=0.5) as (submit, sizes):
-        [f.result(10) for f in submit("one", "two", "three")]  # a batch of 3: three clients
+    with spied_batcher(towers, max_wait=0.5) as (_, submit, shapes):
+        submit("one", "two", "three").result()  # a batch of 3: three clients
         started = time.monotonic()
-        late = submit("only one came back")
-        late[0].result(10)
+        submit("only one came back").result()
         assert time.monotonic() - started >= 0.45, "the lane did not wait for the other two"
-        futures = submit("a")
+        pending = [submit("a")]
         time.sleep(0.05)
-        futures += submit("b")
+        pending.append(submit("b"))
         time.sleep(0.05)
         started = time.monotonic()
-        futures += submit("c")
-        [f.result(10) for f in futures]
+        pending.append(submit("c"))
+        [p.result() for p in pending]
         assert time.monotonic() - started < 0.3, "the lane kept waiting after the third item came"
-        assert sizes == [3, 1, 3], "a batch of 1 made the lane stop waiting for three"
+        assert [shape[0] for shape in shapes] == [3, 1, 3], "a batch of 1 made the lane stop waiting for three"

@@ -2,17 +2,12 @@ import numpy as np
 import pytest
 
 from tests import media
+from tests.helpers import make_engine
 from tests.reference import ReferenceClip, assert_parity, unit
 from vectorizer_module.config import Settings
 from vectorizer_module.engine import Engine
 from vectorizer_module.errors import BadInput, Unavailable
 from vectorizer_module.models.loading import detect
-
-
-def make_engine(model, **overrides) -> Engine:
-    engine = Engine(Settings(model=str(model), **overrides), detect(model))
-    engine.load()
-    return engine
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +40,12 @@ def test_vectors_are_normalised_unless_turned_off(tiny_model, engine):
 def test_repeats_are_computed_once_and_identical(tiny_model):
     engine = make_engine(tiny_model, cache_size=0)
     calls = []
-    start = engine._start
-    engine._start = lambda tower, items, *rest: calls.append(len(items)) or start(tower, items, *rest)
+    submit = engine.batcher.submit
+    engine.batcher.submit = lambda texts, images, *rest: (
+        calls.append((len(texts), len(images))) or submit(texts, images, *rest)
+    )
     texts, images = engine.embed(["a", "b", "a"], [jpeg(1), jpeg(2), jpeg(1)])
-    assert calls == [2, 2]
+    assert calls == [(2, 2)]
     assert np.array_equal(texts[0], texts[2]) and np.array_equal(images[0], images[2])
 
 
@@ -69,7 +66,7 @@ def test_cache_is_bounded(tiny_model):
 def test_a_bad_image_fails_before_any_model_work(tiny_model):
     engine = make_engine(tiny_model, cache_size=0)
     calls = []
-    engine._start = lambda tower, items, *rest: calls.append(tower.modality)
+    engine.batcher.submit = lambda *args: calls.append(args)
     with pytest.raises(BadInput, match=r"images\[1\]"):
         engine.embed(["text"], [jpeg(1), b"not an image"])
     assert calls == []

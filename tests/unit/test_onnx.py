@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tests import media
+from tests.helpers import make_engine
 from tests.reference import cosine
-from tests.unit.test_engine import make_engine
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from tests import media
+from tests.helpers import make_engine
 from tests.openclip_env import build_with_open_clip
 from tests.reference import assert_parity, unit
-from tests.unit.test_engine import make_engine
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
 from vectorizer_module.models.openclip import OpenClipTextTower, OpenClipVisionTower

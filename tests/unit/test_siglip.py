@@ -10,8 +10,8 @@ import torch
 from transformers import AutoProcessor, SiglipModel
 
 from tests import media
+from tests.helpers import make_engine
 from tests.reference import assert_parity, unit
-from tests.unit.test_engine import make_engine
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
 from vectorizer_module.models.random_siglip import save_random_model

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoProcessor, Siglip2Model
 
 from tests import media
+from tests.helpers import make_engine
 from tests.reference import assert_parity, cosine, unit
-from tests.unit.test_engine import make_engine
 from tests.unit.test_siglip import LONG_TEXT, TEXTS, reference_images
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
 from vectorizer_module.models.random_siglip import save_random_model

@@ -26,6 +26,13 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return False
 
 
+def _pad_rows(parts: Sequence[dict[str, torch.Tensor]], rows: int | None) -> Sequence[dict[str, torch.Tensor]]:
+    """``parts`` followed by copies of the first, up to ``rows`` (a filler that is always valid input)."""
+    if rows is None or len(parts) >= rows:
+        return parts
+    return [*parts, *[parts[0]] * (rows - len(parts))]
+
+
 class Tower(torch.nn.Module):
     """Base of both towers. Subclasses set ``modality`` and ``input_names`` and implement the rest."""
 
@@ -61,8 +68,13 @@ class Tower(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def collate(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Items preprocessed one by one (batch dimension 1) → one batch."""
+    def collate(
+        self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Items preprocessed one by one (batch dimension 1) → one batch. With ``fixed_rows``, the batch
+        has that many rows whatever the number of items (``VECTORIZER_FIXED_SHAPE``): kernels then see
+        one shape, and each row's result depends on that row alone."""
+        parts = _pad_rows(parts, fixed_rows)
         return {name: torch.cat([part[name] for part in parts]) for name in self.input_names}
 
     def to_model_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -161,9 +173,13 @@ class TextTower(Tower):
         """The padded length of a batch: the longest item (not the context size)."""
         return max(part["input_ids"].shape[1] for part in parts)
 
-    def collate(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Pad each item's tokens on the right to ``batch_length``."""
-        longest = self.batch_length(parts)
+    def collate(
+        self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Pad each item's tokens on the right to ``batch_length``; with ``fixed_rows``, to the context
+        (``max_length``), and the batch to that many rows."""
+        longest = max(self.max_length, self.batch_length(parts)) if fixed_rows else self.batch_length(parts)
+        parts = _pad_rows(parts, fixed_rows)
         ids = torch.full((len(parts), longest), self.pad_token_id, dtype=parts[0]["input_ids"].dtype)
         mask = torch.zeros((len(parts), longest), dtype=parts[0]["attention_mask"].dtype)
         for row, part in enumerate(parts):

@@ -88,8 +88,10 @@ class _OnnxMixin:
     def preprocess(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
         return self.torch_tower.preprocess(items)
 
-    def collate(self, parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        return self.torch_tower.collate(parts)
+    def collate(
+        self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.torch_tower.collate(parts, fixed_rows=fixed_rows)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         feed = {name: tensor.detach().cpu().numpy() for name, tensor in zip(self._inputs, inputs)}
