@@ -24,6 +24,16 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def metric_series(text: str, name: str) -> dict[str, float]:
+    """Every series of one Prometheus metric in a /metrics text: {labels as written: value}."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series, value = line.rsplit(" ", 1)
+            found[series[len(name) :]] = float(value)
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,6 +89,18 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"{path} did not answer 204 within {timeout} s:\n{self.log}")
+
+    def worker_pids(self) -> set[int]:
+        """The pids of the service's worker processes (the children of the arbiter we started)."""
+        children = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                children.add(int(stat.parent.name))
+        return children
 
     def terminate(self) -> None:
         self.process.send_signal(signal.SIGTERM)

@@ -58,9 +58,13 @@ def _serve(argv: Sequence[str]) -> int:
         what = settings.model or "the built-in demo model (clip-vectorizer train-demo-model rebuilds it)"
         print(f"clip-vectorizer: cannot serve {what}: {exc}", file=sys.stderr)
         return 2
-    from vectorizer_module.server.wsgi import serve
+    from vectorizer_module.server.wsgi import PortInUse, serve
 
-    return serve(settings, source)
+    try:
+        return serve(settings, source)
+    except PortInUse as exc:
+        print(f"clip-vectorizer: {exc}", file=sys.stderr)
+        return 2
 
 
 def _make_random_model(argv: Sequence[str]) -> int:

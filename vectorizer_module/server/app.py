@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import hmac
+import select
+import socket
 import time
 import uuid
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vectorizer_module import protocol
-from vectorizer_module.admission import Cancelled
+from vectorizer_module.admission import Cancelled, never_cancelled
 from vectorizer_module.engine import Engine
-from vectorizer_module.errors import Unauthorized, Unavailable
+from vectorizer_module.errors import Unauthorized, shutting_down, still_loading
 from vectorizer_module.protocols import openai, vectors
 from vectorizer_module.server import access
 from vectorizer_module.server.errors import register_error_handlers
@@ -32,10 +35,26 @@ def _presented_key() -> str:
     return request.headers.get("X-API-Key", "")
 
 
+def _client_gone(environ: dict[str, Any]) -> Cancelled:
+    """Whether the client of this request has closed its connection: once the body is read, a socket
+    that is readable but gives no bytes is closed (pipelined bytes would be a next request, not an end)."""
+    client = environ.get("gunicorn.socket")
+    if client is None:
+        return never_cancelled
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([client], [], [], 0)
+            return bool(readable) and client.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    return gone
+
+
 def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
-    lifecycle = lifecycle or Lifecycle()
     settings, metrics = engine.settings, engine.metrics
-    metrics.in_flight.set_function(lambda: lifecycle.in_flight)
+    lifecycle = lifecycle or Lifecycle(gauge=metrics.in_flight)
     app = Flask("vectorizer_module")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False
@@ -43,12 +62,14 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     register_error_handlers(app, settings.max_body_bytes, metrics)
 
     def require_serving() -> None:
+        """Every worker answers alike: work and readiness wait until all workers have their models."""
         if lifecycle.draining:
-            raise Unavailable(
-                "the service is shutting down; retry against another instance", reason="shutting_down", retry_after=5
-            )
+            raise shutting_down()
         if not engine.ready:
-            raise Unavailable("the model is still loading; retry when /.well-known/ready answers 204", reason="loading")
+            raise still_loading()
+        peers = lifecycle.peers_loading()
+        if peers:
+            raise still_loading(peers)
 
     @app.before_request
     def start() -> None:
@@ -105,7 +126,7 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
             "images": len(parsed.images),
             "image_bytes": sum(len(i) for i in parsed.images),
         }
-        disconnected = request.environ.get("waitress.client_disconnected", lambda: False)
+        disconnected = _client_gone(request.environ)
         text_vectors, image_vectors = engine.embed(
             parsed.texts, parsed.images, deadline=time.monotonic() + settings.request_deadline, cancelled=disconnected
         )
@@ -115,7 +136,7 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
         return time.monotonic() + settings.request_deadline
 
     def disconnected() -> Cancelled:
-        return request.environ.get("waitress.client_disconnected", lambda: False)
+        return _client_gone(request.environ)
 
     @app.post("/v1/embeddings")
     def openai_embeddings() -> Response:

@@ -1,122 +1,254 @@
-"""Serving: waitress (a production WSGI server, threaded, one process) in front of the Flask app.
+"""Serving: gunicorn's arbiter pre-forks ``VECTORIZER_WORKERS`` worker processes on one listening socket.
 
-Start-up order: the model directory's layout is checked first (a wrong directory fails at once with a
-clear message), then the port opens (``live`` answers 204, ``ready`` 503), then the model loads and
-warms up in the background and ``ready`` turns 204. If loading fails the process exits with status 3.
+Each worker is gunicorn's threaded worker (``gthread``): a pool of ``VECTORIZER_THREADS`` threads runs
+the Flask app and feeds that worker's own batcher and model replica. The arbiter never imports torch:
+each worker loads its model after the fork (CUDA does not survive a fork), with its torch and OpenMP
+threads set to its share of the cores first. A worker that dies is replaced by the arbiter.
 
-SIGTERM (or SIGINT): ``ready`` turns 503 and new work gets 503 at once; requests in flight finish
-(up to ``VECTORIZER_SHUTDOWN_GRACE`` seconds); then the process exits 0. A second signal exits at once.
+Start-up: the port is opened first (a port in use fails at once, in one line), then the workers start;
+each answers ``live`` at once and ``ready`` with 503 until every worker has its model loaded and warm.
+A worker whose model cannot load exits with status 3, which stops the whole service with status 3.
+A replacement worker started later accepts no connection until its model is loaded, so the service
+stays ready while it loads and no request meets a worker without a model.
+
+SIGTERM: the arbiter closes the listening socket and passes SIGTERM to every worker; each one answers
+``ready`` and new work with 503, finishes the requests it has (up to ``VECTORIZER_SHUTDOWN_GRACE``
+seconds; the arbiter kills what is left after that), then exits; the service exits 0. SIGINT or SIGQUIT
+stops at once.
+
+What the workers share lives on a ``board`` (``board.py``) in memory shared among them, and in
+prometheus_client's multiprocess directory for ``/metrics``; both are made before the first fork.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
-import signal
+import shutil
+import socket
+import tempfile
 import threading
-import time
 from typing import Any
 
-import waitress
+from gunicorn import glogging
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from vectorizer_module.config import Settings
-from vectorizer_module.engine import Engine
 from vectorizer_module.models.loading import ModelSource
-from vectorizer_module.server.app import create_app
-from vectorizer_module.server.lifecycle import Lifecycle
-from vectorizer_module.server.probes import ProbeAnswers, answer_probes_inline
+from vectorizer_module.server.board import WorkerBoard
 
 log = logging.getLogger(__name__)
-LOAD_FAILED_EXIT = 3
-STOP_SIGNAL = signal.SIGUSR1  # sent to ourselves once draining is over
+LOAD_FAILED_EXIT = 3  # also gunicorn's WORKER_BOOT_ERROR: the arbiter stops the service with it
+LISTEN_BACKLOG = 2048
+# kept-alive connections stay open this long between requests (Go's HTTP client, which Weaviate uses,
+# keeps idle connections 90 s; closing them sooner only costs new handshakes)
+KEEPALIVE_SECONDS = 120
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def _load_or_exit(engine: Engine) -> None:
+class PortInUse(OSError):
+    """The address cannot be listened on; the message names the address and the settings."""
+
+
+def open_listener(settings: Settings) -> socket.socket:
+    """The listening socket, opened here rather than by gunicorn so that an address in use fails at
+    once with one clear line (gunicorn would retry five times, logging each), and port 0 is resolved."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     try:
-        engine.load()
+        return socket.create_server((settings.host, settings.port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        raise PortInUse(
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc}); choose another port with "
+            "--port / VECTORIZER_PORT, or another address with --host / VECTORIZER_HOST"
+        ) from None
+
+
+class ModelWorker(ThreadWorker):
+    """gunicorn's threaded worker, with two additions: it accepts connections only when the service
+    would answer them (see ``WorkerService.may_accept``), and SIGTERM marks it draining at once."""
+
+    app: ServiceApplication
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled and self.app.service.may_accept())
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.app.service.begin_drain()
+        super().handle_exit(sig, frame)
+
+    def wake(self) -> None:
+        """Have the worker's main loop look again at once (thread-safe)."""
+        self.method_queue.defer(lambda: None)
+
+
+class GunicornLogs(glogging.Logger):
+    """gunicorn's own messages go through the service's log handler (JSON lines or text); its access
+    log stays off (the app logs each request itself, with request ids and sizes)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
+class WorkerService:
+    """One worker's engine, lifecycle and Flask app, built after the fork."""
+
+    def __init__(self, settings: Settings, source: ModelSource, board: WorkerBoard, worker: ModelWorker) -> None:
+        from vectorizer_module.admission import QueueBudget
+        from vectorizer_module.engine import Engine
+        from vectorizer_module.metrics import Metrics
+        from vectorizer_module.server.app import create_app
+        from vectorizer_module.server.lifecycle import Lifecycle
+
+        self.board = board
+        self.slot: int = worker.board_slot
+        self.worker = worker
+        metrics = Metrics()
+        metrics.worker_starts.inc()
+        metrics.worker_ready.set(0)
+        budget = QueueBudget(settings.max_queue, board.waiting_cells(), self.slot)
+        self.engine = Engine(settings, source, metrics, budget)
+        self.lifecycle = Lifecycle(gauge=metrics.in_flight, peers_loading=board.peers_loading)
+        self.wsgi = self.lifecycle.wrap(create_app(self.engine, self.lifecycle))
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    def may_accept(self) -> bool:
+        """At start-up every worker accepts at once (``live`` answers, ``ready`` says 503); a worker
+        started after the service was ready (a replacement) accepts only once its model is loaded."""
+        return self.engine.ready or not self.board.started()
+
+    def begin_drain(self) -> None:
+        if not self.lifecycle.draining:
+            log.info(
+                "SIGTERM received: refusing new work, waiting for %d request(s) in flight", self.lifecycle.in_flight
+            )
+        self.lifecycle.begin_drain()
+
+    def _load(self) -> None:
+        try:
+            self.engine.load()
+        except BaseException as exc:  # noqa: BLE001 - the worker cannot serve without its model
+            log.critical(
+                "could not load the model from %s: %s: %s",
+                self.engine.source.root,
+                type(exc).__name__,
+                exc,
+                exc_info=not isinstance(exc, (RuntimeError, OSError)),
+            )
+            logging.shutdown()
+            os._exit(LOAD_FAILED_EXIT)
+        self.board.mark_loaded(self.slot)
+        self.engine.metrics.worker_ready.set(1)
         # torch, transformers and the model leave ~10^5 long-lived objects; a full collection scans them
         # all (140 ms on our 2-core host, every thread stopped). Frozen, they are never scanned again.
         gc.freeze()
-    except BaseException as exc:  # noqa: BLE001 - the process cannot serve without its model
-        log.critical(
-            "could not load the model from %s: %s: %s",
-            engine.source.root,
-            type(exc).__name__,
-            exc,
-            exc_info=not isinstance(exc, (RuntimeError, OSError)),
-        )
-        logging.shutdown()
-        os._exit(LOAD_FAILED_EXIT)
+        self.worker.wake()
 
 
-def _install_signal_handlers(lifecycle: Lifecycle, grace: float) -> None:
-    def drain_then_stop() -> None:
-        started = time.monotonic()
-        if lifecycle.wait_idle(grace):
-            log.info("shutdown: requests in flight finished after %.2f s", time.monotonic() - started)
-            os.kill(os.getpid(), STOP_SIGNAL)
-            return
-        # waitress would wait for its busy workers again; the grace period is the promise, so go now
-        log.warning("shutdown: grace period over with %d request(s) still running; exiting", lifecycle.in_flight)
-        logging.shutdown()
-        os._exit(0)
+class ServiceApplication(BaseApplication):
+    """gunicorn's application: its settings from ours, its hooks, and a ``WorkerService`` per worker."""
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if lifecycle.draining:
-            log.warning("second %s: exiting now", signal.Signals(signum).name)
-            os._exit(1)
+    def __init__(self, settings: Settings, source: ModelSource, listener: socket.socket, board: WorkerBoard) -> None:
+        self.settings = settings
+        self.source = source
+        self.address = listener.getsockname()[:2]
+        self.listener_fd = listener.detach()  # gunicorn owns (and closes) the socket from here on
+        self.board = board
+        self.service: WorkerService | None = None
+        self._worker: ModelWorker | None = None
+        super().__init__(prog="clip-vectorizer")
+
+    def load_config(self) -> None:
+        settings = self.settings
+        values = {
+            "bind": [f"fd://{self.listener_fd}"],
+            "workers": settings.worker_count,
+            "worker_class": ModelWorker,
+            "threads": settings.server_threads,
+            "keepalive": KEEPALIVE_SECONDS,
+            "graceful_timeout": math.ceil(settings.shutdown_grace),  # whole seconds in gunicorn
+            "backlog": LISTEN_BACKLOG,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": settings.log_level,
+            "logger_class": GunicornLogs,
+            "proc_name": "clip-vectorizer",
+            "control_socket_disable": True,
+            "pre_fork": self._pre_fork,
+            "post_fork": self._post_fork,
+            "child_exit": self._child_exit,
+            "worker_exit": self._worker_exit,
+            "when_ready": self._when_ready,
+        }
+        for key, value in values.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        """In each worker, after the fork: its service, whose model loads in the background."""
+        self.service = WorkerService(self.settings, self.source, self.board, self._worker)
+        return self.service.wsgi
+
+    # -- hooks, in the arbiter ---------------------------------------------------------------------
+    def _pre_fork(self, _arbiter: Any, worker: ModelWorker) -> None:
+        worker.board_slot = self.board.claim_slot()
+
+    def _child_exit(self, _arbiter: Any, worker: ModelWorker) -> None:
+        from prometheus_client import multiprocess
+
+        self.board.clear_slot(worker.board_slot)
+        multiprocess.mark_process_dead(worker.pid)
+
+    def _when_ready(self, _arbiter: Any) -> None:
+        host, port = self.address
         log.info(
-            "%s received: refusing new work, waiting for %d request(s) in flight",
-            signal.Signals(signum).name,
-            lifecycle.in_flight,
+            "listening on http://%s:%s (model %s, %s layout; %d worker(s) x %d HTTP threads, %d torch thread(s) "
+            "each); loading the model",
+            host,
+            port,
+            self.source.root,
+            self.source.layout,
+            self.settings.worker_count,
+            self.settings.server_threads,
+            self.settings.threads_per_worker,
         )
-        lifecycle.begin_drain()
-        threading.Thread(target=drain_then_stop, name="drain", daemon=True).start()
 
-    def on_stop(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt  # waitress's loop stops its workers and closes on KeyboardInterrupt
+    # -- hooks, in the worker ----------------------------------------------------------------------
+    def _post_fork(self, _arbiter: Any, worker: ModelWorker) -> None:
+        self._worker = worker
+        self.board.take_slot(worker.board_slot)
+        for variable in THREAD_VARIABLES:  # read by torch's OpenMP and BLAS when torch is imported
+            os.environ[variable] = str(self.settings.threads_per_worker)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(STOP_SIGNAL, on_stop)
-
-
-def build_server(settings: Settings, engine: Engine, lifecycle: Lifecycle) -> Any:
-    """The waitress server in front of the app, with the probes answered on its I/O thread."""
-    server = waitress.create_server(
-        lifecycle.wrap(create_app(engine, lifecycle)),
-        host=settings.host,
-        port=settings.port,
-        threads=settings.server_threads,
-        # our own limit answers with a JSON 413; waitress's must not trigger first
-        max_request_body_size=settings.max_body_bytes + 1024 * 1024,
-        ident="clip-vectorizer",
-        channel_timeout=120,
-        connection_limit=1000,
-        expose_tracebacks=False,
-        channel_request_lookahead=1,
-    )  # lets a waiting request see that its client disconnected
-    answer_probes_inline(server, ProbeAnswers(engine, lifecycle, server.adj.ident))
-    return server
+    def _worker_exit(self, _arbiter: Any, _worker: ModelWorker) -> None:
+        if self.service is None or not self.service.lifecycle.draining:
+            return
+        left = self.service.lifecycle.in_flight
+        if left:
+            log.warning("shutdown: grace period over with %d request(s) still running; exiting", left)
+        else:
+            log.info("shutdown: the requests in flight finished")
 
 
 def serve(settings: Settings, source: ModelSource) -> int:
-    engine = Engine(settings, source)
-    lifecycle = Lifecycle()
-    server = build_server(settings, engine, lifecycle)
-    _install_signal_handlers(lifecycle, settings.shutdown_grace)
-    log.info(
-        "listening on http://%s:%s (model %s, %s layout); loading the model",
-        settings.host,
-        getattr(server, "effective_port", settings.port),
-        source.root,
-        source.layout,
-    )
-    threading.Thread(target=_load_or_exit, args=(engine,), name="model-loader", daemon=True).start()
+    """Run the service until it is stopped; its exit status (0, or 3 when a model failed to load)."""
+    listener = open_listener(settings)
+    shared = tempfile.mkdtemp(prefix="clip-vectorizer-metrics-")
+    # read when prometheus_client is first imported, which only the workers do (after this)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    arbiter = os.getpid()
     try:
-        server.run()
+        ServiceApplication(settings, source, listener, WorkerBoard(settings.worker_count)).run()
+    except SystemExit as stop:
+        if os.getpid() != arbiter:
+            raise  # a worker leaving (forked inside run): gunicorn's exit status stands
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
-    log.info("stopped")
+        if os.getpid() == arbiter:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
