@@ -1,19 +1,24 @@
-"""Throughput benchmark: a Weaviate-like load on loopback, dynamic batching against the reference design.
+"""Throughput benchmark: a Weaviate-like load on loopback, for each batching mode and worker count.
 
-    python3 bench/bench.py --clients 8 --seconds 30                 # 2-core CPU
-    python3 bench/bench.py --cuda --clients 64 --seconds 30         # GPU
+    python3 -m bench.bench --clients 8 --seconds 30                            # 2-core CPU: the two modes
+    python3 -m bench.bench --modes dynamic --workers-sweep auto,1,2            # a sweep of worker counts
+    python3 -m bench.bench --cuda --clients 64 --workers-sweep 1,4,8 --rate objects=750 --rate texts=1500
 
-For each mode (``dynamic``, then ``per-request``, the reference image's one-request-at-a-time design)
-it starts ``clip-vectorizer`` with the same model (by default the random-weight
-``openai/clip-vit-base-patch32`` architecture, built here) and the vector cache off, then runs
+For each batching mode (``dynamic``, and ``per-request``: the reference image's one-request-at-a-time
+design) and each worker count it starts ``clip-vectorizer`` with the same model (by default the
+random-weight ``openai/clip-vit-base-patch32`` architecture, built here) and the vector cache off, then
+runs, each for ``--seconds``:
 
-- objects: C concurrent clients, each request one object as Weaviate sends it: one 640x480 JPEG and one
-  short caption;
-- texts: C concurrent clients, each request one short text (a nearText query);
-- alongside the object load, a prober hitting /meta and /.well-known/ready every 20 ms;
+- objects: C closed-loop clients, each request one object as Weaviate sends it: one 640x480 JPEG and
+  one short caption; alongside, a prober times /meta and /.well-known/ready every 20 ms;
+- texts: C closed-loop clients, each request one short text (a nearText query);
+- for each ``--rate LOAD=R``: the same requests sent at R per second in all (open loop; latency counted
+  from when each request was due, so a late client does not hide the wait).
 
-and reports requests/s, items/s, p50/p95/p99 latency, the batch sizes reached (from /metrics), peak
-RSS and, on a GPU, peak GPU memory. The headline is the ratio of the two modes.
+It reports requests/s, p50/p95/p99 latency, the batch sizes reached (from /metrics), the CPU cores the
+service and the load generator each used (so that a saturated generator shows), the service's peak
+RSS (all its processes) and, on a GPU, its GPU memory. The load runs in ``--processes`` client
+processes (default: one per 8 clients, at most 8), each with its share of the client threads.
 """
 
 from __future__ import annotations
@@ -40,10 +45,10 @@ import numpy as np
 import requests
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.server_process import ServerProcess  # noqa: E402
+from tests.server_process import ServerProcess
 
 WORDS = "a the red blue green large small dog cat car tree house photo of on in with near bright dark".split()
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def jpeg_pool(seed: int, count: int = 24) -> list[str]:
@@ -78,8 +83,9 @@ def caption(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9)))
 
 
-def client_worker(url: str, kind: str, threads: int, seconds: float, seed: int) -> dict:
-    """One process running ``threads`` closed-loop clients; returns latencies and counts."""
+def client_worker(url: str, kind: str, threads: int, seconds: float, seed: int, interval: float | None) -> dict:
+    """One process running ``threads`` clients: closed loop, or each sending every ``interval`` seconds
+    (open loop). Returns latencies, errors and this process's CPU seconds."""
     images = jpeg_pool(seed) if kind == "objects" else []
     latencies: list[float] = []
     errors = 0
@@ -91,57 +97,96 @@ def client_worker(url: str, kind: str, threads: int, seconds: float, seed: int) 
         nonlocal errors
         rng = random.Random(seed * 1000 + index)
         session = requests.Session()
+        due = start_at + (rng.random() * interval if interval else 0.0)  # spread the open-loop senders
         while time.monotonic() < start_at:
             time.sleep(0.005)
         while time.monotonic() < stop_at:
+            if interval:
+                time.sleep(max(0.0, due - time.monotonic()))
+                if due >= stop_at:
+                    break
             if kind == "objects":
                 body = {"texts": [caption(rng)], "images": [rng.choice(images)]}
             else:
                 body = {"texts": [caption(rng)]}
             sent = time.perf_counter()
+            late = max(0.0, time.monotonic() - due) if interval else 0.0
             try:
                 response = session.post(url + "/vectorize", json=body, timeout=120)
                 ok = response.status_code == 200
             except requests.RequestException:
                 ok = False
-            elapsed = time.perf_counter() - sent
+            elapsed = time.perf_counter() - sent + late
+            due += interval or 0.0
             with lock:
                 if ok:
                     latencies.append(elapsed)
                 else:
                     errors += 1
 
+    cpu = time.process_time()
     pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join()
-    return {"latencies": latencies, "errors": errors}
+    return {"latencies": latencies, "errors": errors, "cpu_seconds": time.process_time() - cpu}
 
 
-def run_load(url: str, kind: str, clients: int, seconds: float, processes: int) -> dict:
+def service_pids(server: ServerProcess) -> list[int]:
+    return [server.process.pid, *sorted(server.worker_pids())]
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total
+
+
+def run_load(
+    server: ServerProcess, kind: str, clients: int, seconds: float, processes: int, rate: float | None = None
+) -> dict:
     processes = max(1, min(processes, clients))
     shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    interval = clients / rate if rate else None
+    pids = service_pids(server)
+    ticks = cpu_ticks(pids)
     with ProcessPoolExecutor(processes) as executor:
         parts = list(
             executor.map(
                 client_worker,
-                [url] * processes,
+                [server.url] * processes,
                 [kind] * processes,
                 shares,
                 [seconds] * processes,
                 range(1, processes + 1),
+                [interval] * processes,
             )
         )
+    service_cores = (cpu_ticks(pids) - ticks) / TICKS / (seconds + 1.0)  # the load's 1 s start-up included
     latencies = np.array([x for part in parts for x in part["latencies"]])
     done = len(latencies)
+
+    def percentile(q: float) -> float | None:
+        return round(float(np.percentile(latencies, q)) * 1000, 1) if done else None
+
     return {
+        "clients": clients,
+        "client_processes": processes,
+        "target_rate": rate,
         "requests": done,
         "errors": sum(p["errors"] for p in parts),
         "requests_per_s": round(done / seconds, 2),
-        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 1) if done else None,
-        "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 1) if done else None,
-        "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 1) if done else None,
+        "p50_ms": percentile(50),
+        "p95_ms": percentile(95),
+        "p99_ms": percentile(99),
+        "service_cpu_cores": round(service_cores, 2),
+        "load_generator_cpu_cores": round(sum(p["cpu_seconds"] for p in parts) / seconds, 2),
     }
 
 
@@ -182,14 +227,17 @@ def batch_sizes(url: str) -> dict:
     return out
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+def peak_rss_mb(pids: list[int]) -> float:
+    """The sum of each process's peak RSS (the workers peak at about the same time)."""
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return round(total / 1024, 1)
 
 
-def gpu_memory_mb(pid: int) -> float | None:
+def gpu_memory_mb(pids: list[int]) -> float | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
@@ -199,17 +247,16 @@ def gpu_memory_mb(pid: int) -> float | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if parts and parts[0] == str(pid):
-            return float(parts[1])
-    return None
+    used = [float(p[1]) for p in (line.split(",") for line in out.splitlines()) if p and int(p[0]) in pids]
+    return sum(used) if used else None
 
 
-def bench_mode(model: str, mode: str, args: argparse.Namespace) -> dict:
+def bench_config(model: str, mode: str, workers: str, args: argparse.Namespace) -> dict:
     extra = [
         "--batching",
         mode,
+        "--workers",
+        workers,
         "--cache-size",
         "0",
         "--threads",
@@ -218,34 +265,44 @@ def bench_mode(model: str, mode: str, args: argparse.Namespace) -> dict:
         "warning",
         *args.server_arg,
     ]
-    env = {"ENABLE_CUDA": "true"} if args.cuda else {}
-    server = ServerProcess(model, *extra, env=env)
+    server = ServerProcess(model, *extra, env={"ENABLE_CUDA": "true"} if args.cuda else {})
     server.start()
     try:
         server.wait_ready(600)
-        run_load(server.url, "objects", min(args.clients, 4), 3, 1)  # warm-up
-        result: dict = {"mode": mode}
+        run_load(server, "objects", min(args.clients, 4), 3, 1)  # warm-up
+        meta = requests.get(server.url + "/meta", timeout=10).json()
+        result: dict = {"mode": mode, "workers": workers, "meta_workers": meta.get("workers")}
         gpu_peak = None
         if "objects" in args.loads:
             stop, probes = threading.Event(), {}
             prober = threading.Thread(target=probe, args=(server.url, stop, probes))
             prober.start()
-            result["objects"] = run_load(server.url, "objects", args.clients, args.seconds, args.processes)
+            result["objects"] = run_load(server, "objects", args.clients, args.seconds, args.processes)
             stop.set()
             prober.join()
             result["probes_under_object_load"] = probes
-            gpu_peak = gpu_memory_mb(server.process.pid) if args.cuda else None
+            gpu_peak = gpu_memory_mb(service_pids(server)) if args.cuda else None
         if "texts" in args.loads:
-            result["texts"] = run_load(server.url, "texts", args.clients, args.seconds, args.processes)
+            result["texts"] = run_load(server, "texts", args.clients, args.seconds, args.processes)
+        for load, rate in args.rate:
+            at_rate = run_load(server, load, args.clients, args.seconds, args.processes, rate)
+            result[f"{load}_at_{rate:g}_per_s"] = at_rate
         result["batch_sizes"] = batch_sizes(server.url)
-        result["peak_rss_mb"] = peak_rss_mb(server.process.pid)
+        result["peak_rss_mb"] = peak_rss_mb(service_pids(server))
         if args.cuda:
             result["gpu_memory_mb"] = gpu_peak
         return result
     finally:
         server.stop()
         if server.process.returncode not in (0, None):
-            print(server.log[-3000:], file=sys.stderr)
+            print(server.log[-3000:])
+
+
+def parse_rate(text: str) -> tuple[str, float]:
+    load, _, rate = text.partition("=")
+    if load not in ("objects", "texts") or not rate:
+        raise argparse.ArgumentTypeError(f"expected objects=R or texts=R, got {text!r}")
+    return load, float(rate)
 
 
 def main() -> int:
@@ -253,9 +310,13 @@ def main() -> int:
     parser.add_argument("--model", help="model directory (default: random ViT-B/32 architecture, built here)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--processes", type=int, default=1, help="client processes (use several on a GPU host)")
+    parser.add_argument("--processes", type=int, default=0, help="client processes (0: one per 8 clients, at most 8)")
     parser.add_argument("--modes", default="dynamic,per-request")
-    parser.add_argument("--loads", default="objects,texts", help="which loads to run (objects, texts or both)")
+    parser.add_argument("--workers-sweep", default="auto", help="worker counts to run, e.g. auto,1,2,4,8")
+    parser.add_argument("--loads", default="objects,texts", help="which closed-loop loads to run (objects, texts)")
+    parser.add_argument(
+        "--rate", action="append", default=[], type=parse_rate, help="an open-loop load, e.g. objects=750 (repeatable)"
+    )
     parser.add_argument("--cuda", action="store_true", help="serve on the GPU (ENABLE_CUDA=true)")
     parser.add_argument(
         "--server-arg",
@@ -265,24 +326,36 @@ def main() -> int:
     )
     parser.add_argument("--out", help="write the results as JSON here too")
     args = parser.parse_args()
+    args.processes = args.processes or max(1, min(8, args.clients // 8))
 
     model = args.model or str(build_model(Path(tempfile.mkdtemp()) / "vit-b-32"))
+    runs = [
+        bench_config(model, mode, workers, args)
+        for workers in args.workers_sweep.split(",")
+        for mode in args.modes.split(",")
+    ]
     results = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": " ".join(["python3 -m bench.bench", *sys.argv[1:]]),
         "clients": args.clients,
+        "client_processes": args.processes,
         "seconds": args.seconds,
         "server_args": args.server_arg,
-        "modes": [bench_mode(model, mode, args) for mode in args.modes.split(",")],
+        "runs": runs,
     }
-    by_mode = {r["mode"]: r for r in results["modes"]}
-    if {"dynamic", "per-request"} <= set(by_mode):
-        ratio = {}
-        for load in [load for load in ("objects", "texts") if load in args.loads]:
-            base = by_mode["per-request"][load]["requests_per_s"]
-            ratio[load] = round(by_mode["dynamic"][load]["requests_per_s"] / base, 2) if base else None
-        results["dynamic_over_per_request"] = ratio
+    ratios = {}
+    for workers in args.workers_sweep.split(","):
+        by_mode = {r["mode"]: r for r in runs if r["workers"] == workers}
+        if {"dynamic", "per-request"} <= set(by_mode):
+            dynamic, per_request = by_mode["dynamic"], by_mode["per-request"]
+            ratios[workers] = {
+                load: round(dynamic[load]["requests_per_s"] / per_request[load]["requests_per_s"], 2)
+                for load in ("objects", "texts")
+                if load in args.loads and per_request[load]["requests_per_s"]
+            }
+    if ratios:
+        results["dynamic_over_per_request"] = ratios
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Soak test: mixed valid and invalid /vectorize traffic at a steady rate against a real server.
 
-    python3 bench/soak.py --minutes 10 --rate 20 [--model DIR] [--out docs/soak.json]
+    python3 -m bench.soak --minutes 10 --rate 20 [--model DIR] [--out docs/soak.json]
 
 Starts ``clip-vectorizer`` on a free loopback port (with a random tiny model unless --model is given),
 sends requests at ``--rate`` per second from a few client threads for ``--minutes``, and reports
@@ -15,7 +15,6 @@ import base64
 import io
 import json
 import random
-import sys
 import tempfile
 import threading
 import time
@@ -25,15 +24,17 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.server_process import ServerProcess  # noqa: E402
+from tests.server_process import ServerProcess
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mb(server: ServerProcess) -> float:
+    """The resident memory of the service: its arbiter and every worker."""
+    total = 0
+    for pid in [server.process.pid, *server.worker_pids()]:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 def jpeg(rng: random.Random, width: int = 640, height: int = 480) -> str:
@@ -90,8 +91,7 @@ def main() -> int:
     server = ServerProcess(model)
     server.start()
     server.wait_ready()
-    pid = server.process.pid
-    rss = {"start": rss_mb(pid)}
+    rss = {"start": rss_mb(server)}
     rng = random.Random(1234)
     images = [jpeg(rng) for _ in range(32)]
     outcomes: Counter[str] = Counter()
@@ -131,10 +131,10 @@ def main() -> int:
         thread.start()
     while time.monotonic() < warm_at:
         time.sleep(1)
-    rss["after_warm_up"] = rss_mb(pid)
+    rss["after_warm_up"] = rss_mb(server)
     for thread in threads:
         thread.join()
-    rss["end"] = rss_mb(pid)
+    rss["end"] = rss_mb(server)
     alive = server.process.poll() is None and server.get("/.well-known/ready").status_code == 204
     server.stop()
     report = {
