@@ -1,5 +1,5 @@
 """SigLIP towers: detection, parity with transformers' own SiglipModel + processor, batch independence,
-and a /vectorize round-trip, on a tiny random SigLIP (``random_siglip``)."""
+and a /vectorize round-trip, on a tiny random SigLIP (``models/random/siglip.py``)."""
 
 import json
 import shutil
@@ -14,7 +14,7 @@ from tests.reference import assert_parity, unit
 from tests.unit.test_engine import make_engine
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
-from vectorizer_module.models.random_siglip import save_random_model
+from vectorizer_module.models.random.siglip import save_random_model
 from vectorizer_module.models.siglip import SiglipTextTower, SiglipVisionTower
 from vectorizer_module.server.app import create_app
 
@@ -182,7 +182,7 @@ def test_make_random_model_writes_a_siglip_the_service_detects(tmp_path, capsys)
 def test_a_fixed_resolution_siglip2_with_its_gemma_tokenizer_gets_the_attention_mask(siglip_model, tmp_path):
     """google/siglip2-base-patch16-224 and the like: SiglipModel weights with a Gemma tokenizer that makes an
     attention mask; SiglipProcessor passes it to the model, so the tower does too."""
-    from vectorizer_module.models.random_siglip import gemma_style_tokenizer
+    from vectorizer_module.models.random.siglip import gemma_style_tokenizer
 
     target = tmp_path / "siglip2-fixed"
     shutil.copytree(siglip_model, target)
