@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from vectorizer_module import __version__, protocol
+from vectorizer_module import __version__
 from vectorizer_module.admission import Cancelled, ModelQueue, never_cancelled
 from vectorizer_module.cache import VectorCache, content_key
 from vectorizer_module.config import Settings
@@ -32,6 +32,7 @@ from vectorizer_module.errors import ModelFailure, ServiceError, Unavailable
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.loading import ModelSource
 from vectorizer_module.preprocessing.images import decode_image
+from vectorizer_module.protocols import common as protocol
 
 log = logging.getLogger(__name__)
 

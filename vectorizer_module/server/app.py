@@ -10,10 +10,10 @@ import uuid
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from vectorizer_module import protocol
 from vectorizer_module.admission import Cancelled
 from vectorizer_module.engine import Engine
 from vectorizer_module.errors import Unauthorized, Unavailable
+from vectorizer_module.protocols import multi2vec_clip as protocol
 from vectorizer_module.protocols import openai, vectors
 from vectorizer_module.server import access
 from vectorizer_module.server.errors import register_error_handlers
