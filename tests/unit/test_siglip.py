@@ -11,6 +11,7 @@ from transformers import AutoProcessor, SiglipModel
 
 from tests import media
 from tests.reference import assert_parity, unit
+from tests.siglip_reference import LONG_TEXT, TEXTS, reference_images
 from tests.unit.test_engine import make_engine
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
@@ -18,8 +19,6 @@ from vectorizer_module.models.random.siglip import save_random_model
 from vectorizer_module.models.siglip import SiglipTextTower, SiglipVisionTower
 from vectorizer_module.server.app import create_app
 
-LONG_TEXT = " ".join(["a red circle on a white background with two small trees near the house"] * 12)
-TEXTS = ["a photo of a cat", "A Photo, of a CAT!", "two dogs", "", "unseen wörds ∑ and emoji 🙂", LONG_TEXT]
 SIZES = [(32, 32), (96, 64), (17, 140), (300, 41), (5, 5)]
 
 
@@ -45,13 +44,6 @@ def reference_texts(reference, texts):
     inputs = processor(text=texts, padding="max_length", truncation=True, return_tensors="pt")
     assert set(inputs) == {"input_ids"}  # the model was trained without an attention mask
     return model.get_text_features(**inputs).pooler_output.numpy()
-
-
-@torch.inference_mode()
-def reference_images(reference, images):
-    model, processor = reference
-    inputs = processor(images=images, return_tensors="pt")
-    return model.get_image_features(**inputs).pooler_output.numpy()
 
 
 def test_a_siglip_directory_is_detected(siglip_model):

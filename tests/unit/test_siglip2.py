@@ -11,8 +11,8 @@ from transformers import AutoProcessor, Siglip2Model
 
 from tests import media
 from tests.reference import assert_parity, cosine, unit
+from tests.siglip_reference import LONG_TEXT, TEXTS, reference_images
 from tests.unit.test_engine import make_engine
-from tests.unit.test_siglip import LONG_TEXT, TEXTS, reference_images
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
 from vectorizer_module.models.random.siglip import save_random_model
 from vectorizer_module.models.siglip2 import Siglip2TextTower, Siglip2VisionTower
