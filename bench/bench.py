@@ -70,7 +70,7 @@ def build_model(target: Path) -> Path:
     two; the random model's byte-level tokenizer would make each caption 30 to 50 tokens, three to five
     times the text tower's real work."""
     from vectorizer_module.finetune.vocab import word_level_tokenizer
-    from vectorizer_module.models.random_clip import save_random_model
+    from vectorizer_module.models.random.clip import save_random_model
 
     save_random_model(target, "vit-b-32")
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"):

@@ -68,7 +68,7 @@ def _serve(argv: Sequence[str]) -> int:
 
 
 def _make_random_model(argv: Sequence[str]) -> int:
-    from vectorizer_module.models import random_clip
+    from vectorizer_module.models.random import clip as random_clip
 
     parser = argparse.ArgumentParser(
         prog="clip-vectorizer make-random-model",
@@ -88,7 +88,7 @@ def _make_random_model(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(argv)
     if args.family in ("siglip", "siglip2"):
-        from vectorizer_module.models.random_siglip import save_random_model as save_random_siglip
+        from vectorizer_module.models.random.siglip import save_random_model as save_random_siglip
 
         path = save_random_siglip(args.output, args.seed, naflex=args.family == "siglip2")
         print(f"wrote a random tiny {'SigLIP 2 NaFlex' if args.family == 'siglip2' else 'SigLIP'} to {path}")

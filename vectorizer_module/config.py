@@ -469,7 +469,3 @@ def load_settings(args: argparse.Namespace | None = None, environ: Mapping[str, 
         except ValueError as exc:
             raise ConfigError(f"invalid value for {source}: {exc}") from None
     return Settings(**values)
-
-
-def settings_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(Settings))

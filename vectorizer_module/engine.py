@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vectorizer_module import __version__, protocol
+from vectorizer_module import __version__
 from vectorizer_module.admission import Cancelled, QueueBudget, never_cancelled
 from vectorizer_module.cache import VectorCache, content_key
 from vectorizer_module.config import Settings
@@ -30,6 +30,7 @@ from vectorizer_module.errors import still_loading
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.loading import ModelSource
 from vectorizer_module.preprocessing.images import decode_image
+from vectorizer_module.protocols.common import dumps
 
 if TYPE_CHECKING:  # torch is imported only once the model loads
     from vectorizer_module.batching import Batcher
@@ -105,7 +106,7 @@ class Engine:
         )
         self._warm_up()
         self.load_seconds = time.perf_counter() - started
-        self.meta_body = protocol.dumps(self._meta())
+        self.meta_body = dumps(self._meta())
         self.metrics.load_seconds.set(self.load_seconds)
         self.metrics.model_info.labels(
             towers.info.name,

@@ -88,32 +88,27 @@ def _changed(before: dict[str, float], after: dict[str, float]) -> bool:
     return sorted(before, key=before.get) != sorted(after, key=after.get)
 
 
-def test_move_to_concepts(stack, gallery):
+@pytest.mark.parametrize(
+    "direction, force, targets",
+    [
+        ("move_to", 0.9, ["snowy field", "old books", "sand", "a dark street"]),
+        ("move_away", 1.5, ["harbour cranes", "water", "boats", "a city"]),
+    ],
+)
+def test_moving_relative_to_concepts(stack, gallery, direction, force, targets):
     collection, _, stored = gallery
-    query, force = "a harbour", 0.9
+    formula = {"move_to": move_to, "move_away": move_away}[direction]
+    query = "a harbour"
     source = text_vector(stack.service.url, query)
     # pick a target that changes the predicted ranking, so the check below has teeth
-    for target_text in ["snowy field", "old books", "sand", "a dark street"]:
-        expected = cosine_distances(move_to(source, text_vector(stack.service.url, target_text), force), stored)
+    for target_text in targets:
+        expected = cosine_distances(formula(source, text_vector(stack.service.url, target_text), force), stored)
         if _changed(cosine_distances(source, stored), expected):
             break
     else:
         pytest.fail("no move target changes the ranking; pick others")
-    hits = near_text(collection, query, limit=len(stored), move_to=Move(force=force, concepts=[target_text]))
-    assert_ranked_by(hits, expected)
-
-
-def test_move_away_from_concepts(stack, gallery):
-    collection, _, stored = gallery
-    query, force = "a harbour", 1.5
-    source = text_vector(stack.service.url, query)
-    for target_text in ["harbour cranes", "water", "boats", "a city"]:
-        expected = cosine_distances(move_away(source, text_vector(stack.service.url, target_text), force), stored)
-        if _changed(cosine_distances(source, stored), expected):
-            break
-    else:
-        pytest.fail("no move target changes the ranking; pick others")
-    hits = near_text(collection, query, limit=len(stored), move_away=Move(force=force, concepts=[target_text]))
+    move = Move(force=force, concepts=[target_text])
+    hits = near_text(collection, query, limit=len(stored), **{direction: move})
     assert_ranked_by(hits, expected)
 
 

@@ -190,3 +190,20 @@ def test_vectors_errors_are_plain_json(server, payload, status, words):
     assert response.status_code == status, response.text
     error = strict_json(response.text)["error"]
     assert isinstance(error, str) and words in error
+
+
+@pytest.mark.parametrize(
+    "path,body,label",
+    [
+        ("/vectorize", b'{"texts": ["ok", "\\ud800"]}', "texts[1]"),
+        ("/v1/embeddings", b'{"input": ["ok", "\\ud800"]}', "input[1]"),
+        ("/vectors", b'{"texts": ["ok", "\\udfff"]}', "'texts[1]'"),
+        ("/vectors", b'{"text": "a \\ud800 b"}', "'text'"),
+    ],
+)
+def test_every_wire_format_refuses_an_unpaired_surrogate_in_the_same_words(server, path, body, label):
+    response = server.post(path, body)
+    assert response.status_code == 400, response.text
+    error = strict_json(response.text)["error"]
+    message = error["message"] if isinstance(error, dict) else error
+    assert message == f"{label} is not valid Unicode: it contains an unpaired surrogate escape such as \\ud800"

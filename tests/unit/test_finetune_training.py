@@ -210,7 +210,7 @@ def test_a_pairs_file_without_the_needed_columns_is_refused_with_what_is_missing
 
 @pytest.mark.parametrize("layout", ["sentence-transformers-legacy", "reference-image-st"])
 def test_any_served_layout_can_be_fine_tuned_into_a_hugging_face_directory(config, tiny_model, tmp_path, layout):
-    from vectorizer_module.models.random_clip import write_layout
+    from vectorizer_module.models.random.clip import write_layout
 
     source_dir = write_layout(tiny_model, tmp_path / layout, layout)
     result = finetune(replace(config, model=str(source_dir), steps=2))

@@ -5,7 +5,7 @@ import pytest
 
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import detect
-from vectorizer_module.models.random_clip import write_layout
+from vectorizer_module.models.random.clip import write_layout
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import torch
 from tests.reference import assert_parity
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import detect, load_towers
-from vectorizer_module.models.random_clip import save_random_model
-from vectorizer_module.models.random_multilingual import save_random_text_model
+from vectorizer_module.models.random.clip import save_random_model
+from vectorizer_module.models.random.multilingual import save_random_text_model
 from vectorizer_module.models.st_text import SentenceTransformerTextTower
 
 TEXTS = [

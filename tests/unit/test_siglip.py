@@ -1,5 +1,5 @@
 """SigLIP towers: detection, parity with transformers' own SiglipModel + processor, batch independence,
-and a /vectorize round-trip, on a tiny random SigLIP (``random_siglip``)."""
+and a /vectorize round-trip, on a tiny random SigLIP (``models/random/siglip.py``)."""
 
 import json
 import shutil
@@ -12,14 +12,13 @@ from transformers import AutoProcessor, SiglipModel
 from tests import media
 from tests.helpers import make_engine
 from tests.reference import assert_parity, unit
+from tests.siglip_reference import LONG_TEXT, TEXTS, reference_images
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
-from vectorizer_module.models.random_siglip import save_random_model
+from vectorizer_module.models.random.siglip import save_random_model
 from vectorizer_module.models.siglip import SiglipTextTower, SiglipVisionTower
 from vectorizer_module.server.app import create_app
 
-LONG_TEXT = " ".join(["a red circle on a white background with two small trees near the house"] * 12)
-TEXTS = ["a photo of a cat", "A Photo, of a CAT!", "two dogs", "", "unseen wörds ∑ and emoji 🙂", LONG_TEXT]
 SIZES = [(32, 32), (96, 64), (17, 140), (300, 41), (5, 5)]
 
 
@@ -45,13 +44,6 @@ def reference_texts(reference, texts):
     inputs = processor(text=texts, padding="max_length", truncation=True, return_tensors="pt")
     assert set(inputs) == {"input_ids"}  # the model was trained without an attention mask
     return model.get_text_features(**inputs).pooler_output.numpy()
-
-
-@torch.inference_mode()
-def reference_images(reference, images):
-    model, processor = reference
-    inputs = processor(images=images, return_tensors="pt")
-    return model.get_image_features(**inputs).pooler_output.numpy()
 
 
 def test_a_siglip_directory_is_detected(siglip_model):
@@ -182,7 +174,7 @@ def test_make_random_model_writes_a_siglip_the_service_detects(tmp_path, capsys)
 def test_a_fixed_resolution_siglip2_with_its_gemma_tokenizer_gets_the_attention_mask(siglip_model, tmp_path):
     """google/siglip2-base-patch16-224 and the like: SiglipModel weights with a Gemma tokenizer that makes an
     attention mask; SiglipProcessor passes it to the model, so the tower does too."""
-    from vectorizer_module.models.random_siglip import gemma_style_tokenizer
+    from vectorizer_module.models.random.siglip import gemma_style_tokenizer
 
     target = tmp_path / "siglip2-fixed"
     shutil.copytree(siglip_model, target)

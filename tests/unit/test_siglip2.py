@@ -1,6 +1,6 @@
 """SigLIP 2 NaFlex towers: detection, parity with transformers' own Siglip2Model + Siglip2Processor on
 images of many aspect ratios, batching of mixed shapes, and a /vectorize round-trip, on a tiny random
-SigLIP 2 (``random_siglip.save_random_model(naflex=True)``)."""
+SigLIP 2 (``random.siglip.save_random_model(naflex=True)``)."""
 
 import json
 
@@ -12,9 +12,9 @@ from transformers import AutoProcessor, Siglip2Model
 from tests import media
 from tests.helpers import make_engine
 from tests.reference import assert_parity, cosine, unit
-from tests.unit.test_siglip import LONG_TEXT, TEXTS, reference_images
+from tests.siglip_reference import LONG_TEXT, TEXTS, reference_images
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
-from vectorizer_module.models.random_siglip import save_random_model
+from vectorizer_module.models.random.siglip import save_random_model
 from vectorizer_module.models.siglip2 import Siglip2TextTower, Siglip2VisionTower
 from vectorizer_module.server.app import create_app
 

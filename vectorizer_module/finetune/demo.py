@@ -25,7 +25,7 @@ from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProce
 from vectorizer_module.finetune import synthetic
 from vectorizer_module.finetune.train import FinetuneConfig, finetune
 from vectorizer_module.finetune.vocab import word_level_tokenizer
-from vectorizer_module.models.hf_clip import quiet_transformers
+from vectorizer_module.models.hf_common import quiet_transformers
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import torch
 from safetensors import safe_open
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
-from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower, quiet_transformers
+from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
+from vectorizer_module.models.hf_common import quiet_transformers
 from vectorizer_module.models.loading import ModelSource
 
 DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -227,7 +227,6 @@ class ModelInfo:
     text_max_tokens: int
     image_size: int
     builtin_demo: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -7,8 +7,6 @@ directory. The outputs equal ``CLIPModel.get_text_features`` / ``get_image_featu
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ from transformers import (
 )
 
 from vectorizer_module.models.base import TextTower, VisionTower
+from vectorizer_module.models.hf_common import PretrainedTower
+from vectorizer_module.models.pixels import rescale_and_normalize, shortest_edge_size
 
 
 def tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
@@ -41,35 +41,17 @@ def tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
     return config
 
 
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence the load report (the other tower's keys show as 'unexpected') and progress bars."""
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        transformers.utils.logging.enable_progress_bar()
+class HFClipTextTower(PretrainedTower, TextTower):
+    model_class = CLIPTextModelWithProjection
+    preprocessing_class = AutoTokenizer
+    config_of = staticmethod(tower_config)
 
-
-class HFClipTextTower(TextTower):
     def __init__(self, model: CLIPTextModelWithProjection, tokenizer: transformers.PreTrainedTokenizerBase):
         super().__init__()
         self.model = model.eval()
         self.tokenizer = tokenizer
         positions = model.config.max_position_embeddings
         self._max_length = min(int(getattr(tokenizer, "model_max_length", positions) or positions), positions)
-
-    @classmethod
-    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> HFClipTextTower:
-        with quiet_transformers():
-            model = CLIPTextModelWithProjection.from_pretrained(
-                str(weights_dir), config=tower_config(weights_dir, "text"), local_files_only=True, dtype=torch.float32
-            )
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
-        return cls(model, tokenizer)
 
     @property
     def embedding_dim(self) -> int:
@@ -83,21 +65,6 @@ class HFClipTextTower(TextTower):
 
     def embedding_prefixes(self) -> list[str]:
         return ["model.text_model.embeddings"]
-
-
-def rescale_and_normalize(pixels: np.ndarray, scale: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """uint8 HWC pixels → float32 CHW, as transformers' PIL image processors do it (the rescale in
-    float64, then float32)."""
-    scaled = (pixels.astype(np.float64) * scale).astype(np.float32)
-    return ((scaled - mean) / std).transpose(2, 0, 1)
-
-
-def shortest_edge_size(width: int, height: int, edge: int) -> tuple[int, int]:
-    """(width, height) with the shorter side resized to ``edge`` and the aspect ratio kept, the longer
-    side truncated: how transformers' CLIP processor and torchvision's ``Resize(edge)`` both size it."""
-    short, long = (width, height) if width <= height else (height, width)
-    new_long = int(edge * long / short)
-    return (edge, new_long) if width <= height else (new_long, edge)
 
 
 @dataclass(frozen=True)
@@ -152,7 +119,11 @@ class ClipImageRecipe:
         return rescale_and_normalize(pixels, self.scale, self.mean, self.std)
 
 
-class HFClipVisionTower(VisionTower):
+class HFClipVisionTower(PretrainedTower, VisionTower):
+    model_class = CLIPVisionModelWithProjection
+    preprocessing_class = CLIPImageProcessorPil
+    config_of = staticmethod(tower_config)
+
     def __init__(
         self, model: CLIPVisionModelWithProjection, processor: CLIPImageProcessorPil | None, recipe: Any = None
     ):
@@ -161,15 +132,6 @@ class HFClipVisionTower(VisionTower):
         self.model = model.eval()
         self.processor = processor
         self.recipe = recipe if recipe is not None else ClipImageRecipe.of(processor)
-
-    @classmethod
-    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> HFClipVisionTower:
-        with quiet_transformers():
-            model = CLIPVisionModelWithProjection.from_pretrained(
-                str(weights_dir), config=tower_config(weights_dir, "vision"), local_files_only=True, dtype=torch.float32
-            )
-            processor = CLIPImageProcessorPil.from_pretrained(str(processor_dir or weights_dir), local_files_only=True)
-        return cls(model, processor)
 
     @property
     def image_size(self) -> int:

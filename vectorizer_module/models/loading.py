@@ -26,12 +26,11 @@ before the server starts; ``load_towers`` imports torch and reads the weights.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from vectorizer_module.errors import ModelLayoutError
+from vectorizer_module.models.files import read_json
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -77,14 +76,6 @@ class ModelSource:
     image_processor: Path
     family: str = "clip"
     builtin_demo: bool = False  # the demonstration model shipped in the package (see builtin_demo_source)
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file of a model directory; ModelLayoutError naming it when it cannot be read."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelLayoutError(f"cannot read {path}: {exc}") from None
 
 
 def _listing(path: Path) -> str:

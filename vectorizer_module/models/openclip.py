@@ -44,8 +44,10 @@ from transformers import (
 
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.clip_bpe import clip_vocabulary
-from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower, quiet_transformers, shortest_edge_size
-from vectorizer_module.models.loading import read_json
+from vectorizer_module.models.files import read_json
+from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
+from vectorizer_module.models.hf_common import quiet_transformers
+from vectorizer_module.models.pixels import shortest_edge_size
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHT_NAMES = (

@@ -47,7 +47,8 @@ from transformers import (
 )
 
 from vectorizer_module.models.base import TextTower, VisionTower
-from vectorizer_module.models.hf_clip import quiet_transformers, rescale_and_normalize
+from vectorizer_module.models.hf_common import PretrainedTower
+from vectorizer_module.models.pixels import rescale_and_normalize
 
 
 def siglip_tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
@@ -58,13 +59,15 @@ def siglip_tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
     return config
 
 
-class SiglipTextTower(TextTower):
+class SiglipTextTower(PretrainedTower, TextTower):
     """Texts → SigLIP text features. The model gets the attention mask only where the tokenizer makes
     one for it, as ``SiglipProcessor`` passes it: SigLIP's sentencepiece tokenizer does not (input ids
     only), the Gemma tokenizer of the SigLIP 2 checkpoints does."""
 
     input_names: tuple[str, ...] = ("input_ids",)
     model_class: ClassVar[type] = SiglipTextModel
+    preprocessing_class: ClassVar[type] = AutoTokenizer
+    config_of = staticmethod(siglip_tower_config)
 
     def __init__(self, model: SiglipTextModel, tokenizer: transformers.PreTrainedTokenizerBase):
         super().__init__()
@@ -75,18 +78,6 @@ class SiglipTextTower(TextTower):
         positions = int(model.config.max_position_embeddings)
         limit = getattr(tokenizer, "model_max_length", None)
         self._max_length = min(int(limit), positions) if limit else positions
-
-    @classmethod
-    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> SiglipTextTower:
-        with quiet_transformers():
-            model = cls.model_class.from_pretrained(
-                str(weights_dir),
-                config=siglip_tower_config(weights_dir, "text"),
-                local_files_only=True,
-                dtype=torch.float32,
-            )
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or weights_dir), local_files_only=True)
-        return cls(model, tokenizer)
 
     @property
     def embedding_dim(self) -> int:
@@ -174,12 +165,13 @@ class SiglipImageRecipe:
         return rescale_and_normalize(np.asarray(image), self.scale, self.mean, self.std)
 
 
-class SiglipVisionTower(VisionTower):
+class SiglipVisionTower(PretrainedTower, VisionTower):
     """RGB images → SigLIP image features (the attention-pooling head's output)."""
 
     family_name: ClassVar[str] = "SigLIP"
     model_class: ClassVar[type] = SiglipVisionModel
-    processor_class: ClassVar[type] = SiglipImageProcessorPil
+    preprocessing_class: ClassVar[type] = SiglipImageProcessorPil
+    config_of = staticmethod(siglip_tower_config)
     recipe_class: ClassVar[type | None] = SiglipImageRecipe  # None: the processor runs
 
     def __init__(self, model: SiglipVisionModel, processor: SiglipImageProcessorPil):
@@ -192,18 +184,6 @@ class SiglipVisionTower(VisionTower):
         self.model = model.eval()
         self.processor = processor
         self.recipe = self.recipe_class.of(processor) if self.recipe_class else None
-
-    @classmethod
-    def from_dir(cls, weights_dir: Path, processor_dir: Path | None = None) -> SiglipVisionTower:
-        with quiet_transformers():
-            model = cls.model_class.from_pretrained(
-                str(weights_dir),
-                config=siglip_tower_config(weights_dir, "vision"),
-                local_files_only=True,
-                dtype=torch.float32,
-            )
-            processor = cls.processor_class.from_pretrained(str(processor_dir or weights_dir), local_files_only=True)
-        return cls(model, processor)
 
     @property
     def image_size(self) -> int:

@@ -45,7 +45,7 @@ class Siglip2VisionTower(SiglipVisionTower):
     onnx_exportable = False
     family_name = "SigLIP 2"
     model_class = Siglip2VisionModel
-    processor_class = Siglip2ImageProcessorPil
+    preprocessing_class = Siglip2ImageProcessorPil
     recipe_class = None
 
     @property

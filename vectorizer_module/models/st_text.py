@@ -23,8 +23,8 @@ from transformers import AutoModel, AutoTokenizer
 
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.base import TextTower
-from vectorizer_module.models.hf_clip import quiet_transformers
-from vectorizer_module.models.loading import read_json
+from vectorizer_module.models.files import read_json
+from vectorizer_module.models.hf_common import quiet_transformers
 
 POOLING_MODES = ("mean", "cls", "max")
 ACTIVATIONS = {

@@ -1,1 +1,3 @@
-"""Wire formats besides multi2vec-clip's (``protocol``): OpenAI embeddings, Weaviate's /vectors modules."""
+"""The wire formats, one module each: ``multi2vec_clip`` (Weaviate's multi2vec-clip, ``/vectorize``),
+``openai`` (``/v1/embeddings``), ``vectors`` (Weaviate's ``/vectors`` modules); ``common`` holds what
+they share (JSON in and out, base64 images, the Unicode and finite-value checks)."""

@@ -22,8 +22,14 @@ from typing import Any
 import numpy as np
 
 from vectorizer_module.config import Settings
-from vectorizer_module.errors import BadInput, ModelFailure, TooLarge
-from vectorizer_module.protocol import decode_base64_image, dumps, parse_json_object
+from vectorizer_module.errors import BadInput, TooLarge
+from vectorizer_module.protocols.common import (
+    check_finite,
+    check_unicode,
+    decode_base64_image,
+    dumps,
+    parse_json_object,
+)
 
 ENCODINGS = ("float", "base64")
 MODALITIES = ("text", "image")
@@ -63,14 +69,7 @@ def _input_list(value: Any) -> list[str]:
                 reason="wrong_type",
                 param="input",
             )
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadInput(
-                f"input[{index}] is not valid Unicode: it contains an unpaired surrogate",
-                reason="invalid_text",
-                param="input",
-            ) from None
+        check_unicode(item, f"input[{index}]", param="input")
     return value
 
 
@@ -154,8 +153,7 @@ def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
 
 def embeddings_response(vectors: np.ndarray, encoding: str, model: str, prompt_tokens: int) -> bytes:
     """The answer body; non-finite vectors are refused here, since base64 would hide them from ``dumps``."""
-    if vectors.size and not np.isfinite(vectors).all():
-        raise ModelFailure("the model produced non-finite values (NaN or Infinity)")
+    check_finite(vectors)
     return dumps(
         {
             "object": "list",

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from vectorizer_module.config import Settings
-from vectorizer_module.errors import BadInput, ModelFailure, TooLarge
-from vectorizer_module.protocol import decode_base64_image, dumps, parse_json_object
+from vectorizer_module.errors import BadInput, TooLarge
+from vectorizer_module.protocols.common import check_unicode, decode_base64_image, dumps, float_rows, parse_json_object
 
 _TEXT_KEYS = ("text", "texts")
 
@@ -36,12 +36,7 @@ class VectorsRequest:
 def _text(value: Any, label: str, limits: Settings) -> str:
     if not isinstance(value, str):
         raise BadInput(f"'{label}' must be a string", reason="wrong_type")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadInput(
-            f"'{label}' is not valid Unicode: it contains an unpaired surrogate", reason="invalid_text"
-        ) from None
+    check_unicode(value, f"'{label}'")
     if len(value) > limits.max_text_chars:
         raise TooLarge(
             f"'{label}' has {len(value)} characters, above the limit of {limits.max_text_chars}; "
@@ -107,9 +102,7 @@ def parse_vectors(body: bytes, limits: Settings, dimension: int) -> VectorsReque
 
 
 def vectors_response(request: VectorsRequest, vectors: np.ndarray, dimension: int) -> bytes:
-    if vectors.size and not np.isfinite(vectors).all():
-        raise ModelFailure("the model produced non-finite values (NaN or Infinity)")
-    rows = vectors.astype(np.float32, copy=False).tolist()
+    rows = float_rows(vectors)
     if request.kind == "image":
         return dumps({"id": request.id, "vector": rows[0], "dim": dimension})
     if request.kind == "text":

@@ -13,11 +13,10 @@ from typing import Any
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from vectorizer_module import protocol
 from vectorizer_module.admission import Cancelled, never_cancelled
 from vectorizer_module.engine import Engine
 from vectorizer_module.errors import Unauthorized, shutting_down, still_loading
-from vectorizer_module.protocols import openai, vectors
+from vectorizer_module.protocols import multi2vec_clip, openai, vectors
 from vectorizer_module.server import access
 from vectorizer_module.server.errors import register_error_handlers
 from vectorizer_module.server.lifecycle import Lifecycle
@@ -120,7 +119,7 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     @app.post("/vectorize")
     def vectorize() -> Response:
         require_serving()
-        parsed = protocol.parse_vectorize(request.get_data(cache=False), settings)
+        parsed = multi2vec_clip.parse_vectorize(request.get_data(cache=False), settings)
         g.sizes = {
             "texts": len(parsed.texts),
             "images": len(parsed.images),
@@ -130,7 +129,7 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
         text_vectors, image_vectors = engine.embed(
             parsed.texts, parsed.images, deadline=time.monotonic() + settings.request_deadline, cancelled=disconnected
         )
-        return Response(protocol.vectorize_response(text_vectors, image_vectors), status=200, mimetype=JSON)
+        return Response(multi2vec_clip.vectorize_response(text_vectors, image_vectors), status=200, mimetype=JSON)
 
     def deadline() -> float:
         return time.monotonic() + settings.request_deadline

@@ -11,8 +11,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from vectorizer_module.errors import ServiceError, TooLarge
 from vectorizer_module.metrics import Metrics
-from vectorizer_module.protocol import error_body
 from vectorizer_module.protocols import openai
+from vectorizer_module.protocols.multi2vec_clip import error_body
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import DistilBertConfig, DistilBertModel, PreTrainedTokenizerFast
 
-from vectorizer_module.models.hf_clip import quiet_transformers
+from vectorizer_module.models.hf_common import quiet_transformers
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # characters of a few scripts, so that texts in several languages tokenize to more than [UNK]

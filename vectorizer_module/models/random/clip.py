@@ -17,7 +17,7 @@ import torch
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
 
 from vectorizer_module.models.clip_bpe import clip_vocabulary
-from vectorizer_module.models.hf_clip import quiet_transformers
+from vectorizer_module.models.hf_common import quiet_transformers
 
 ARCHITECTURES = {
     "tiny": dict(
@@ -202,7 +202,7 @@ def write_layout(hf_dir: Path, target: Path, layout: str) -> Path:
         _write_sentence_transformers_legacy(hf_dir, target / "models" / "clip")
         _write_sentence_transformers_legacy(hf_dir, target / "models" / "text")
     elif layout == "reference-image-multilingual":  # download.py with a multilingual text model
-        from vectorizer_module.models.random_multilingual import save_random_text_model
+        from vectorizer_module.models.random.multilingual import save_random_text_model
 
         config = json.loads((hf_dir / "config.json").read_text())
         big = config["projection_dim"] >= 512

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import Siglip2Tokenizer, SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipTokenizer
 
-from vectorizer_module.models.hf_clip import quiet_transformers
+from vectorizer_module.models.hf_common import quiet_transformers
 
 TINY = dict(
     text_config=dict(
