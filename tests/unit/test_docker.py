@@ -1,20 +1,28 @@
 """The container files say what the tests run (no Docker engine here): the compose files wire Weaviate's
-multi2vec-clip to our service's name and port, and the Dockerfile starts the same command as the tests,
-as a non-root user, with a readiness health check."""
+multi2vec-clip to our service's name and port, the Dockerfile starts the same command as the tests, as a
+non-root user, with a readiness health check, and its Python install steps, run outside Docker, resolve
+torch once."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
-DOCKER = Path(__file__).resolve().parents[2] / "docker"
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = REPO / "docker"
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.gpu.yml"]
 
 
@@ -33,6 +41,15 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 def final_stage(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     last_from = max(i for i, (word, _) in enumerate(pairs) if word == "FROM")
     return pairs[last_from:]
+
+
+def named_stage(pairs: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
+    """The instructions of the stage ``FROM ... AS name``, its FROM first."""
+    starts = [i for i, (word, _) in enumerate(pairs) if word == "FROM"] + [len(pairs)]
+    for begin, end in zip(starts, starts[1:]):
+        if pairs[begin][1].split()[-2:] == ["AS", name] or pairs[begin][1].split()[-2:] == ["as", name]:
+            return pairs[begin:end]
+    raise AssertionError(f"no stage named {name}")
 
 
 def env_of(stage: list[tuple[str, str]]) -> dict[str, str]:
@@ -87,6 +104,17 @@ def test_dockerfile_is_multi_stage_with_build_arguments():
     assert {"BASE_IMAGE", "TORCH_INDEX", "MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"} <= args
 
 
+def test_the_final_stage_runs_the_python_environment_the_build_stage_made():
+    """The entrypoint's `python` is the one of the virtual environment copied from the build stage (the
+    first directory on PATH), at the path it was made at (a virtual environment is not relocatable)."""
+    stage = final_stage(instructions(DOCKER / "Dockerfile"))
+    copies = [rest.split()[1:] for word, rest in stage if word == "COPY" and rest.startswith("--from=build ")]
+    assert len(copies) == 1
+    source, target = copies[0]
+    assert source == target
+    assert env_of(stage)["PATH"].split(":")[0] == f"{target}/bin"
+
+
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_compose_wires_weaviate_to_our_service(name):
     services = compose(name)["services"]
@@ -109,6 +137,135 @@ def test_gpu_compose_turns_cuda_on_and_reserves_a_gpu():
     devices = ours["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d["capabilities"] for d in devices)
     assert "cu" in ours["build"]["args"]["TORCH_INDEX"].rsplit("/", 1)[-1]
+
+
+# --- the image's Python install steps, run outside Docker ----------------------------------------------
+
+
+def _torch_pin() -> str:
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = [d.split("==", 1)[1] for d in dependencies if re.fullmatch(r"torch\s*==\s*[\w.]+", d)]
+    assert len(pins) == 1, dependencies
+    return pins[0].strip()
+
+
+def _fake_torch_index(root: Path, version: str) -> str:
+    """A wheel index holding one tiny wheel named torch (PyTorch's CPU index's kind of version, with a
+    local label), standing in for the real 200 MB-2 GB wheel: what matters is whether pip keeps it."""
+    project = root / "torch"
+    project.mkdir(parents=True)
+    wheel = project / f"torch-{version}-py3-none-any.whl"
+    info = f"torch-{version}.dist-info"
+    files = {
+        "torch/__init__.py": f'__version__ = "{version}"\n',
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    href = wheel.name.replace("+", "%2B")
+    (project / "index.html").write_text(f'<html><body><a href="{href}">{wheel.name}</a></body></html>\n')
+    return root.as_uri()
+
+
+def _copy_into(sources: list[str], dest: Path, as_directory: bool) -> None:
+    """Docker's COPY, for sources relative to the build context (the repository)."""
+    for source in sources:
+        path = REPO / source
+        if path.is_dir():
+            shutil.copytree(path, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        elif as_directory:
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, dest / path.name)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, dest)
+
+
+def run_build_stage(dockerfile: Path, tmp: Path, pip_options: list[str]) -> Path:
+    """Run the RUN lines of the Dockerfile's `build` stage in order, outside Docker: the stage's
+    filesystem is ``tmp/root``, its COPY lines copy from the repository, ARGs are set as Docker sets them
+    (TORCH_INDEX: a local index with a stand-in torch wheel), and `python` is a bare interpreter (a fresh
+    virtual environment: like the base image's, it has no torch). ``pip_options`` are appended to the
+    last RUN line. Returns where the Python environment was made: the path the final stage copies."""
+    pairs = instructions(dockerfile)
+    copies = [rest.split()[1:] for word, rest in final_stage(pairs) if word == "COPY" and "--from=build" in rest]
+    assert copies, "the final stage copies nothing from the build stage"
+    made = copies[0][0]
+    root = tmp / "root"
+
+    def inside(path: str) -> Path:
+        return root / path.lstrip("/")
+
+    base = tmp / "base-python"
+    subprocess.run([sys.executable, "-m", "venv", str(base)], check=True)
+    # the machine's pip settings stay (an index mirror, certificates), except those that would change
+    # where packages go or add places to take torch from
+    dropped = ("PYTHON", "VIRTUAL_ENV", "PIP_TARGET", "PIP_PREFIX", "PIP_USER", "PIP_FIND_LINKS", "PIP_EXTRA_INDEX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env.update(PATH=f"{base / 'bin'}:/usr/local/bin:/usr/bin:/bin", HOME=str(tmp), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    workdir = "/"
+    runs: list[tuple[str, str]] = []
+    for word, rest in named_stage(pairs, "build")[1:]:
+        if word == "ARG":
+            name, _, default = rest.partition("=")
+            env[name] = default.strip('"')
+        elif word == "ENV":
+            env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
+        elif word == "WORKDIR":
+            workdir = os.path.join(workdir, rest)
+            inside(workdir).mkdir(parents=True, exist_ok=True)
+        elif word == "COPY":
+            *sources, dest = rest.split()
+            target = dest if dest.startswith("/") else os.path.join(workdir, dest)
+            _copy_into(sources, inside(target), dest.endswith("/") or len(sources) > 1)
+        elif word == "RUN":
+            runs.append((workdir, rest.replace(made, str(inside(made)))))
+    env["TORCH_INDEX"] = _fake_torch_index(tmp / "index", f"{_torch_pin()}+cpu")
+    assert runs, "the build stage runs nothing"
+    for number, (directory, command) in enumerate(runs, 1):
+        if number == len(runs):
+            command = f"{command} {' '.join(pip_options)}"
+        done = subprocess.run(["sh", "-c", command], cwd=inside(directory), env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"RUN {command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return inside(made)
+
+
+def _pypi_reachable() -> bool:
+    if os.environ.get("PIP_INDEX_URL"):
+        return True
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_the_image_install_steps_resolve_torch_once(tmp_path):
+    """The build stage's steps, with the last (the package) as a dry run whose report lists what pip
+    would install on top of what the earlier steps installed: everything the package needs, but no
+    second torch (which pip would take from PyPI: on Linux the CUDA build, also in the CPU image)."""
+    if not _pypi_reachable():
+        pytest.skip("the package's dependencies are resolved against PyPI, which is out of reach")
+    report = tmp_path / "report.json"
+    made = run_build_stage(DOCKER / "Dockerfile", tmp_path, ["--dry-run", "--report", str(report)])
+    installs = {
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert "clip-vectorizer" in installs and "transformers" in installs  # the package step resolved
+    assert "torch" not in installs, f"torch resolved a second time: torch {installs.get('torch')}"
+    kept = subprocess.run(
+        [str(made / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('torch'))"],
+        capture_output=True,
+        text=True,
+    )
+    assert kept.stdout.strip() == f"{_torch_pin()}+cpu"  # the one torch is the index's
+
+
+# --- the model download ---------------------------------------------------------------------------------
 
 
 def _download_module():
