@@ -1,7 +1,7 @@
 """The container files say what the tests run (no Docker engine here): the compose files wire Weaviate's
 multi2vec-clip to our service's name and port, the Dockerfile starts the same command as the tests, as a
-non-root user, with a readiness health check, and its Python install steps, run outside Docker, resolve
-torch once."""
+non-root user, with a readiness health check; its Python install steps, run outside Docker, resolve torch
+once; and the model download takes only the files the served layout reads."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.gpu.yml"]
+MODEL_DIR_OVERLAY = "docker-compose.model-dir.yml"
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -128,7 +129,22 @@ def test_compose_wires_weaviate_to_our_service(name):
     ours = services[host]
     assert ours["build"]["dockerfile"] == "docker/Dockerfile"
     assert port == env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_PORT"]
-    assert any(str(v).endswith(":/models:ro") for v in ours["volumes"])
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_needs_no_variable(name):
+    """`docker compose -f docker/docker-compose.yml up` with nothing set: no `${VAR:?...}` (a required
+    variable), the image's own model."""
+    text = (DOCKER / name).read_text()
+    assert not re.search(r"\$\{\w+:?\?", text)
+    assert "volumes" not in compose(name)["services"]["multi2vec-clip"]
+
+
+def test_the_model_dir_overlay_mounts_a_directory_where_the_service_reads_its_model():
+    overlay = yaml.safe_load((DOCKER / MODEL_DIR_OVERLAY).read_text())["services"]["multi2vec-clip"]
+    model_dir = env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_MODEL"]
+    assert [v for v in overlay["volumes"] if v.endswith(f":{model_dir}:ro")] and len(overlay["volumes"]) == 1
+    assert overlay["volumes"][0].startswith("${CLIP_MODEL_DIR:?")  # says which variable is missing
 
 
 def test_gpu_compose_turns_cuda_on_and_reserves_a_gpu():
@@ -137,6 +153,14 @@ def test_gpu_compose_turns_cuda_on_and_reserves_a_gpu():
     devices = ours["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d["capabilities"] for d in devices)
     assert "cu" in ours["build"]["args"]["TORCH_INDEX"].rsplit("/", 1)[-1]
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_passes_the_model_build_argument_through(name):
+    """MODEL_ID reaches the build unset as an empty string, which the download script reads as its
+    default; set, it picks another model."""
+    args = compose(name)["services"]["multi2vec-clip"]["build"]["args"]
+    assert args["MODEL_ID"] == "${MODEL_ID:-}"
 
 
 # --- the image's Python install steps, run outside Docker ----------------------------------------------
@@ -278,8 +302,10 @@ def _download_module():
 @pytest.mark.parametrize(
     "env,expected",
     [
-        ({}, []),
-        ({"MODEL_ID": "openai/clip-vit-base-patch32"}, [("openai/clip-vit-base-patch32", "/m")]),
+        ({}, [("openai/clip-vit-base-patch32", "/m")]),  # the default build bakes a model in
+        ({"MODEL_ID": ""}, [("openai/clip-vit-base-patch32", "/m")]),  # as compose passes it unset
+        ({"MODEL_ID": "none"}, []),
+        ({"MODEL_ID": "google/siglip-base-patch16-224"}, [("google/siglip-base-patch16-224", "/m")]),
         (
             {"CLIP_MODEL_NAME": "sentence-transformers/clip-ViT-B-32"},
             [("sentence-transformers/clip-ViT-B-32", "/m/clip"), ("sentence-transformers/clip-ViT-B-32", "/m/text")],
@@ -287,35 +313,161 @@ def _download_module():
         ({"CLIP_MODEL_NAME": "c", "TEXT_MODEL_NAME": "t"}, [("c", "/m/clip"), ("t", "/m/text")]),
     ],
 )
-def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, env, expected):
+def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, tmp_path, env, expected):
     module = _download_module()
     calls = []
-    monkeypatch.setattr(module, "snapshot_download", lambda repo, local_dir, **_: calls.append((repo, local_dir)))
+    monkeypatch.setattr(module, "download", lambda repo, target: calls.append((repo, target)))
     for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    module.main("/m")
-    assert calls == expected
+    module.main(str(tmp_path / "m"))
+    assert [(repo, target.replace(str(tmp_path), "")) for repo, target in calls] == expected
 
 
-def test_an_openclip_repository_without_tokenizer_files_gets_clips(monkeypatch, tmp_path):
+def test_download_script_refuses_both_kinds_of_model_argument(monkeypatch, tmp_path):
     module = _download_module()
+    monkeypatch.setenv("MODEL_ID", "openai/clip-vit-base-patch32")
+    monkeypatch.setenv("CLIP_MODEL_NAME", "sentence-transformers/clip-ViT-B-32")
+    with pytest.raises(SystemExit, match="not both"):
+        module.main(str(tmp_path))
+
+
+# File names of public Hugging Face repositories, as the hub lists them (written down by hand: the hub is
+# not reachable from the test machines), with the small JSON files the choice reads.
+CLIP_ST_MODULES = [{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]
+MULTILINGUAL_MODULES = [
+    {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+]
+HF_CLIP_FILES = [
+    "config.json",
+    "merges.txt",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+]
+LISTINGS = {
+    "openai/clip-vit-base-patch32": (
+        [".gitattributes", "README.md", "flax_model.msgpack", "model.safetensors", "pytorch_model.bin"]
+        + ["tf_model.h5", *HF_CLIP_FILES],
+        {"config.json": {"model_type": "clip"}},
+        sorted([*HF_CLIP_FILES, "model.safetensors"]),
+    ),
+    # transformers and OpenCLIP copies side by side: served as transformers CLIP, one copy only
+    "laion/CLIP-ViT-B-32-laion2B-s34B-b79K": (
+        [".gitattributes", "README.md", "model.safetensors", "pytorch_model.bin", "open_clip_config.json"]
+        + ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", *HF_CLIP_FILES],
+        {"config.json": {"model_type": "clip"}},
+        sorted([*HF_CLIP_FILES, "model.safetensors"]),
+    ),
+    "google/siglip-base-patch16-224": (
+        [".gitattributes", "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]
+        + ["special_tokens_map.json", "spiece.model", "tokenizer_config.json"],
+        {"config.json": {"model_type": "siglip"}},
+        ["config.json", "model.safetensors", "preprocessor_config.json", "special_tokens_map.json"]
+        + ["spiece.model", "tokenizer_config.json"],
+    ),
+    # OpenCLIP weights beside timm's (its config.json has no model_type): OpenCLIP's, without a tokenizer
+    "timm/vit_base_patch16_clip_224.openai": (
+        [".gitattributes", "README.md", "config.json", "model.safetensors", "open_clip_config.json"]
+        + ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin"],
+        {"config.json": {"architecture": "vit_base_patch16_clip_224", "num_classes": 512}},
+        ["config.json", "open_clip_config.json", "open_clip_model.safetensors"],
+    ),
+    "sentence-transformers/clip-ViT-B-32": (
+        [".gitattributes", "README.md", "modules.json", "0_CLIPModel/model.safetensors"]
+        + ["0_CLIPModel/pytorch_model.bin", *(f"0_CLIPModel/{f}" for f in HF_CLIP_FILES if f != "tokenizer.json")],
+        {"modules.json": CLIP_ST_MODULES},
+        sorted(
+            ["modules.json", "0_CLIPModel/model.safetensors"]
+            + [f"0_CLIPModel/{f}" for f in HF_CLIP_FILES if f != "tokenizer.json"]
+        ),
+    ),
+    "sentence-transformers/clip-ViT-B-32-multilingual-v1": (
+        [".gitattributes", "README.md", "modules.json", "1_Pooling/config.json", "2_Dense/config.json"]
+        + ["2_Dense/pytorch_model.bin", "2_Dense/model.safetensors"]
+        + [f"0_Transformer/{f}" for f in ("config.json", "pytorch_model.bin", "model.safetensors")]
+        + [f"0_Transformer/{f}" for f in ("sentence_bert_config.json", "special_tokens_map.json")]
+        + [f"0_Transformer/{f}" for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")],
+        {"modules.json": MULTILINGUAL_MODULES},
+        ["0_Transformer/config.json", "0_Transformer/model.safetensors", "0_Transformer/sentence_bert_config.json"]
+        + ["0_Transformer/special_tokens_map.json", "0_Transformer/tokenizer.json"]
+        + ["0_Transformer/tokenizer_config.json", "0_Transformer/vocab.txt", "1_Pooling/config.json"]
+        + ["2_Dense/config.json", "2_Dense/model.safetensors", "modules.json"],
+    ),
+}
+
+
+@pytest.mark.parametrize("repo", sorted(LISTINGS))
+def test_the_download_takes_one_weight_format_and_the_files_the_layout_reads(repo):
+    names, small_files, expected = LISTINGS[repo]
+    read = []
+
+    def read_json(name):
+        read.append(name)
+        return small_files[name]
+
+    chosen = _download_module().choose_files(repo, names, read_json)
+    assert chosen == expected
+    assert set(read) <= set(small_files)
+
+
+def test_sharded_weights_come_with_their_index_and_exported_copies_stay_behind():
+    """Synthetic listings: a sharded checkpoint in both formats, and a sentence-transformers repository
+    with ONNX and OpenVINO exports and a CLIP module in its root (sentence-transformers 6)."""
+    module = _download_module()
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+    bins = ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin", "pytorch_model.bin.index.json"]
+    names = ["config.json", "preprocessor_config.json", "tokenizer.json", *shards, *bins]
+    config = {"config.json": {"model_type": "clip"}}
+    assert module.choose_files("r", names, config.get) == sorted(
+        ["config.json", "preprocessor_config.json", "tokenizer.json", *shards]
+    )
+    assert module.choose_files("r", [n for n in names if n not in shards], config.get) == sorted(
+        ["config.json", "preprocessor_config.json", "tokenizer.json", *bins]
+    )
+    st = ["modules.json", "config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"]
+    st += ["onnx/model.onnx", "onnx/config.json", "openvino/openvino_model.xml", "openvino/openvino_model.bin"]
+    modules = {"modules.json": [{"path": "", "type": "sentence_transformers.models.CLIPModel"}]}
+    assert module.choose_files("r", st, modules.get) == sorted(st[:5])
+
+
+@pytest.mark.parametrize(
+    "names,small_files,message",
+    [
+        (["config.json", "tf_model.h5", "tokenizer.json"], {"config.json": {"model_type": "clip"}}, "no weights"),
+        (["config.json", "model.safetensors"], {"config.json": {"model_type": "bert"}}, "not a model the service"),
+        (["open_clip_config.json", "open_clip_model.pt"], {}, "no weights"),
+        (["modules.json", "0_CLIPModel/tf_model.h5"], {"modules.json": CLIP_ST_MODULES}, "folder 0_CLIPModel/"),
+    ],
+)
+def test_a_repository_without_a_served_layout_fails_the_build_saying_why(names, small_files, message):
+    module = _download_module()
+    with pytest.raises(module.ModelRepoError, match=message):
+        module.choose_files("some/repo", names, small_files.get)
+
+
+def test_download_fetches_only_the_chosen_files_and_clips_tokenizer_for_an_openclip_repository(monkeypatch, tmp_path):
+    module = _download_module()
+    names, small_files, expected = LISTINGS["timm/vit_base_patch16_clip_224.openai"]
     calls = []
-
-    def fake_download(repo, local_dir, allow_patterns=None):
-        calls.append((repo, allow_patterns))
-        if repo == "laion/some-openclip":  # what an OpenCLIP-only repository holds
-            (tmp_path / "open_clip_config.json").write_text("{}")
-            (tmp_path / "open_clip_model.safetensors").write_bytes(b"")
-
-    monkeypatch.setattr(module, "snapshot_download", fake_download)
-    monkeypatch.delenv("CLIP_MODEL_NAME", raising=False)
-    monkeypatch.setenv("MODEL_ID", "laion/some-openclip")
-    module.main(str(tmp_path))
-    assert calls == [("laion/some-openclip", None), ("openai/clip-vit-base-patch32", ["vocab.json", "merges.txt"])]
-    (tmp_path / "vocab.json").write_text("{}")
-    (tmp_path / "merges.txt").write_text("")
-    calls.clear()
-    module.main(str(tmp_path))
-    assert calls == [("laion/some-openclip", None)]  # tokenizer files present: nothing more
+    monkeypatch.setattr(module, "repo_files", lambda repo: names)
+    monkeypatch.setattr(module, "fetch_json", lambda repo, name, target: small_files[name])
+    monkeypatch.setattr(
+        module, "snapshot_download", lambda repo, local_dir, allow_patterns: calls.append((repo, allow_patterns))
+    )
+    (tmp_path / ".cache").mkdir()  # huggingface_hub's bookkeeping, left out of the image
+    module.download("timm/vit_base_patch16_clip_224.openai", str(tmp_path))
+    assert calls == [
+        ("timm/vit_base_patch16_clip_224.openai", expected),
+        ("openai/clip-vit-base-patch32", ["vocab.json", "merges.txt"]),
+    ]
+    assert not (tmp_path / ".cache").exists()
+    calls.clear()  # OpenCLIP's own BPE file is a tokenizer: nothing more
+    monkeypatch.setattr(module, "repo_files", lambda repo: [*names, "bpe_simple_vocab_16e6.txt.gz"])
+    module.download("timm/vit_base_patch16_clip_224.openai", str(tmp_path))
+    assert calls == [("timm/vit_base_patch16_clip_224.openai", sorted([*expected, "bpe_simple_vocab_16e6.txt.gz"]))]
