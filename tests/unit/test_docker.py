@@ -132,12 +132,17 @@ def test_compose_wires_weaviate_to_our_service(name):
 
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)
-def test_compose_needs_no_variable(name):
+def test_compose_needs_no_variable_and_stops_after_the_shutdown_grace(name):
     """`docker compose -f docker/docker-compose.yml up` with nothing set: no `${VAR:?...}` (a required
-    variable), the image's own model."""
+    variable), the image's own model; Docker waits for the service's shutdown grace before killing it
+    (its default is 10 s)."""
     text = (DOCKER / name).read_text()
     assert not re.search(r"\$\{\w+:?\?", text)
-    assert "volumes" not in compose(name)["services"]["multi2vec-clip"]
+    ours = compose(name)["services"]["multi2vec-clip"]
+    assert "volumes" not in ours
+    grace = float(env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_SHUTDOWN_GRACE"])
+    stop = re.fullmatch(r"(\d+)s", ours["stop_grace_period"])
+    assert stop and int(stop.group(1)) > grace
 
 
 def test_the_model_dir_overlay_mounts_a_directory_where_the_service_reads_its_model():
