@@ -1,48 +1,177 @@
 """Bake a Hugging Face model into the image at build time (the build stage has internet, the service not).
 
-MODEL_ID: a transformers CLIP or SigLIP repository, or an OpenCLIP one, downloaded into TARGET itself. An
-OpenCLIP repository without tokenizer files gets CLIP's (OpenCLIP's standard models use CLIP's BPE).
-CLIP_MODEL_NAME [+ TEXT_MODEL_NAME]: the reference multi2vec-clip image's build arguments, two
-sentence-transformers repositories downloaded into TARGET/clip and TARGET/text (the reference layout).
-Nothing set: nothing downloaded (mount a model at run time instead).
+MODEL_ID: a transformers CLIP or SigLIP repository, or an OpenCLIP one, downloaded into TARGET itself;
+unset or empty: openai/clip-vit-base-patch32; ``none``: nothing is downloaded (mount a model at run
+time instead). An OpenCLIP repository without tokenizer files gets CLIP's (OpenCLIP's standard models
+use CLIP's BPE). CLIP_MODEL_NAME [+ TEXT_MODEL_NAME]: the reference multi2vec-clip image's build
+arguments, two sentence-transformers repositories downloaded into TARGET/clip and TARGET/text (the
+reference layout).
+
+Only the files the served layout reads are downloaded, not every copy a repository holds: the small
+configuration and tokenizer files, and one weight format per folder (safetensors where the repository
+has it, else PyTorch's .bin), never TensorFlow, Flax, ONNX or OpenVINO copies. Which layout a repository
+is served as is decided as the service decides it (vectorizer_module/models/loading.py): modules.json
+makes it sentence-transformers, a config.json of a CLIP or SigLIP model makes it transformers, and
+open_clip_config.json otherwise makes it OpenCLIP.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub import snapshot_download
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
+DEFAULT_MODEL_ID = "openai/clip-vit-base-patch32"
+NO_MODEL = "none"
 CLIP_TOKENIZER_REPO = "openai/clip-vit-base-patch32"
+CLIP_TOKENIZER_FILES = ["vocab.json", "merges.txt"]
+
+# model_type values the service reads from a transformers config.json (CLIP, SigLIP, SigLIP 2 NaFlex)
+SERVED_CONFIG_TYPES = frozenset({"clip", "siglip", "siglip2"})
+# One weight format per folder, the first the folder has: a single file, or an index and its shards.
+TRANSFORMERS_WEIGHTS = (
+    ("model.safetensors", "model.safetensors.index.json", re.compile(r"model-\d+-of-\d+\.safetensors")),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json", re.compile(r"pytorch_model-\d+-of-\d+\.bin")),
+)
+# vectorizer_module/models/openclip.py's WEIGHT_NAMES, in the order it prefers them
+OPENCLIP_WEIGHTS = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+)
+# configuration, tokenizer and processor files: JSON, vocab.txt/merges.txt, sentencepiece models, and
+# OpenCLIP's own BPE file
+SUPPORT_SUFFIXES = (".json", ".txt", ".model", ".txt.gz")
+# files that hold weights of some format: a folder with some of these but none we can load is refused
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot", ".gguf")
 
 
-def needs_clip_tokenizer(root: Path) -> bool:
-    """An OpenCLIP-only directory with neither tokenizer files nor OpenCLIP's BPE file."""
-    names = {p.name for p in root.iterdir()} if root.is_dir() else set()
+class ModelRepoError(RuntimeError):
+    """The repository holds no layout the service serves."""
+
+
+def _in_folder(names: Iterable[str], folder: str) -> list[str]:
+    """The names directly in ``folder`` ("" is the repository's root), without the folder prefix."""
+    prefix = f"{folder}/" if folder else ""
+    return sorted(n[len(prefix) :] for n in names if n.startswith(prefix) and "/" not in n[len(prefix) :])
+
+
+def _transformers_weights(files: list[str]) -> list[str]:
+    for single, index, shard in TRANSFORMERS_WEIGHTS:
+        if single in files:
+            return [single]
+        if index in files:
+            return [index] + [f for f in files if shard.fullmatch(f)]
+    return []
+
+
+def _openclip_weights(files: list[str]) -> list[str]:
+    return next(([name] for name in OPENCLIP_WEIGHTS if name in files), [])
+
+
+def _support(files: list[str]) -> list[str]:
+    return [f for f in files if f.endswith(SUPPORT_SUFFIXES) and not f.endswith(".index.json")]
+
+
+def _folder(
+    names: Iterable[str], folder: str, weights: Callable[[list[str]], list[str]], repo: str, required: bool = False
+) -> list[str]:
+    """The support files and the one weight format of ``folder``; ModelRepoError if it holds weights
+    only in formats the service does not load, or none where they are ``required``."""
+    files = _in_folder(names, folder)
+    chosen = weights(files)
+    if not chosen and (required or any(f.endswith(WEIGHT_SUFFIXES) for f in files)):
+        where = f"folder {folder}/" if folder else "the root"
+        raise ModelRepoError(
+            f"{repo}: {where} holds no weights in a format the service loads (model.safetensors or "
+            f"pytorch_model.bin, or OpenCLIP's {' or '.join(OPENCLIP_WEIGHTS)}); it holds: {', '.join(files)}"
+        )
+    prefix = f"{folder}/" if folder else ""
+    return [prefix + f for f in sorted(_support(files) + chosen)]
+
+
+def choose_files(repo: str, names: Iterable[str], read_json: Callable[[str], Any]) -> list[str]:
+    """The files of ``repo`` (listed in ``names``) that its served layout needs, in the order the
+    service looks for layouts. ``read_json(name)`` returns a small JSON file of the repository
+    (modules.json, config.json), read only where the choice depends on it."""
+    names = sorted(set(names))
+    if "modules.json" in names:  # sentence-transformers: the root and each module's folder
+        modules = read_json("modules.json")
+        modules = modules if isinstance(modules, list) else []
+        folders = {""} | {str(m.get("path", "")).strip("/") for m in modules if isinstance(m, dict)}
+        return sorted(f for folder in sorted(folders) for f in _folder(names, folder, _transformers_weights, repo))
+    config = read_json("config.json") if "config.json" in names else None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    root = _in_folder(names, "")
+    has_openclip = "open_clip_config.json" in root
+    # transformers CLIP or SigLIP (OpenCLIP's copy of the weights, if any, left out); a CLIP config.json
+    # without transformers weights beside OpenCLIP's files is served as OpenCLIP, as the service does
+    if model_type in SERVED_CONFIG_TYPES and (_transformers_weights(root) or not has_openclip):
+        chosen = _folder(names, "", _transformers_weights, repo, required=True)
+        return [f for f in chosen if not f.startswith("open_clip_")]
+    if has_openclip:  # OpenCLIP; a config.json here may be another library's (timm's)
+        return _folder(names, "", _openclip_weights, repo, required=True)
+    raise ModelRepoError(
+        f"{repo} is not a model the service serves: it needs modules.json (sentence-transformers), a "
+        f"config.json with model_type {' or '.join(sorted(SERVED_CONFIG_TYPES))} (config.json says "
+        f"{model_type!r}), or open_clip_config.json; it holds: {', '.join(root)}"
+    )
+
+
+def needs_clip_tokenizer(files: Iterable[str]) -> bool:
+    """An OpenCLIP choice with neither tokenizer files nor OpenCLIP's BPE file."""
+    names = set(files)
     return (
         "open_clip_config.json" in names
-        and "config.json" not in names
         and "tokenizer.json" not in names
         and not {"vocab.json", "merges.txt"} <= names
         and "bpe_simple_vocab_16e6.txt.gz" not in names
     )
 
 
+def repo_files(repo: str) -> list[str]:
+    return HfApi().list_repo_files(repo)
+
+
+def fetch_json(repo: str, name: str, target: str) -> Any:
+    return json.loads(Path(hf_hub_download(repo, name, local_dir=target)).read_text(encoding="utf-8"))
+
+
+def download(repo: str, target: str) -> list[str]:
+    """Download what ``repo``'s served layout needs into ``target``; the files chosen."""
+    files = choose_files(repo, repo_files(repo), lambda name: fetch_json(repo, name, target))
+    snapshot_download(repo, local_dir=target, allow_patterns=files)
+    if needs_clip_tokenizer(files):
+        snapshot_download(CLIP_TOKENIZER_REPO, local_dir=target, allow_patterns=CLIP_TOKENIZER_FILES)
+        files = files + CLIP_TOKENIZER_FILES
+    shutil.rmtree(Path(target) / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
+    print(f"{repo} -> {target}: {', '.join(files)}", flush=True)
+    return files
+
+
 def main(target: str) -> None:
-    model_id = os.environ.get("MODEL_ID", "")
-    clip_name = os.environ.get("CLIP_MODEL_NAME", "")
-    text_name = os.environ.get("TEXT_MODEL_NAME", "") or clip_name
+    model_id = os.environ.get("MODEL_ID", "").strip()
+    clip_name = os.environ.get("CLIP_MODEL_NAME", "").strip()
+    text_name = os.environ.get("TEXT_MODEL_NAME", "").strip() or clip_name
     if model_id and clip_name:
         sys.exit("set MODEL_ID or CLIP_MODEL_NAME, not both")
-    if model_id:
-        snapshot_download(model_id, local_dir=target)
-        if needs_clip_tokenizer(Path(target)):
-            snapshot_download(CLIP_TOKENIZER_REPO, local_dir=target, allow_patterns=["vocab.json", "merges.txt"])
-    elif clip_name:
-        snapshot_download(clip_name, local_dir=os.path.join(target, "clip"))
-        snapshot_download(text_name, local_dir=os.path.join(target, "text"))
+    Path(target).mkdir(parents=True, exist_ok=True)
+    try:
+        if clip_name:
+            download(clip_name, os.path.join(target, "clip"))
+            download(text_name, os.path.join(target, "text"))
+        elif model_id.lower() != NO_MODEL:
+            download(model_id or DEFAULT_MODEL_ID, target)
+    except ModelRepoError as exc:
+        sys.exit(str(exc))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,30 @@
 """The container files say what the tests run (no Docker engine here): the compose files wire Weaviate's
-multi2vec-clip to our service's name and port, and the Dockerfile starts the same command as the tests,
-as a non-root user, with a readiness health check."""
+multi2vec-clip to our service's name and port, the Dockerfile starts the same command as the tests, as a
+non-root user, with a readiness health check; its Python install steps, run outside Docker, resolve torch
+once; and the model download takes only the files the served layout reads."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
-DOCKER = Path(__file__).resolve().parents[2] / "docker"
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = REPO / "docker"
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.gpu.yml"]
+MODEL_DIR_OVERLAY = "docker-compose.model-dir.yml"
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -33,6 +42,15 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 def final_stage(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     last_from = max(i for i, (word, _) in enumerate(pairs) if word == "FROM")
     return pairs[last_from:]
+
+
+def named_stage(pairs: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
+    """The instructions of the stage ``FROM ... AS name``, its FROM first."""
+    starts = [i for i, (word, _) in enumerate(pairs) if word == "FROM"] + [len(pairs)]
+    for begin, end in zip(starts, starts[1:]):
+        if pairs[begin][1].split()[-2:] == ["AS", name] or pairs[begin][1].split()[-2:] == ["as", name]:
+            return pairs[begin:end]
+    raise AssertionError(f"no stage named {name}")
 
 
 def env_of(stage: list[tuple[str, str]]) -> dict[str, str]:
@@ -87,6 +105,17 @@ def test_dockerfile_is_multi_stage_with_build_arguments():
     assert {"BASE_IMAGE", "TORCH_INDEX", "MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"} <= args
 
 
+def test_the_final_stage_runs_the_python_environment_the_build_stage_made():
+    """The entrypoint's `python` is the one of the virtual environment copied from the build stage (the
+    first directory on PATH), at the path it was made at (a virtual environment is not relocatable)."""
+    stage = final_stage(instructions(DOCKER / "Dockerfile"))
+    copies = [rest.split()[1:] for word, rest in stage if word == "COPY" and rest.startswith("--from=build ")]
+    assert len(copies) == 1
+    source, target = copies[0]
+    assert source == target
+    assert env_of(stage)["PATH"].split(":")[0] == f"{target}/bin"
+
+
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_compose_wires_weaviate_to_our_service(name):
     services = compose(name)["services"]
@@ -100,7 +129,27 @@ def test_compose_wires_weaviate_to_our_service(name):
     ours = services[host]
     assert ours["build"]["dockerfile"] == "docker/Dockerfile"
     assert port == env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_PORT"]
-    assert any(str(v).endswith(":/models:ro") for v in ours["volumes"])
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_needs_no_variable_and_stops_after_the_shutdown_grace(name):
+    """`docker compose -f docker/docker-compose.yml up` with nothing set: no `${VAR:?...}` (a required
+    variable), the image's own model; Docker waits for the service's shutdown grace before killing it
+    (its default is 10 s)."""
+    text = (DOCKER / name).read_text()
+    assert not re.search(r"\$\{\w+:?\?", text)
+    ours = compose(name)["services"]["multi2vec-clip"]
+    assert "volumes" not in ours
+    grace = float(env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_SHUTDOWN_GRACE"])
+    stop = re.fullmatch(r"(\d+)s", ours["stop_grace_period"])
+    assert stop and int(stop.group(1)) > grace
+
+
+def test_the_model_dir_overlay_mounts_a_directory_where_the_service_reads_its_model():
+    overlay = yaml.safe_load((DOCKER / MODEL_DIR_OVERLAY).read_text())["services"]["multi2vec-clip"]
+    model_dir = env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_MODEL"]
+    assert [v for v in overlay["volumes"] if v.endswith(f":{model_dir}:ro")] and len(overlay["volumes"]) == 1
+    assert overlay["volumes"][0].startswith("${CLIP_MODEL_DIR:?")  # says which variable is missing
 
 
 def test_gpu_compose_turns_cuda_on_and_reserves_a_gpu():
@@ -109,6 +158,143 @@ def test_gpu_compose_turns_cuda_on_and_reserves_a_gpu():
     devices = ours["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d["capabilities"] for d in devices)
     assert "cu" in ours["build"]["args"]["TORCH_INDEX"].rsplit("/", 1)[-1]
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_passes_the_model_build_argument_through(name):
+    """MODEL_ID reaches the build unset as an empty string, which the download script reads as its
+    default; set, it picks another model."""
+    args = compose(name)["services"]["multi2vec-clip"]["build"]["args"]
+    assert args["MODEL_ID"] == "${MODEL_ID:-}"
+
+
+# --- the image's Python install steps, run outside Docker ----------------------------------------------
+
+
+def _torch_pin() -> str:
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = [d.split("==", 1)[1] for d in dependencies if re.fullmatch(r"torch\s*==\s*[\w.]+", d)]
+    assert len(pins) == 1, dependencies
+    return pins[0].strip()
+
+
+def _fake_torch_index(root: Path, version: str) -> str:
+    """A wheel index holding one tiny wheel named torch (PyTorch's CPU index's kind of version, with a
+    local label), standing in for the real 200 MB-2 GB wheel: what matters is whether pip keeps it."""
+    project = root / "torch"
+    project.mkdir(parents=True)
+    wheel = project / f"torch-{version}-py3-none-any.whl"
+    info = f"torch-{version}.dist-info"
+    files = {
+        "torch/__init__.py": f'__version__ = "{version}"\n',
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    href = wheel.name.replace("+", "%2B")
+    (project / "index.html").write_text(f'<html><body><a href="{href}">{wheel.name}</a></body></html>\n')
+    return root.as_uri()
+
+
+def _copy_into(sources: list[str], dest: Path, as_directory: bool) -> None:
+    """Docker's COPY, for sources relative to the build context (the repository)."""
+    for source in sources:
+        path = REPO / source
+        if path.is_dir():
+            shutil.copytree(path, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        elif as_directory:
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, dest / path.name)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, dest)
+
+
+def run_build_stage(dockerfile: Path, tmp: Path, pip_options: list[str]) -> Path:
+    """Run the RUN lines of the Dockerfile's `build` stage in order, outside Docker: the stage's
+    filesystem is ``tmp/root``, its COPY lines copy from the repository, ARGs are set as Docker sets them
+    (TORCH_INDEX: a local index with a stand-in torch wheel), and `python` is a bare interpreter (a fresh
+    virtual environment: like the base image's, it has no torch). ``pip_options`` are appended to the
+    last RUN line. Returns where the Python environment was made: the path the final stage copies."""
+    pairs = instructions(dockerfile)
+    copies = [rest.split()[1:] for word, rest in final_stage(pairs) if word == "COPY" and "--from=build" in rest]
+    assert copies, "the final stage copies nothing from the build stage"
+    made = copies[0][0]
+    root = tmp / "root"
+
+    def inside(path: str) -> Path:
+        return root / path.lstrip("/")
+
+    base = tmp / "base-python"
+    subprocess.run([sys.executable, "-m", "venv", str(base)], check=True)
+    # the machine's pip settings stay (an index mirror, certificates), except those that would change
+    # where packages go or add places to take torch from
+    dropped = ("PYTHON", "VIRTUAL_ENV", "PIP_TARGET", "PIP_PREFIX", "PIP_USER", "PIP_FIND_LINKS", "PIP_EXTRA_INDEX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env.update(PATH=f"{base / 'bin'}:/usr/local/bin:/usr/bin:/bin", HOME=str(tmp), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    workdir = "/"
+    runs: list[tuple[str, str]] = []
+    for word, rest in named_stage(pairs, "build")[1:]:
+        if word == "ARG":
+            name, _, default = rest.partition("=")
+            env[name] = default.strip('"')
+        elif word == "ENV":
+            env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
+        elif word == "WORKDIR":
+            workdir = os.path.join(workdir, rest)
+            inside(workdir).mkdir(parents=True, exist_ok=True)
+        elif word == "COPY":
+            *sources, dest = rest.split()
+            target = dest if dest.startswith("/") else os.path.join(workdir, dest)
+            _copy_into(sources, inside(target), dest.endswith("/") or len(sources) > 1)
+        elif word == "RUN":
+            runs.append((workdir, rest.replace(made, str(inside(made)))))
+    env["TORCH_INDEX"] = _fake_torch_index(tmp / "index", f"{_torch_pin()}+cpu")
+    assert runs, "the build stage runs nothing"
+    for number, (directory, command) in enumerate(runs, 1):
+        if number == len(runs):
+            command = f"{command} {' '.join(pip_options)}"
+        done = subprocess.run(["sh", "-c", command], cwd=inside(directory), env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"RUN {command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return inside(made)
+
+
+def _pypi_reachable() -> bool:
+    if os.environ.get("PIP_INDEX_URL"):
+        return True
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_the_image_install_steps_resolve_torch_once(tmp_path):
+    """The build stage's steps, with the last (the package) as a dry run whose report lists what pip
+    would install on top of what the earlier steps installed: everything the package needs, but no
+    second torch (which pip would take from PyPI: on Linux the CUDA build, also in the CPU image)."""
+    if not _pypi_reachable():
+        pytest.skip("the package's dependencies are resolved against PyPI, which is out of reach")
+    report = tmp_path / "report.json"
+    made = run_build_stage(DOCKER / "Dockerfile", tmp_path, ["--dry-run", "--report", str(report)])
+    installs = {
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert "clip-vectorizer" in installs and "transformers" in installs  # the package step resolved
+    assert "torch" not in installs, f"torch resolved a second time: torch {installs.get('torch')}"
+    kept = subprocess.run(
+        [str(made / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('torch'))"],
+        capture_output=True,
+        text=True,
+    )
+    assert kept.stdout.strip() == f"{_torch_pin()}+cpu"  # the one torch is the index's
+
+
+# --- the model download ---------------------------------------------------------------------------------
 
 
 def _download_module():
@@ -121,8 +307,10 @@ def _download_module():
 @pytest.mark.parametrize(
     "env,expected",
     [
-        ({}, []),
-        ({"MODEL_ID": "openai/clip-vit-base-patch32"}, [("openai/clip-vit-base-patch32", "/m")]),
+        ({}, [("openai/clip-vit-base-patch32", "/m")]),  # the default build bakes a model in
+        ({"MODEL_ID": ""}, [("openai/clip-vit-base-patch32", "/m")]),  # as compose passes it unset
+        ({"MODEL_ID": "none"}, []),
+        ({"MODEL_ID": "google/siglip-base-patch16-224"}, [("google/siglip-base-patch16-224", "/m")]),
         (
             {"CLIP_MODEL_NAME": "sentence-transformers/clip-ViT-B-32"},
             [("sentence-transformers/clip-ViT-B-32", "/m/clip"), ("sentence-transformers/clip-ViT-B-32", "/m/text")],
@@ -130,35 +318,161 @@ def _download_module():
         ({"CLIP_MODEL_NAME": "c", "TEXT_MODEL_NAME": "t"}, [("c", "/m/clip"), ("t", "/m/text")]),
     ],
 )
-def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, env, expected):
+def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, tmp_path, env, expected):
     module = _download_module()
     calls = []
-    monkeypatch.setattr(module, "snapshot_download", lambda repo, local_dir, **_: calls.append((repo, local_dir)))
+    monkeypatch.setattr(module, "download", lambda repo, target: calls.append((repo, target)))
     for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    module.main("/m")
-    assert calls == expected
+    module.main(str(tmp_path / "m"))
+    assert [(repo, target.replace(str(tmp_path), "")) for repo, target in calls] == expected
 
 
-def test_an_openclip_repository_without_tokenizer_files_gets_clips(monkeypatch, tmp_path):
+def test_download_script_refuses_both_kinds_of_model_argument(monkeypatch, tmp_path):
     module = _download_module()
+    monkeypatch.setenv("MODEL_ID", "openai/clip-vit-base-patch32")
+    monkeypatch.setenv("CLIP_MODEL_NAME", "sentence-transformers/clip-ViT-B-32")
+    with pytest.raises(SystemExit, match="not both"):
+        module.main(str(tmp_path))
+
+
+# File names of public Hugging Face repositories, as the hub lists them (written down by hand: the hub is
+# not reachable from the test machines), with the small JSON files the choice reads.
+CLIP_ST_MODULES = [{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]
+MULTILINGUAL_MODULES = [
+    {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+]
+HF_CLIP_FILES = [
+    "config.json",
+    "merges.txt",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+]
+LISTINGS = {
+    "openai/clip-vit-base-patch32": (
+        [".gitattributes", "README.md", "flax_model.msgpack", "model.safetensors", "pytorch_model.bin"]
+        + ["tf_model.h5", *HF_CLIP_FILES],
+        {"config.json": {"model_type": "clip"}},
+        sorted([*HF_CLIP_FILES, "model.safetensors"]),
+    ),
+    # transformers and OpenCLIP copies side by side: served as transformers CLIP, one copy only
+    "laion/CLIP-ViT-B-32-laion2B-s34B-b79K": (
+        [".gitattributes", "README.md", "model.safetensors", "pytorch_model.bin", "open_clip_config.json"]
+        + ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", *HF_CLIP_FILES],
+        {"config.json": {"model_type": "clip"}},
+        sorted([*HF_CLIP_FILES, "model.safetensors"]),
+    ),
+    "google/siglip-base-patch16-224": (
+        [".gitattributes", "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]
+        + ["special_tokens_map.json", "spiece.model", "tokenizer_config.json"],
+        {"config.json": {"model_type": "siglip"}},
+        ["config.json", "model.safetensors", "preprocessor_config.json", "special_tokens_map.json"]
+        + ["spiece.model", "tokenizer_config.json"],
+    ),
+    # OpenCLIP weights beside timm's (its config.json has no model_type): OpenCLIP's, without a tokenizer
+    "timm/vit_base_patch16_clip_224.openai": (
+        [".gitattributes", "README.md", "config.json", "model.safetensors", "open_clip_config.json"]
+        + ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin"],
+        {"config.json": {"architecture": "vit_base_patch16_clip_224", "num_classes": 512}},
+        ["config.json", "open_clip_config.json", "open_clip_model.safetensors"],
+    ),
+    "sentence-transformers/clip-ViT-B-32": (
+        [".gitattributes", "README.md", "modules.json", "0_CLIPModel/model.safetensors"]
+        + ["0_CLIPModel/pytorch_model.bin", *(f"0_CLIPModel/{f}" for f in HF_CLIP_FILES if f != "tokenizer.json")],
+        {"modules.json": CLIP_ST_MODULES},
+        sorted(
+            ["modules.json", "0_CLIPModel/model.safetensors"]
+            + [f"0_CLIPModel/{f}" for f in HF_CLIP_FILES if f != "tokenizer.json"]
+        ),
+    ),
+    "sentence-transformers/clip-ViT-B-32-multilingual-v1": (
+        [".gitattributes", "README.md", "modules.json", "1_Pooling/config.json", "2_Dense/config.json"]
+        + ["2_Dense/pytorch_model.bin", "2_Dense/model.safetensors"]
+        + [f"0_Transformer/{f}" for f in ("config.json", "pytorch_model.bin", "model.safetensors")]
+        + [f"0_Transformer/{f}" for f in ("sentence_bert_config.json", "special_tokens_map.json")]
+        + [f"0_Transformer/{f}" for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")],
+        {"modules.json": MULTILINGUAL_MODULES},
+        ["0_Transformer/config.json", "0_Transformer/model.safetensors", "0_Transformer/sentence_bert_config.json"]
+        + ["0_Transformer/special_tokens_map.json", "0_Transformer/tokenizer.json"]
+        + ["0_Transformer/tokenizer_config.json", "0_Transformer/vocab.txt", "1_Pooling/config.json"]
+        + ["2_Dense/config.json", "2_Dense/model.safetensors", "modules.json"],
+    ),
+}
+
+
+@pytest.mark.parametrize("repo", sorted(LISTINGS))
+def test_the_download_takes_one_weight_format_and_the_files_the_layout_reads(repo):
+    names, small_files, expected = LISTINGS[repo]
+    read = []
+
+    def read_json(name):
+        read.append(name)
+        return small_files[name]
+
+    chosen = _download_module().choose_files(repo, names, read_json)
+    assert chosen == expected
+    assert set(read) <= set(small_files)
+
+
+def test_sharded_weights_come_with_their_index_and_exported_copies_stay_behind():
+    """Synthetic listings: a sharded checkpoint in both formats, and a sentence-transformers repository
+    with ONNX and OpenVINO exports and a CLIP module in its root (sentence-transformers 6)."""
+    module = _download_module()
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+    bins = ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin", "pytorch_model.bin.index.json"]
+    names = ["config.json", "preprocessor_config.json", "tokenizer.json", *shards, *bins]
+    config = {"config.json": {"model_type": "clip"}}
+    assert module.choose_files("r", names, config.get) == sorted(
+        ["config.json", "preprocessor_config.json", "tokenizer.json", *shards]
+    )
+    assert module.choose_files("r", [n for n in names if n not in shards], config.get) == sorted(
+        ["config.json", "preprocessor_config.json", "tokenizer.json", *bins]
+    )
+    st = ["modules.json", "config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"]
+    st += ["onnx/model.onnx", "onnx/config.json", "openvino/openvino_model.xml", "openvino/openvino_model.bin"]
+    modules = {"modules.json": [{"path": "", "type": "sentence_transformers.models.CLIPModel"}]}
+    assert module.choose_files("r", st, modules.get) == sorted(st[:5])
+
+
+@pytest.mark.parametrize(
+    "names,small_files,message",
+    [
+        (["config.json", "tf_model.h5", "tokenizer.json"], {"config.json": {"model_type": "clip"}}, "no weights"),
+        (["config.json", "model.safetensors"], {"config.json": {"model_type": "bert"}}, "not a model the service"),
+        (["open_clip_config.json", "open_clip_model.pt"], {}, "no weights"),
+        (["modules.json", "0_CLIPModel/tf_model.h5"], {"modules.json": CLIP_ST_MODULES}, "folder 0_CLIPModel/"),
+    ],
+)
+def test_a_repository_without_a_served_layout_fails_the_build_saying_why(names, small_files, message):
+    module = _download_module()
+    with pytest.raises(module.ModelRepoError, match=message):
+        module.choose_files("some/repo", names, small_files.get)
+
+
+def test_download_fetches_only_the_chosen_files_and_clips_tokenizer_for_an_openclip_repository(monkeypatch, tmp_path):
+    module = _download_module()
+    names, small_files, expected = LISTINGS["timm/vit_base_patch16_clip_224.openai"]
     calls = []
-
-    def fake_download(repo, local_dir, allow_patterns=None):
-        calls.append((repo, allow_patterns))
-        if repo == "laion/some-openclip":  # what an OpenCLIP-only repository holds
-            (tmp_path / "open_clip_config.json").write_text("{}")
-            (tmp_path / "open_clip_model.safetensors").write_bytes(b"")
-
-    monkeypatch.setattr(module, "snapshot_download", fake_download)
-    monkeypatch.delenv("CLIP_MODEL_NAME", raising=False)
-    monkeypatch.setenv("MODEL_ID", "laion/some-openclip")
-    module.main(str(tmp_path))
-    assert calls == [("laion/some-openclip", None), ("openai/clip-vit-base-patch32", ["vocab.json", "merges.txt"])]
-    (tmp_path / "vocab.json").write_text("{}")
-    (tmp_path / "merges.txt").write_text("")
-    calls.clear()
-    module.main(str(tmp_path))
-    assert calls == [("laion/some-openclip", None)]  # tokenizer files present: nothing more
+    monkeypatch.setattr(module, "repo_files", lambda repo: names)
+    monkeypatch.setattr(module, "fetch_json", lambda repo, name, target: small_files[name])
+    monkeypatch.setattr(
+        module, "snapshot_download", lambda repo, local_dir, allow_patterns: calls.append((repo, allow_patterns))
+    )
+    (tmp_path / ".cache").mkdir()  # huggingface_hub's bookkeeping, left out of the image
+    module.download("timm/vit_base_patch16_clip_224.openai", str(tmp_path))
+    assert calls == [
+        ("timm/vit_base_patch16_clip_224.openai", expected),
+        ("openai/clip-vit-base-patch32", ["vocab.json", "merges.txt"]),
+    ]
+    assert not (tmp_path / ".cache").exists()
+    calls.clear()  # OpenCLIP's own BPE file is a tokenizer: nothing more
+    monkeypatch.setattr(module, "repo_files", lambda repo: [*names, "bpe_simple_vocab_16e6.txt.gz"])
+    module.download("timm/vit_base_patch16_clip_224.openai", str(tmp_path))
+    assert calls == [("timm/vit_base_patch16_clip_224.openai", sorted([*expected, "bpe_simple_vocab_16e6.txt.gz"]))]

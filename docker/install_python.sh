@@ -1,0 +1,37 @@
+#!/bin/sh
+# The image's Python install steps, in one place: docker/Dockerfile runs them in its build stage, and
+# tests/unit/test_docker.py runs the same RUN lines outside Docker to check that torch is resolved once.
+#
+#   sh docker/install_python.sh torch VENV             # a virtual environment with torch from TORCH_INDEX
+#   sh docker/install_python.sh package VENV [PIP...]  # this package (the current directory) into it
+#
+# torch comes first, from TORCH_INDEX (PyTorch's CPU index, or a CUDA one), at the version pyproject.toml
+# pins. The package is then installed by the environment's own pip, which sees that torch, finds that
+# it satisfies the pin and keeps it: exactly one torch, of the flavour the index gave. (Installing with
+# --prefix instead does not work: pip does not see packages in a prefix it is not running from, and
+# pulls torch a second time from PyPI, on Linux the CUDA build.) PIP options go to the package install
+# only (the test passes --dry-run --report FILE).
+set -eu
+
+step="$1"
+venv="$2"
+shift 2
+
+case "$step" in
+torch)
+    pin="$(sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml)"
+    if [ -z "$pin" ]; then
+        echo "install_python.sh: no torch==VERSION dependency in pyproject.toml" >&2
+        exit 1
+    fi
+    "${PYTHON:-python}" -m venv "$venv"
+    "$venv/bin/python" -m pip install --no-cache-dir --index-url "${TORCH_INDEX:?set TORCH_INDEX}" "$pin"
+    ;;
+package)
+    "$venv/bin/python" -m pip install --no-cache-dir "$@" .
+    ;;
+*)
+    echo "usage: install_python.sh torch|package VENV [PIP OPTIONS]" >&2
+    exit 2
+    ;;
+esac
