@@ -78,12 +78,13 @@ def _auto_or_bool(text: str) -> str | bool:
     return "auto" if word == "auto" else parse_bool(word)
 
 
-def available_cores() -> int:
+def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a container's
-    or a Kubernetes pod's CPU limit), at least 1."""
+    or a Kubernetes pod's CPU limit, read from ``cpu_max``), at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        with open(cpu_max) as limit:
+            quota, period = limit.read().split()[:2]
     except (OSError, ValueError):
         return max(1, cores)
     if quota != "max" and int(period) > 0:
@@ -226,7 +227,7 @@ OPTIONS: tuple[Option, ...] = (
         "--max-batch-size",
         _non_negative_int,
         0,
-        "Most items in one forward pass (0: 16 on CPU, 128 on CUDA).",
+        "Most items in one forward pass (0: 16 on CPU; on CUDA 128 divided by the workers, at least 16).",
     ),
     Option(
         "max_wait_ms",
@@ -402,8 +403,12 @@ class Settings:
 
     @property
     def batch_size(self) -> int:
-        """Most items per forward pass, with 0 resolved for the device."""
-        return self.max_batch_size or (128 if self.enable_cuda else 16)
+        """Most items per forward pass, with 0 resolved for the device: on CUDA 128 shared out among the
+        workers (each sees its share of the requests, and with fixed shapes every pass costs a full
+        batch), at least 16."""
+        if self.max_batch_size:
+            return self.max_batch_size
+        return max(16, 128 // self.worker_count) if self.enable_cuda else 16
 
     @property
     def batch_wait_ms(self) -> float:
