@@ -27,6 +27,18 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return ports
 
 
+def stop_process(process: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def http_status(url: str, timeout: float = 1.0) -> int | None:
     """The status code of ``GET url``, or None when nothing answers."""
     try:
@@ -108,14 +120,7 @@ class ManagedProcess:
         """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Returns the exit status."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def log_text(self) -> str:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from plugin_api.processes import free_ports, stop_process
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -34,18 +35,12 @@ def metric_series(text: str, name: str) -> dict[str, float]:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ServerProcess:
     def __init__(self, model: Path | str | None, *args: str, env: dict[str, str] | None = None) -> None:
         self.model = None if model is None else str(model)  # None: no --model (the built-in demo model)
         self.args = list(args)
         self.env = env or {}
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = tempfile.NamedTemporaryFile(prefix="clip-vectorizer-", suffix=".log", delete=False)
         self.process: subprocess.Popen | None = None
@@ -106,14 +101,7 @@ class ServerProcess:
         self.process.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def post(self, path: str, body, **kwargs) -> requests.Response:
         if isinstance(body, (bytes, str)):
