@@ -63,8 +63,9 @@ def jpeg_pool(seed: int, count: int = 24) -> list[str]:
     return pool
 
 
-def build_model(target: Path) -> Path:
-    """The random-weight ViT-B/32 architecture, with a tokenizer that makes each caption word one token.
+def build_model(target: Path, arch: str = "vit-b-32") -> Path:
+    """The random-weight ViT-B/32 architecture (or another of ``random.clip.ARCHITECTURES``), with a
+    tokenizer that makes each caption word one token.
 
     CLIP's real BPE has every word of ``WORDS`` as a single token, so a caption costs its word count plus
     two; the random model's byte-level tokenizer would make each caption 30 to 50 tokens, three to five
@@ -72,10 +73,15 @@ def build_model(target: Path) -> Path:
     from vectorizer_module.finetune.vocab import word_level_tokenizer
     from vectorizer_module.models.random.clip import save_random_model
 
-    save_random_model(target, "vit-b-32")
+    save_random_model(target, arch)
+    vocab_size = json.loads((target / "config.json").read_text())["text_config"]["vocab_size"]
+    try:
+        tokenizer = word_level_tokenizer([" ".join(WORDS)], vocab_size=vocab_size)
+    except ValueError:  # a vocabulary too small for it (the tiny architecture): keep the byte-level one
+        return target
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"):
         (target / name).unlink(missing_ok=True)
-    word_level_tokenizer([" ".join(WORDS)], vocab_size=49408).save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
     return target
 
 
@@ -313,7 +319,9 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=0, help="client processes (0: one per 8 clients, at most 8)")
     parser.add_argument("--modes", default="dynamic,per-request")
     parser.add_argument("--workers-sweep", default="auto", help="worker counts to run, e.g. auto,1,2,4,8")
-    parser.add_argument("--loads", default="objects,texts", help="which closed-loop loads to run (objects, texts)")
+    parser.add_argument(
+        "--loads", default="objects,texts", help="which closed-loop loads to run (objects, texts, or none)"
+    )
     parser.add_argument(
         "--rate", action="append", default=[], type=parse_rate, help="an open-loop load, e.g. objects=750 (repeatable)"
     )

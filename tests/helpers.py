@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import random
+import threading
 from pathlib import Path
+
+import requests
 
 from vectorizer_module.config import Settings
 from vectorizer_module.engine import Engine
@@ -14,3 +19,49 @@ def make_engine(model: Path | str, **overrides) -> Engine:
     engine = Engine(Settings(model=str(model), **overrides), detect(model))
     engine.load()
     return engine
+
+
+def log_lines(server) -> list[dict]:
+    """The JSON lines of a ``ServerProcess``'s log (other lines skipped)."""
+    lines = []
+    for line in server.log.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue
+    return lines
+
+
+def vectors_by_input(server, texts: list[str], images: list[str], clients: int = 8, each: int = 6) -> dict:
+    """Send ``clients`` x ``each`` requests at once, each a random subset of ``texts`` and ``images`` (base64)
+    in random order, every one on a new connection so that every worker gets some. Returns each input's
+    set of distinct vectors (as tuples): one vector per input when results do not depend on the batch."""
+    seen: dict[str, set[tuple]] = {}
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(each):
+            chosen_texts = rng.sample(texts, rng.randint(1, len(texts)))
+            chosen_images = rng.sample(images, rng.randint(0, len(images)))
+            response = requests.post(
+                server.url + "/vectorize", json={"texts": chosen_texts, "images": chosen_images}, timeout=120
+            )
+            if response.status_code != 200:
+                failures.append(response.text[:300])
+                continue
+            body = response.json()
+            with lock:
+                for text, vector in zip(chosen_texts, body["textVectors"]):
+                    seen.setdefault(text, set()).add(tuple(vector))
+                for image, vector in zip(chosen_images, body["imageVectors"]):
+                    seen.setdefault(f"image {images.index(image)}", set()).add(tuple(vector))
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not failures, failures
+    return seen

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests import media
+from tests.helpers import log_lines, vectors_by_input
 from tests.reference import ReferenceClip, assert_parity, cosine, strict_json, unit
 from tests.server_process import ServerProcess
 
@@ -51,3 +52,21 @@ def test_cuda_vectors_match_the_cpu_reference(vit_model, dtype, min_cosine):
         assert cosine(ours, theirs) >= min_cosine
         assert abs(np.linalg.norm(ours) - 1) < 1e-5  # normalised in float32 even when computed in half
     assert again["textVectors"][0] == vectors["textVectors"][0]
+
+
+def test_on_cuda_each_input_has_one_vector_whichever_worker_and_batch(vit_model):
+    """ENABLE_CUDA turns fixed shapes on (auto): every forward pass at max-batch rows and 77 tokens, so a
+    row's result depends on that row alone. Two workers, no cache, requests of mixed compositions."""
+    server = ServerProcess(vit_model, "--workers", "2", "--cache-size", "0", env={"ENABLE_CUDA": "true"})
+    server.start()
+    try:
+        server.wait_ready(300)
+        assert strict_json(server.get("/meta").text)["batching"]["fixed_shape"] is True
+        texts = ["a photo of a cat", "x", "a red circle on the left", " ".join(["long"] * 30)]
+        images = [media.b64(media.encode(media.photo(320, 240, seed=s), "JPEG", quality=90)) for s in range(3)]
+        seen = vectors_by_input(server, texts, images, clients=16, each=8)
+        assert {key: len(vectors) for key, vectors in seen.items()} == dict.fromkeys(seen, 1)
+        serving = {e["pid"] for e in log_lines(server) if e.get("message") == "POST /vectorize 200"}
+        assert len(serving) == 2
+    finally:
+        assert server.stop() == 0

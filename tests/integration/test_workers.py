@@ -3,9 +3,7 @@ metrics that add up, and vectors that do not depend on which worker or batch com
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import signal
 import threading
 import time
@@ -14,6 +12,7 @@ import numpy as np
 import requests
 
 from tests import media
+from tests.helpers import log_lines, vectors_by_input
 from tests.reference import strict_json
 from tests.server_process import ServerProcess, metric_series, metric_value
 
@@ -28,16 +27,6 @@ def wait_for(condition, timeout: float, what: str) -> None:
 def ready_worker_pids(server: ServerProcess) -> set[int]:
     series = metric_series(server.get("/metrics").text, "clip_worker_ready")
     return {int(labels.split('"')[1]) for labels, value in series.items() if value == 1}
-
-
-def log_lines(server: ServerProcess) -> list[dict]:
-    lines = []
-    for line in server.log.splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            continue
-    return lines
 
 
 def loaded_pids(server: ServerProcess) -> set[int]:
@@ -157,32 +146,8 @@ def test_vectors_are_bit_identical_whichever_worker_and_batch_computes_them(tiny
     try:
         texts = ["a red circle", "a blue square on the left", "x", "a much longer caption of a yellow triangle"]
         images = [media.b64(media.encode(media.photo(64, 48, seed=s), "PNG")) for s in range(3)]
-        seen: dict[str, set[tuple]] = {}
-        lock = threading.Lock()
-        sent = 48
-
-        def client(seed: int) -> None:
-            rng = random.Random(seed)
-            for _ in range(sent // 8):
-                chosen_texts = rng.sample(texts, rng.randint(1, len(texts)))
-                chosen_images = rng.sample(images, rng.randint(0, len(images)))
-                # a new connection each time, so that both workers get requests
-                response = requests.post(
-                    server.url + "/vectorize", json={"texts": chosen_texts, "images": chosen_images}, timeout=60
-                )
-                assert response.status_code == 200, response.text
-                body = response.json()
-                with lock:
-                    for text, vector in zip(chosen_texts, body["textVectors"]):
-                        seen.setdefault(text, set()).add(tuple(vector))
-                    for image, vector in zip(chosen_images, body["imageVectors"]):
-                        seen.setdefault(f"image {images.index(image)}", set()).add(tuple(vector))
-
-        threads = [threading.Thread(target=client, args=(seed,)) for seed in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
+        seen = vectors_by_input(server, texts, images, clients=8, each=6)
+        sent = 8 * 6
         assert len(seen) == len(texts) + len(images)
         assert {key: len(vectors) for key, vectors in seen.items()} == dict.fromkeys(seen, 1)
         serving = {e["pid"] for e in log_lines(server) if e.get("message") == "POST /vectorize 200"}

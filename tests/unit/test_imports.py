@@ -17,7 +17,7 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # The parts of docs/architecture.md's lists whose order is checked against the graph: the whole of
 # plugin_api; in vectorizer_module, models/ and protocols/ for now (server/ and the engine are being
 # reshaped; their lines join this check once that has settled).
-CHECKED = ("vectorizer_module.models", "vectorizer_module.protocols", "plugin_api")
+CHECKED = ("vectorizer_module.models", "vectorizer_module.protocols", "vectorizer_module.server", "plugin_api")
 
 
 def module_name(path: Path) -> str:
