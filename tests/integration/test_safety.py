@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests import media
 from tests.reference import strict_json
@@ -151,3 +153,30 @@ def test_input_never_causes_io(strict, tmp_path, tiny_model):
     events = strict.audit.read_text()[mark:]
     assert str(image_file) not in events
     assert "connect" not in events, events
+
+
+def test_strip_images_cost_the_built_in_model_no_more_than_ordinary_ones():
+    """A 1 x 100000 PNG is 472 bytes; resized whole for a 64-pixel tower it took 8 s and 4 GB."""
+    strip = media.b64(media.encode(Image.new("RGB", (1, 100_000), (220, 20, 20)), "PNG"))
+    wide = media.b64(media.encode(Image.new("RGB", (100_000, 1), (20, 20, 220)), "PNG"))
+    server = ServerProcess(None).start()  # no --model: the built-in demo model
+    try:
+        server.wait_ready()
+        (worker,) = server.worker_pids()
+        before = peak_rss_mb(worker)
+        started = time.monotonic()
+        response = server.post("/vectorize", {"images": [strip, wide, strip, wide]})
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        assert len(response.json()["imageVectors"]) == 4
+        assert elapsed < 5, f"four strips took {elapsed:.1f} s"
+        assert peak_rss_mb(worker) - before < 200, "strips grew the worker's peak memory"
+    finally:
+        assert server.stop() == 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")

@@ -27,7 +27,7 @@ from transformers import (
 
 from vectorizer_module.models.base import TextTower, VisionTower
 from vectorizer_module.models.hf_common import PretrainedTower
-from vectorizer_module.models.pixels import rescale_and_normalize, shortest_edge_size
+from vectorizer_module.models.pixels import rescale_and_normalize, resize_and_crop, shortest_edge_size
 
 
 def tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
@@ -112,10 +112,8 @@ class ClipImageRecipe:
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One RGB image → float32 (3, crop_height, crop_width)."""
         size = shortest_edge_size(*image.size, self.shortest_edge)
-        if image.size != size:
-            image = image.resize(size, resample=self.resample)
         top, left = (size[1] - self.crop_height) // 2, (size[0] - self.crop_width) // 2
-        pixels = np.asarray(image)[top : top + self.crop_height, left : left + self.crop_width]
+        pixels = resize_and_crop(image, size, left, top, (self.crop_width, self.crop_height), self.resample)
         return rescale_and_normalize(pixels, self.scale, self.mean, self.std)
 
 

@@ -47,7 +47,7 @@ from vectorizer_module.models.clip_bpe import clip_vocabulary
 from vectorizer_module.models.files import read_json
 from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
 from vectorizer_module.models.hf_common import quiet_transformers
-from vectorizer_module.models.pixels import shortest_edge_size
+from vectorizer_module.models.pixels import resize_and_crop, resize_bounded, shortest_edge_size
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHT_NAMES = (
@@ -332,12 +332,13 @@ class OpenClipImageRecipe:
         )
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        size = (self.size, self.size) if self.squash else shortest_edge_size(*image.size, self.size)
-        if image.size != size:
-            image = image.resize(size, resample=self.resample)
-        top, left = int(round((size[1] - self.size) / 2.0)), int(round((size[0] - self.size) / 2.0))
-        pixels = np.asarray(image)[top : top + self.size, left : left + self.size].astype(np.float32) / np.float32(255)
-        return ((pixels - self.mean) / self.std).transpose(2, 0, 1)
+        if self.squash:
+            pixels = np.asarray(resize_bounded(image, (self.size, self.size), self.resample))
+        else:
+            size = shortest_edge_size(*image.size, self.size)
+            top, left = int(round((size[1] - self.size) / 2.0)), int(round((size[0] - self.size) / 2.0))
+            pixels = resize_and_crop(image, size, left, top, (self.size, self.size), self.resample)
+        return ((pixels.astype(np.float32) / np.float32(255) - self.mean) / self.std).transpose(2, 0, 1)
 
 
 class OpenClipTextTower(HFClipTextTower):

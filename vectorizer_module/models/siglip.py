@@ -48,7 +48,7 @@ from transformers import (
 
 from vectorizer_module.models.base import TextTower, VisionTower
 from vectorizer_module.models.hf_common import PretrainedTower
-from vectorizer_module.models.pixels import rescale_and_normalize
+from vectorizer_module.models.pixels import rescale_and_normalize, resize_bounded
 
 
 def siglip_tower_config(weights_dir: Path, part: str) -> PretrainedConfig:
@@ -160,8 +160,7 @@ class SiglipImageRecipe:
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One RGB image → float32 (3, height, width)."""
-        if image.size != (self.width, self.height):
-            image = image.resize((self.width, self.height), resample=self.resample)
+        image = resize_bounded(image, (self.width, self.height), self.resample)
         return rescale_and_normalize(np.asarray(image), self.scale, self.mean, self.std)
 
 
