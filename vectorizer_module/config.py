@@ -54,6 +54,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be more than 0, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -343,6 +350,25 @@ OPTIONS: tuple[Option, ...] = (
         "Weaviate's module sends no key: keep the Weaviate path on a private network instead.",
     ),
     Option(
+        "client_timeout",
+        "VECTORIZER_CLIENT_TIMEOUT",
+        "--client-timeout",
+        _positive_float,
+        10.0,
+        "Seconds a new (or kept-alive) connection may take to send a complete request head, and a request "
+        "body may pause, before the connection is closed (408 for a body). Idle or slow clients wait in the "
+        "event loop, never in an HTTP thread.",
+    ),
+    Option(
+        "max_connections",
+        "VECTORIZER_MAX_CONNECTIONS",
+        "--max-connections",
+        _non_negative_int,
+        0,
+        "Most open connections per worker, idle ones included; past it new connections wait in the listen "
+        "backlog (0: half the process's file-descriptor limit, at most 10000).",
+    ),
+    Option(
         "shutdown_grace",
         "VECTORIZER_SHUTDOWN_GRACE",
         "--shutdown-grace",
@@ -393,6 +419,8 @@ class Settings:
     max_queue: int = 512
     request_deadline: float = 40.0
     api_key: str | None = dataclasses.field(default=None, repr=False)  # never in logs
+    client_timeout: float = 10.0
+    max_connections: int = 0
     shutdown_grace: float = 30.0
     log_level: str = "info"
     log_format: str = "json"

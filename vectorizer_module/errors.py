@@ -55,6 +55,13 @@ class Unavailable(ServiceError):
         super().__init__(message, reason=reason, headers={"Retry-After": str(retry_after)})
 
 
+class ClientTimeout(ServiceError):
+    """The client stopped sending its request body; the connection is closed after this answer."""
+
+    status = 408
+    reason = "client_timeout"
+
+
 class Unauthorized(ServiceError):
     """An API key is configured and the request did not carry it."""
 
@@ -109,6 +116,12 @@ def at_capacity(waiting: int) -> Unavailable:
         "VECTORIZER_MAX_QUEUE",
         reason="queue_full",
         retry_after=1,
+    )
+
+
+def body_too_large(limit: int) -> TooLarge:
+    return TooLarge(
+        f"request body is larger than {limit} bytes; raise VECTORIZER_MAX_BODY_BYTES to accept it", reason="body_size"
     )
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 
 import pytest
 import requests
@@ -189,3 +190,45 @@ def test_work_of_a_client_that_gave_up_is_dropped(vit_model):
         assert embedded == 1 + 24  # warm-up and the patient request; none of the 4
     finally:
         assert server.stop() == 0
+
+
+def test_sigterm_under_keep_alive_load_resets_no_request(tiny_model):
+    """Clients hold kept-alive connections and send without pause while the service stops: every
+    request gets an answer (200, or 503 with Connection: close) or a refused connection, never a reset."""
+    server = ServerProcess(tiny_model, "--workers", "2").start()
+    server.wait_ready()
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(index: int) -> None:
+        session = requests.Session()
+        sent = 0
+        while not stop.is_set():
+            sent += 1
+            try:
+                response = session.post(server.url + "/vectorize", json={"texts": [f"{index} {sent}"]}, timeout=30)
+                kind = str(response.status_code)
+            except requests.ConnectionError as exc:
+                kind = "refused" if "Connection refused" in str(exc) else f"reset: {exc}"
+            with lock:
+                outcomes[kind] += 1
+            if kind == "refused":
+                time.sleep(0.02)
+
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for thread in clients:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while outcomes["200"] < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.terminate()
+    assert server.process.wait(30) == 0
+    time.sleep(0.5)  # a few refused connections after the exit
+    stop.set()
+    for thread in clients:
+        thread.join(30)
+    resets = {kind: n for kind, n in outcomes.items() if kind.startswith("reset")}
+    assert not resets, (resets, outcomes)
+    assert outcomes["200"] >= 100 and outcomes["refused"] > 0
+    assert set(outcomes) <= {"200", "503", "refused"}, outcomes

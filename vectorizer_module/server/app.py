@@ -12,10 +12,11 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import ClientDisconnected
 
 from vectorizer_module.admission import Cancelled, never_cancelled
 from vectorizer_module.engine import Engine
-from vectorizer_module.errors import Unauthorized, shutting_down, still_loading
+from vectorizer_module.errors import ClientTimeout, Unauthorized, body_too_large, shutting_down, still_loading
 from vectorizer_module.protocols import multi2vec_clip, openai, vectors
 from vectorizer_module.server import access
 from vectorizer_module.server.errors import register_error_handlers
@@ -59,6 +60,23 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # done by Lifecycle.wrap without a redirect
     register_error_handlers(app, settings.max_body_bytes, metrics)
+
+    def read_body() -> bytes:
+        """The request body, at most ``VECTORIZER_MAX_BODY_BYTES`` (a chunked body too: Werkzeug would cut
+        it at the limit without a word). A client whose body stops arriving gets 408: its socket timed out,
+        which Werkzeug reports as a disconnection (a client really gone does not read the answer)."""
+        limit = settings.max_body_bytes
+        if (request.content_length or 0) > limit:
+            raise body_too_large(limit)
+        try:
+            data = request.environ["wsgi.input"].read(limit + 1)
+        except (OSError, ClientDisconnected):
+            raise ClientTimeout(
+                f"the request body stopped arriving for {settings.client_timeout:g} s; see VECTORIZER_CLIENT_TIMEOUT"
+            ) from None
+        if len(data) > limit:
+            raise body_too_large(limit)
+        return data
 
     def require_serving() -> None:
         """Every worker answers alike: work and readiness wait until all workers have their models."""
@@ -119,7 +137,7 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     @app.post("/vectorize")
     def vectorize() -> Response:
         require_serving()
-        parsed = multi2vec_clip.parse_vectorize(request.get_data(cache=False), settings)
+        parsed = multi2vec_clip.parse_vectorize(read_body(), settings)
         g.sizes = {
             "texts": len(parsed.texts),
             "images": len(parsed.images),
@@ -140,7 +158,7 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     @app.post("/v1/embeddings")
     def openai_embeddings() -> Response:
         require_serving()
-        parsed = openai.parse_embeddings(request.get_data(cache=False), settings, engine.dimension)
+        parsed = openai.parse_embeddings(read_body(), settings, engine.dimension)
         g.sizes = {
             "texts": len(parsed.texts),
             "images": len(parsed.images),
@@ -158,7 +176,7 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     @app.post("/vectors/")
     def weaviate_vectors() -> Response:
         require_serving()
-        parsed = vectors.parse_vectors(request.get_data(cache=False), settings, engine.dimension)
+        parsed = vectors.parse_vectors(read_body(), settings, engine.dimension)
         g.sizes = {
             "texts": len(parsed.texts),
             "images": len(parsed.images),

@@ -9,7 +9,7 @@ import logging
 from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from vectorizer_module.errors import ServiceError, TooLarge
+from vectorizer_module.errors import ServiceError, body_too_large
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.protocols import openai
 from vectorizer_module.protocols.multi2vec_clip import error_body
@@ -44,13 +44,8 @@ def register_error_handlers(app: Flask, max_body_bytes: int, metrics: Metrics) -
         return json_error(exc.status, exc.message, exc.headers, param=exc.param, code=exc.reason)
 
     @app.errorhandler(RequestEntityTooLarge)
-    def body_too_large(exc: RequestEntityTooLarge) -> Response:
-        return service_error(
-            TooLarge(
-                f"request body is larger than {max_body_bytes} bytes; raise VECTORIZER_MAX_BODY_BYTES to accept it",
-                reason="body_size",
-            )
-        )
+    def werkzeug_body_too_large(exc: RequestEntityTooLarge) -> Response:
+        return service_error(body_too_large(max_body_bytes))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -22,19 +22,24 @@ prometheus_client's multiprocess directory for ``/metrics``; both are made befor
 
 from __future__ import annotations
 
+import errno
+import functools
 import gc
 import logging
 import math
 import os
+import resource
+import selectors
 import shutil
 import socket
 import tempfile
 import threading
+import time
 from typing import Any
 
-from gunicorn import glogging
+from gunicorn import glogging, http
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from vectorizer_module.config import Settings
 from vectorizer_module.models.loading import ModelSource
@@ -47,6 +52,9 @@ LISTEN_BACKLOG = 2048
 # keeps idle connections 90 s; closing them sooner only costs new handshakes)
 KEEPALIVE_SECONDS = 120
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+HEAD_READ = 65536
+HEAD_LIMIT = 65536  # a head this long without its end goes on to gunicorn's parser, which refuses it
+MAX_AUTO_CONNECTIONS = 10_000
 
 
 class PortInUse(OSError):
@@ -66,14 +74,106 @@ def open_listener(settings: Settings) -> socket.socket:
         ) from None
 
 
+class PatientSocket(socket.socket):
+    """A client socket whose blocking mode has a timeout: a client that stops sending in the middle of a
+    body raises ``TimeoutError`` in the reading thread instead of holding it for ever."""
+
+    __slots__ = ()
+    timeout_seconds = 10.0  # VECTORIZER_CLIENT_TIMEOUT, set once per worker
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(self.timeout_seconds)
+        else:
+            super().setblocking(False)
+
+
 class ModelWorker(ThreadWorker):
-    """gunicorn's threaded worker, with two additions: it accepts connections only when the service
-    would answer them (see ``WorkerService.may_accept``), and SIGTERM marks it draining at once."""
+    """gunicorn's threaded worker, with three changes:
+
+    - it accepts connections only when the service would answer them (``WorkerService.may_accept``);
+    - SIGTERM marks it draining at once;
+    - a connection reaches an HTTP thread only once its request head is complete: until then it waits in
+      the event loop, which closes it after ``VECTORIZER_CLIENT_TIMEOUT``. gunicorn's own worker hands a
+      new connection to a thread that waits up to 5 s for its first byte, so a few hundred idle
+      connections held every thread for minutes, probes included.
+    """
 
     app: ServiceApplication
 
+    def init_process(self) -> None:
+        PatientSocket.timeout_seconds = self.app.settings.client_timeout
+        super().init_process()
+
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled and self.app.service.may_accept())
+        if not enabled and not self.alive:
+            self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        """At shutdown: take in every connection already waiting in the listen backlog (each is answered,
+        503 with ``Connection: close``), then close this worker's copy of the socket. Once every process
+        has closed it, new connections are refused at once; left open until the worker exits, they would
+        queue unanswered and be reset then."""
+        for listener in self.sockets:
+            listener.setblocking(False)
+            while self._take(listener):
+                pass
+            listener.close()
+
+    def accept(self, listener: socket.socket) -> None:
+        self._take(listener)
+
+    def _take(self, listener: socket.socket) -> bool:
+        """Accept one connection into the event loop; False when none was waiting."""
+        try:
+            client, address = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                log.warning("cannot accept a connection: %s; see VECTORIZER_MAX_CONNECTIONS", exc.strerror)
+                time.sleep(0.05)  # the listener stays readable: do not spin
+            elif exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EBADF):
+                raise
+            return False
+        self.nr_conns += 1
+        self._await_head(TConn(self.cfg, PatientSocket(fileno=client.detach()), address, listener.getsockname()))
+        return True
+
+    def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
+        """A kept-alive connection has bytes of a next request: wait for all of its head, as for a new one."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._await_head(conn)
+
+    def _await_head(self, conn: TConn) -> None:
+        conn.head = bytearray()
+        conn.timeout = time.monotonic() + self.app.settings.client_timeout
+        conn.sock.setblocking(False)
+        self.pending_conns.append(conn)  # murder_pending closes it once its timeout passes
+        self.poller.register(conn.sock, selectors.EVENT_READ, functools.partial(self._read_head, conn))
+
+    def _read_head(self, conn: TConn, client: socket.socket) -> None:
+        try:
+            data = client.recv(HEAD_READ)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            conn.head += data
+            if b"\r\n\r\n" not in conn.head and len(conn.head) < HEAD_LIMIT:
+                return  # not a whole request head yet (an oversized one goes on to be refused)
+        self.poller.unregister(client)
+        self.pending_conns.remove(conn)
+        if not data:  # closed before sending a request
+            self.nr_conns -= 1
+            conn.close()
+            return
+        if conn.parser is None:
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        conn.parser.unreader.unread(bytes(conn.head))
+        conn.data_ready = True
+        self.enqueue_req(conn)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.app.service.begin_drain()
@@ -171,6 +271,7 @@ class ServiceApplication(BaseApplication):
             "workers": settings.worker_count,
             "worker_class": ModelWorker,
             "threads": settings.server_threads,
+            "worker_connections": max_connections(settings),
             "keepalive": KEEPALIVE_SECONDS,
             "graceful_timeout": math.ceil(settings.shutdown_grace),  # whole seconds in gunicorn
             "backlog": LISTEN_BACKLOG,
@@ -235,8 +336,29 @@ class ServiceApplication(BaseApplication):
             log.info("shutdown: the requests in flight finished")
 
 
+def raise_file_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (workers inherit it); the soft limit then."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (OSError, ValueError):
+            pass
+    return soft
+
+
+def max_connections(settings: Settings) -> int:
+    """Connections per worker: the setting, or half the file limit (the rest is for the model's files,
+    pipes and the like), at most ``MAX_AUTO_CONNECTIONS``; never fewer than the HTTP threads."""
+    limit = settings.max_connections or min(MAX_AUTO_CONNECTIONS, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)
+    return max(limit, settings.server_threads + 1)
+
+
 def serve(settings: Settings, source: ModelSource) -> int:
     """Run the service until it is stopped; its exit status (0, or 3 when a model failed to load)."""
+    raise_file_limit()
     listener = open_listener(settings)
     shared = tempfile.mkdtemp(prefix="clip-vectorizer-metrics-")
     # read when prometheus_client is first imported, which only the workers do (after this)
