@@ -277,7 +277,7 @@ def bench_config(model: str, mode: str, workers: str, args: argparse.Namespace) 
         server.wait_ready(600)
         run_load(server, "objects", min(args.clients, 4), 3, 1)  # warm-up
         meta = requests.get(server.url + "/meta", timeout=10).json()
-        result: dict = {"mode": mode, "workers": workers, "meta_workers": meta.get("workers")}
+        result: dict = {"mode": mode, "workers": workers, "meta_workers": meta["clip-vectorizer"]["workers"]}
         gpu_peak = None
         if "objects" in args.loads:
             stop, probes = threading.Event(), {}

@@ -188,9 +188,11 @@ OPTIONS: tuple[Option, ...] = (
         "normalize",
         "VECTORIZER_NORMALIZE",
         "--normalize",
-        parse_bool,
-        True,
-        "L2-normalise every vector (Weaviate averages an object's vectors without renormalising).",
+        _auto_or_bool,
+        "auto",
+        "L2-normalise vectors (Weaviate averages an object's vectors without renormalising). auto: as the "
+        "reference multi2vec-clip image does for the model's layout (CLIP and OpenCLIP normalised; SigLIP and "
+        "sentence-transformers models as the model gives them), so stored vectors stay valid when switching.",
         is_bool=True,
     ),
     Option(
@@ -400,7 +402,7 @@ class Settings:
     backend: str = "torch"
     onnx_cache: str = "~/.cache/clip-vectorizer/onnx"
     dtype: str = "auto"
-    normalize: bool = True
+    normalize: str | bool = "auto"
     server_threads: int = 16
     workers: str | int = "auto"
     torch_threads: int = 0

@@ -8,7 +8,7 @@ The path of one ``embed`` call, top to bottom:
 3. the unique texts and images still to compute go to the batcher (``batching``), texts and images both
    queued before the request waits for either; it refuses work past the service-wide queue bound
    (``admission``) and drops work past its deadline or whose client is gone;
-4. vectors are L2-normalised in float32 (unless turned off) and stored in the cache.
+4. vectors are L2-normalised in float32 where the layout calls for it (``VECTORIZER_NORMALIZE``), then cached.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # torch is imported only once the model loads
     from vectorizer_module.models.base import Towers
 
 log = logging.getLogger(__name__)
+META_KEY = "clip-vectorizer"  # this service's own part of /meta, beside the reference image's keys
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -61,6 +62,7 @@ class Engine:
         self.meta_body: bytes = b""
         self.load_seconds: float | None = None
         self.cache = VectorCache(settings.cache_size)
+        self.normalize = {"text": settings.normalize is True, "image": settings.normalize is True}  # set at load
         self._ready = threading.Event()
 
     @property
@@ -77,6 +79,7 @@ class Engine:
         import torch
 
         from vectorizer_module.batching import Batcher
+        from vectorizer_module.models import reference
         from vectorizer_module.models.loading import load_towers
 
         started = time.perf_counter()
@@ -89,6 +92,8 @@ class Engine:
             )
         dtype = getattr(torch, self.settings.compute_dtype)
         towers = load_towers(self.source)
+        if self.settings.normalize == "auto":
+            self.normalize = reference.normalization(self.source)
         if self.settings.backend == "onnx":
             towers = self._to_onnx(towers, device, dtype)
         else:
@@ -152,11 +157,15 @@ class Engine:
         images.result()
 
     def _meta(self) -> dict[str, Any]:
+        """The reference image's /meta for this model's layout (tools read its keys through Weaviate's own
+        /v1/meta), and this service's details under a key of their own."""
         import torch
         import transformers
 
+        from vectorizer_module.models import reference
+
         info = self.towers.info
-        return {
+        ours = {
             "model": {
                 "name": info.name,
                 "path": info.path,
@@ -165,7 +174,7 @@ class Engine:
                 "dimension": info.dimension,
                 "text_max_tokens": info.text_max_tokens,
                 "image_size": info.image_size,
-                "normalized": self.settings.normalize,
+                "normalized": self.normalize,
                 "builtin_demo": info.builtin_demo,
             },
             "device": self.settings.device,
@@ -186,6 +195,7 @@ class Engine:
                 "python": platform.python_version(),
             },
         }
+        return {**reference.meta(self.source), META_KEY: ours}
 
     # -- serving -----------------------------------------------------------------------------------
     def embed(
@@ -216,8 +226,8 @@ class Engine:
             cancelled,
         )
         try:
-            text_vectors = text_plan.complete(self.cache, lambda: self._normalized(text_job.result()))
-            image_vectors = image_plan.complete(self.cache, lambda: self._normalized(image_job.result()))
+            text_vectors = text_plan.complete(self.cache, lambda: self._normalized("text", text_job.result()))
+            image_vectors = image_plan.complete(self.cache, lambda: self._normalized("image", image_job.result()))
         finally:
             text_job.cancel()  # no-op for finished work; a request that failed frees its queued items
             image_job.cancel()
@@ -244,8 +254,8 @@ class Engine:
             self.metrics.cache_hits.labels(modality).inc(hits)
         return plan
 
-    def _normalized(self, vectors: np.ndarray) -> np.ndarray:
-        return l2_normalize(vectors) if self.settings.normalize else vectors
+    def _normalized(self, modality: str, vectors: np.ndarray) -> np.ndarray:
+        return l2_normalize(vectors) if self.normalize[modality] else vectors
 
 
 class _Plan:

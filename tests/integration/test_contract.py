@@ -47,11 +47,11 @@ def test_meta_describes_the_model_as_a_json_object(server, tiny_model):
     assert first.status_code == 200
     meta = strict_json(first.text)
     assert first.content == second.content  # computed once
-    assert meta["model"]["dimension"] == 16
-    assert meta["model"]["path"] == str(tiny_model.resolve())
-    assert meta["model"]["normalized"] is True
-    assert meta["device"] == "cpu" and meta["dtype"] == "float32"
-    assert {"torch", "transformers", "clip-vectorizer"} <= set(meta["versions"])
+    assert meta["clip-vectorizer"]["model"]["dimension"] == 16
+    assert meta["clip-vectorizer"]["model"]["path"] == str(tiny_model.resolve())
+    assert meta["clip-vectorizer"]["model"]["normalized"] == {"text": True, "image": True}
+    assert meta["clip-vectorizer"]["device"] == "cpu" and meta["clip-vectorizer"]["dtype"] == "float32"
+    assert {"torch", "transformers", "clip-vectorizer"} <= set(meta["clip-vectorizer"]["versions"])
 
 
 # -- vectorize: shape of the answer ----------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_cuda_vectors_match_the_cpu_reference(vit_model, dtype, min_cosine):
     server.start()
     try:
         server.wait_ready(300)
-        meta = strict_json(server.get("/meta").text)
+        meta = strict_json(server.get("/meta").text)["clip-vectorizer"]
         assert meta["device"] == "cuda:0"
         assert meta["dtype"] == ("float16" if dtype == "auto" else dtype)
         body = server.post(
@@ -61,7 +61,7 @@ def test_on_cuda_each_input_has_one_vector_whichever_worker_and_batch(vit_model)
     server.start()
     try:
         server.wait_ready(300)
-        assert strict_json(server.get("/meta").text)["batching"]["fixed_shape"] is True
+        assert strict_json(server.get("/meta").text)["clip-vectorizer"]["batching"]["fixed_shape"] is True
         texts = ["a photo of a cat", "x", "a red circle on the left", " ".join(["long"] * 30)]
         images = [media.b64(media.encode(media.photo(320, 240, seed=s), "JPEG", quality=90)) for s in range(3)]
         seen = vectors_by_input(server, texts, images, clients=16, each=8)

@@ -88,7 +88,7 @@ def test_no_model_configured_serves_the_builtin_demo_model_and_says_so():
     server = ServerProcess(None).start()
     try:
         server.wait_ready()
-        meta = strict_json(server.get("/meta").text)["model"]
+        meta = strict_json(server.get("/meta").text)["clip-vectorizer"]["model"]
         assert meta["builtin_demo"] is True and meta["name"] == "clip-vectorizer-demo-shapes"
         assert meta["path"].endswith("default_model")
         vectors = server.post("/vectorize", {"texts": ["a red circle"]}).json()["textVectors"]

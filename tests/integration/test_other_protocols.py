@@ -51,7 +51,8 @@ def test_openai_client_text_vectors_equal_vectorize(server, client, tokenizer):
     np.testing.assert_array_equal(
         np.array([d.embedding for d in result.data], dtype=np.float32), np.array(expected, dtype=np.float32)
     )
-    assert result.model == server.get("/meta").json()["model"]["name"]  # the served model, not the asked one
+    served = server.get("/meta").json()["clip-vectorizer"]["model"]["name"]
+    assert result.model == served  # the served model, not the asked one
     tok, max_length = tokenizer
     counts = [len(tok(t, truncation=True, max_length=max_length)["input_ids"]) for t in texts]
     assert result.usage.prompt_tokens == result.usage.total_tokens == sum(counts)
@@ -97,7 +98,7 @@ def test_a_data_uri_without_modality_is_embedded_as_text(server):
 
 
 def test_dimensions_equal_is_accepted_smaller_is_refused(server, client):
-    dim = server.get("/meta").json()["model"]["dimension"]
+    dim = server.get("/meta").json()["clip-vectorizer"]["model"]["dimension"]
     assert (
         len(client.embeddings.create(model="m", input="a", dimensions=dim, encoding_format="float").data[0].embedding)
         == dim

@@ -133,7 +133,9 @@ def test_vectorize_round_trip_and_onnx(models, tmp_path):
     assert response.status_code == 200, response.get_data(as_text=True)
     assert_parity(response.get_json()["textVectors"], unit(reference["texts"][:3]))
     assert_parity(response.get_json()["imageVectors"], unit(reference["images"][:3]))
-    assert client.get("/meta").get_json()["model"]["family"] == "openclip"
+    meta = client.get("/meta").get_json()
+    assert meta["clip-vectorizer"]["model"]["family"] == "openclip"
+    assert meta["model_cfg"] == json.loads((root / "open_clip_config.json").read_text())["model_cfg"]
 
     source = detect(root)
     onnx = to_onnx(load_towers(source), {"text": source.text_weights, "image": source.vision_weights}, tmp_path, 1)

@@ -11,7 +11,7 @@ from transformers import AutoProcessor, SiglipModel
 
 from tests import media
 from tests.helpers import make_engine
-from tests.reference import assert_parity, unit
+from tests.reference import assert_parity
 from tests.siglip_reference import LONG_TEXT, TEXTS, reference_images
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
@@ -142,10 +142,12 @@ def test_vectorize_round_trip(engine, reference):
     response = client.post("/vectorize", data=json.dumps(body))
     assert response.status_code == 200, response.get_data(as_text=True)
     vectors = response.get_json()
-    assert_parity(vectors["textVectors"], unit(reference_texts(reference, body["texts"])))
-    assert_parity(vectors["imageVectors"], unit(reference_images(reference, images)))
+    assert_parity(vectors["textVectors"], reference_texts(reference, body["texts"]))  # raw, as the reference image
+    assert_parity(vectors["imageVectors"], reference_images(reference, images))
     meta = client.get("/meta").get_json()
-    assert (meta["model"]["family"], meta["model"]["dimension"], meta["model"]["normalized"]) == ("siglip", 32, True)
+    ours = meta["clip-vectorizer"]["model"]
+    assert (ours["family"], ours["dimension"]) == ("siglip", 32)
+    assert ours["normalized"] == {"text": False, "image": False}  # as the reference image's SigLIP path
 
 
 def test_the_onnx_backend_runs_siglip_with_the_same_vectors(siglip_model, towers, tmp_path):
