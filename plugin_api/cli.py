@@ -192,7 +192,7 @@ def _import(args: argparse.Namespace) -> int:
         raise PluginError(f"no image files in {' '.join(args.paths)}")
     with connect(args.url, grpc_port=args.grpc_port) as client:
         collection = create_image_collection(
-            client, args.collection, exist_ok=True, vectorize_text=["caption"] if args.vectorize_captions else ()
+            client, args.collection, exist_ok=True, text_fields=["caption"] if args.vectorize_captions else ()
         )
         report = import_images(
             collection, items, batch_size=args.batch_size, max_side=args.max_side, progress=not args.quiet

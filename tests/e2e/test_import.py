@@ -89,7 +89,7 @@ def test_service_stopped_mid_import_then_rerun_stores_exactly_the_missing(stack,
 
 def test_missing_weighted_field_is_refused_before_weaviate_misapplies_weights(client, collection_name):
     collection = create_image_collection(
-        client, collection_name, vectorize_text=["caption"], weights={"image": 3, "caption": 1}
+        client, collection_name, text_fields=["caption"], weights={"image": 3, "caption": 1}
     )
     with_caption = ImageItem.from_bytes(encode(photo(seed=500), "PNG"), "ok", caption="a caption")
     without = ImageItem.from_bytes(encode(photo(seed=501), "PNG"), "no-caption")
