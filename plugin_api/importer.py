@@ -350,7 +350,10 @@ def _import_batch(
             if pending:
                 outage.wait(next(iter(errors.values())))
         except _GiveUp as give_up:
-            if outage.service_ready():  # the service is fine: these objects fail on their own
+            # Others of this batch were stored and the service says it is ready: these objects fail on
+            # their own. When none was, the service that fails may not be the one the probe asks (a
+            # collection with its own inferenceUrl): stop rather than wait that long for every batch.
+            if any(o.status == "stored" for o in done.values()) and outage.service_ready():
                 done.update({i: ObjectOutcome(p.item.source, "failed", p.uuid, errors[i]) for i, p in pending.items()})
                 outage.reset()
                 break

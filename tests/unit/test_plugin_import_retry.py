@@ -181,6 +181,23 @@ def test_objects_that_keep_failing_while_the_service_is_ready_fail_alone(scripte
     assert report.failures[0].error == QUEUE_FULL
 
 
+def test_a_probe_that_says_ready_while_nothing_can_be_stored_still_stops_the_import(scripted):
+    class Ready:  # e.g. it asks the global service; the collection has an inferenceUrl of its own
+        def problem(self):
+            return None
+
+        def wait(self, timeout, **kwargs):
+            return None
+
+    weaviate = scripted(lambda call, objects: REFUSED)
+    report = import_images(
+        Collection(), _items(12), batch_size=4, progress=False, max_wait=20, readiness=Ready(), on_wait=lambda _: None
+    )
+    assert report.stopped == f"{REFUSED} (nothing stored for 20 s)"
+    assert {o.cause for o in report.failures} == {"not imported, the import stopped"} and report.failed == 12
+    assert 19 <= sum(weaviate.clock.sleeps) <= 20  # one wait for the whole import, not one per batch
+
+
 def test_an_object_stored_by_a_try_that_timed_out_counts_as_stored(scripted):
     def down(call, objects):
         return None
