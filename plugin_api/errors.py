@@ -19,8 +19,12 @@ class StackError(PluginError):
     """A process of the local stack exited or did not become ready; the message ends with its log tail."""
 
 
+class UsageError(PluginError):
+    """The command line names something that is not there or cannot work (the CLI exits 2)."""
+
+
 class NotReachable(PluginError):
-    """Weaviate (or the inference service behind it) did not answer."""
+    """Weaviate (or the inference service behind it) did not answer, or was not ready in time."""
 
 
 class SearchFailed(PluginError):

@@ -10,6 +10,7 @@ on Weaviate v1.39.0 it fails the insert with ``panic occurred: runtime error: in
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -109,25 +110,38 @@ def create_image_collection(
     image_property: str = "image",
     text_properties: Sequence[str] = ("caption", "filename"),
     text_array_properties: Sequence[str] = (),
-    vectorize_text: Sequence[str] = (),
+    text_fields: Sequence[str] = (),
     weights: Mapping[str, float] | None = None,
     inference_url: str | None = None,
     vector_name: str | None = None,
     legacy: bool = False,
     exist_ok: bool = False,
+    vectorize_text: Sequence[str] | None = None,
 ) -> Collection:
     """Create (or, with ``exist_ok``, open) a collection of images with text metadata, in one call.
 
-    The image is always vectorised; ``vectorize_text`` names the text properties that join it in the
+    The image is always vectorised; ``text_fields`` names the text properties that join it in the
     object's vector (by default none: captions and file names are stored and keyword-searchable, as in
-    hybrid search, but do not move the image's vector).
+    hybrid search, but do not move the image's vector). Keyword names follow the client's
+    ``Configure.Vectors.multi2vec_clip`` (``text_fields``, ``inference_url``); ``vector_name`` is its
+    ``name``, renamed here because ``name`` is the collection's. ``vectorize_text`` is the old name of
+    ``text_fields`` (deprecated).
     """
+    if vectorize_text is not None:
+        if text_fields:
+            raise FieldConfigError("give text_fields only (vectorize_text is its old name)")
+        warnings.warn(
+            "create_image_collection(vectorize_text=...) is deprecated; use text_fields=...",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        text_fields = vectorize_text
     if exist_ok and client.collections.exists(name):
         return client.collections.get(name)
     properties = image_properties(image_property, text_properties, text_array_properties)
     config = clip_vectorizer(
         image_fields=[image_property],
-        text_fields=vectorize_text,
+        text_fields=text_fields,
         weights=weights,
         inference_url=inference_url,
         name=vector_name,

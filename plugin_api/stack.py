@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 SERVICE_READY_TIMEOUT = 180.0  # torch import + model load + warm-up on a busy 2-core machine
 WEAVIATE_READY_TIMEOUT = 120.0
 LOOPBACK = "127.0.0.1"
+# Weaviate's cluster ports besides REST and gRPC (all needed by a single node too), by their settings:
+# CLUSTER_GOSSIP_BIND_PORT, CLUSTER_DATA_BIND_PORT, RAFT_PORT, RAFT_INTERNAL_RPC_PORT.
+CLUSTER_PORTS = ("gossip", "data", "raft", "raft_rpc")
 
 
 class VectorizerService:
@@ -85,8 +88,9 @@ class VectorizerService:
 class WeaviateServer:
     """``weaviate-server`` on loopback ports, single node, anonymous access, ``multi2vec-clip`` enabled.
 
-    REST, memberlist and Raft bind 127.0.0.1. Weaviate v1.39.0 has no setting for the address of its gRPC
-    port and its cluster data port: those listen on all interfaces (clients here use 127.0.0.1 only).
+    Every port not given is a free one, picked at start. REST, memberlist and Raft bind 127.0.0.1.
+    Weaviate v1.39.0 has no setting for the address of its gRPC port and its cluster data port: those
+    listen on all interfaces (clients here use 127.0.0.1 only).
     """
 
     def __init__(
@@ -98,11 +102,17 @@ class WeaviateServer:
         log_path: Path,
         http_port: int | None = None,
         grpc_port: int | None = None,
+        gossip_port: int | None = None,
+        data_port: int | None = None,
+        raft_port: int | None = None,
+        raft_rpc_port: int | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        gossip, data, raft, raft_rpc, auto_http, auto_grpc = free_ports(6)
-        self.http_port = http_port or auto_http
-        self.grpc_port = grpc_port or auto_grpc
+        given = (http_port, grpc_port, gossip_port, data_port, raft_port, raft_rpc_port)
+        fixed = {port for port in given if port}
+        free = iter([port for port in free_ports(len(given)) if port not in fixed])  # never one of those given
+        self.http_port, self.grpc_port, gossip, data, raft, raft_rpc = (port or next(free) for port in given)
+        self.cluster_ports = {"gossip": gossip, "data": data, "raft": raft, "raft_rpc": raft_rpc}
         self.url = f"http://{LOOPBACK}:{self.http_port}"
         self.data_dir = data_dir
         env = inherited_env(
@@ -154,8 +164,10 @@ class LocalStack:
     """Our service + Weaviate, started in that order and stopped in the reverse order.
 
     ``workdir`` holds ``logs/`` and ``weaviate-data/``; by default a new temporary directory whose data
-    (not its logs) is removed on stop. ``add_service`` starts more service instances (e.g. on another
-    model) for collections with their own ``inferenceUrl``; they are stopped with the stack.
+    (not its logs) is removed on stop. Ports not given (``http_port``, ``grpc_port``, ``service_port``,
+    and ``cluster_ports`` by the names in :data:`CLUSTER_PORTS`) are free ones picked at start.
+    ``add_service`` starts more service instances (e.g. on another model) for collections with their
+    own ``inferenceUrl``; they are stopped with the stack.
     """
 
     def __init__(
@@ -167,6 +179,7 @@ class LocalStack:
         http_port: int | None = None,
         grpc_port: int | None = None,
         service_port: int | None = None,
+        cluster_ports: Mapping[str, int] | None = None,
         service_args: Sequence[str] = (),
         weaviate_env: Mapping[str, str] | None = None,
         keep_data: bool | None = None,
@@ -178,6 +191,10 @@ class LocalStack:
         self.log_dir = self.workdir / "logs"
         self.keep_data = (not self._own_workdir) if keep_data is None else keep_data
         self._http_port, self._grpc_port = http_port, grpc_port
+        unknown = sorted(set(cluster_ports or {}) - set(CLUSTER_PORTS))
+        if unknown:
+            raise ValueError(f"cluster_ports has {unknown}; its keys are {list(CLUSTER_PORTS)}")
+        self._cluster_ports = {f"{name}_port": port for name, port in (cluster_ports or {}).items()}
         self._service_args = list(service_args)
         self._weaviate_env = dict(weaviate_env or {})
         self.service = VectorizerService(
@@ -214,6 +231,7 @@ class LocalStack:
                 http_port=self._http_port,
                 grpc_port=self._grpc_port,
                 extra_env=self._weaviate_env,
+                **self._cluster_ports,
             )
             self.weaviate.start()
         except BaseException:

@@ -54,6 +54,25 @@ def stack(weaviate_binary, tiny_model, tmp_path_factory):
     _started_stacks.remove(local)
 
 
+@pytest.fixture(scope="module")
+def restartable_stack(weaviate_binary, tiny_model, tmp_path_factory):
+    """A stack of the test module's own, for tests that kill and restart its service: the shared one
+    stays untouched whatever they leave behind."""
+    from plugin_api.stack import LocalStack
+
+    local = LocalStack(
+        tiny_model,
+        workdir=tmp_path_factory.mktemp("restartable-stack"),
+        weaviate_binary=weaviate_binary,
+        service_args=["--log-level", "warning"],
+    )
+    local.start()
+    _started_stacks.append(local)
+    yield local
+    local.stop()
+    _started_stacks.remove(local)
+
+
 @pytest.fixture(scope="session")
 def other_model(tmp_path_factory) -> Path:
     """Same tiny architecture as ``tiny_model`` but another seed: different vectors for the same input."""
@@ -88,6 +107,6 @@ def collection_name(request, client) -> str:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if report.failed and "stack" in getattr(item, "fixturenames", ()):
+    if report.failed and {"stack", "restartable_stack"} & set(getattr(item, "fixturenames", ())):
         for local in _started_stacks:
             report.sections.append(("stack logs", local.log_tails(lines=30)))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from plugin_api.cli import main
+import re
+import tempfile
+from pathlib import Path
+
+from plugin_api.cli import EXIT_DOWN, main
 from plugin_api.processes import free_ports
 from plugin_api.sample import write_sample
 from plugin_api.schema import create_image_collection
@@ -25,7 +29,7 @@ def test_import_then_search_by_image_and_text(stack, collection_name, tmp_path, 
     query = sorted(sample.glob("*-green-*.png"))[0]
     assert main(["search", "--image", str(query), "--limit", "2", *args]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and f"filename='{query.name}'" in lines[0] and "distance 0.0000" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith(f"  1. distance 0.0000  {query.name}  ")
 
     assert main(["search", "yellow", "--hybrid", "--alpha", "0", "--limit", "3", *args]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -37,7 +41,7 @@ def test_clear_error_when_the_inference_service_is_unreachable(stack, client, co
     create_image_collection(client, collection_name, inference_url=dead)
     code = main(["search", "anything", "--collection", collection_name, *_connection(stack)])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == EXIT_DOWN  # the service is down: a script may retry later
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "near_text" in err and dead.split("//")[1] in err
 
@@ -45,15 +49,26 @@ def test_clear_error_when_the_inference_service_is_unreachable(stack, client, co
 def _ranked(output: str, title: str) -> list[str]:
     """The file names of the results printed under ``title`` by ``clip-weaviate demo``."""
     block = output.split("\n" + title + "\n", 1)[1].split("\n\n", 1)[0]
-    return [line.split("filename='", 1)[1].split("'", 1)[0] for line in block.splitlines()]
+    return [line.split()[3] for line in block.splitlines()]  # "  1. distance 0.1234  NAME  "caption""
 
 
-def test_demo_finds_the_named_shapes_first_with_the_builtin_model(weaviate_binary, tmp_path, capsys):
+def test_demo_finds_the_named_shapes_first_with_the_builtin_model(weaviate_binary, tmp_path, monkeypatch, capsys):
     """The whole demo on a stack of its own: the built-in model behind a real Weaviate ranks a picture of
-    what the query names first (file names are SIZE-COLOUR-SHAPE-POSITION.png)."""
-    assert main(["demo", "--workdir", str(tmp_path), "--weaviate-bin", str(weaviate_binary)]) == 0
+    what the query names first (file names are SIZE-COLOUR-SHAPE-POSITION.png). The ports asked for are
+    the ones used, and the log folder it announces is there to read afterwards."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the demo's own temporary directory goes here
+    service_port, raft_port = free_ports(2)
+    args = ["--weaviate-bin", str(weaviate_binary), "--vectorizer-port", str(service_port)]
+    assert main(["demo", *args, "--raft-port", str(raft_port)]) == 0
     out = capsys.readouterr().out
     assert "82 stored, 0 skipped (already there), 0 failed" in out
+    assert f"clip-vectorizer http://127.0.0.1:{service_port}" in out
+    log_dir = Path(out.split("logs in ", 1)[1].split("\n", 1)[0])
+    assert log_dir.parent.parent == tmp_path and f"logs kept in {log_dir}" in out
+    assert (log_dir / "clip-vectorizer.log").stat().st_size > 0
+    assert f"--port {service_port}" in (log_dir / "clip-vectorizer.log").read_text()
+    assert not (log_dir.parent / "sample").exists() and not (log_dir.parent / "weaviate-data").exists()
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", out)  # no UUIDs
     red_circles = _ranked(out, "near_text 'a red circle'")
     assert len(red_circles) == 3 and all("-red-circle-" in name for name in red_circles)
     assert _ranked(out, "near_text 'a large blue square on the left'")[0] == "large-blue-square-left.png"

@@ -45,7 +45,7 @@ def test_weighted_text_and_image_vector_is_weaviates_documented_combination(stac
         client,
         collection_name,
         text_properties=("title", "caption"),
-        vectorize_text=["title", "caption"],
+        text_fields=["title", "caption"],
         weights={"title": 1.0, "image": 3.0, "caption": 0.5},
     )
     data = _photos(1, offset=20)[0]
@@ -85,7 +85,7 @@ def test_weights_in_config_order_are_paired_by_position_not_by_name(stack, clien
 
 def test_text_array_property_gives_one_text_vector_per_element(stack, client, collection_name):
     collection = create_image_collection(
-        client, collection_name, text_properties=(), text_array_properties=("tags",), vectorize_text=["tags"]
+        client, collection_name, text_properties=(), text_array_properties=("tags",), text_fields=["tags"]
     )
     data = _photos(1, offset=40)[0]
     tags = ["outdoor", "noise", "gradient"]

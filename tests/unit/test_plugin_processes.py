@@ -99,3 +99,40 @@ def test_local_stack_fails_before_starting_anything_without_a_binary(tmp_path, m
     with pytest.raises(WeaviateBinaryNotFound):
         LocalStack(tmp_path, workdir=tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+def test_weaviate_ports_given_are_used_and_the_others_picked_free(tmp_path):
+    from plugin_api.stack import WeaviateServer
+
+    http, raft_rpc = free_ports(2)
+    server = WeaviateServer(
+        tmp_path / "weaviate-server",  # not started: only its command and environment are read
+        inference_url="http://127.0.0.1:1",
+        data_dir=tmp_path / "data",
+        log_path=tmp_path / "weaviate.log",
+        http_port=http,
+        raft_rpc_port=raft_rpc,
+        gossip_port=7946,
+    )
+    env = server.process.env
+    assert server.process.command[-3] == str(http) and server.url.endswith(f":{http}")
+    assert env["RAFT_INTERNAL_RPC_PORT"] == str(raft_rpc) and env["CLUSTER_GOSSIP_BIND_PORT"] == "7946"
+    chosen = [env[k] for k in ("GRPC_PORT", "CLUSTER_DATA_BIND_PORT", "RAFT_PORT")]
+    everything = chosen + [str(http), str(raft_rpc), "7946"]
+    assert len(set(everything)) == 6  # the free ones are distinct, and none is a port given
+    assert server.cluster_ports == {
+        "gossip": 7946,
+        "data": int(chosen[1]),
+        "raft": int(chosen[2]),
+        "raft_rpc": raft_rpc,
+    }
+
+
+def test_local_stack_refuses_an_unknown_cluster_port(tmp_path):
+    from plugin_api.stack import LocalStack
+
+    binary = tmp_path / "weaviate-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    with pytest.raises(ValueError, match=r"\['gossip_port'\]; its keys are \['gossip', 'data', 'raft', 'raft_rpc'\]"):
+        LocalStack(None, workdir=tmp_path, weaviate_binary=binary, cluster_ports={"gossip_port": 1})

@@ -120,3 +120,52 @@ def test_image_properties():
         ("caption", DataType.TEXT),
         ("tags", DataType.TEXT_ARRAY),
     ]
+
+
+class _RecordingClient:
+    """Just enough of a WeaviateClient for create_image_collection: records what it would create."""
+
+    def __init__(self) -> None:
+        self.created: list[dict] = []
+        self.collections = self
+
+    def exists(self, name: str) -> bool:
+        return False
+
+    def create(self, name: str, **kwargs):
+        self.created.append({"name": name, **kwargs})
+        return name
+
+
+def test_keyword_names_are_the_clients_where_it_has_one():
+    import inspect
+
+    from weaviate.classes.config import Configure
+
+    from plugin_api.schema import create_image_collection
+
+    client_names = set(inspect.signature(Configure.Vectors.multi2vec_clip).parameters)
+    ours = set(inspect.signature(clip_vectorizer).parameters) | set(
+        inspect.signature(create_image_collection).parameters
+    )
+    # the vectorizer's own settings are spelt as the client spells them
+    assert {"image_fields", "text_fields", "inference_url"} <= client_names & ours
+    assert {"name", "vector_index_config"} <= set(inspect.signature(clip_vectorizer).parameters) & client_names
+
+    client = _RecordingClient()
+    create_image_collection(client, "C", text_fields=["caption"], weights={"image": 2, "caption": 1})
+    module = _module(client.created[0]["vector_config"])
+    assert module["textFields"] == ["caption"] and module["weights"]["textFields"] == [1.0]
+
+
+def test_old_keyword_vectorize_text_still_works_with_a_deprecation_warning():
+    from plugin_api.schema import create_image_collection
+
+    client = _RecordingClient()
+    with pytest.deprecated_call(match="text_fields"):
+        create_image_collection(client, "Old", vectorize_text=["caption"])
+    create_image_collection(client, "New", text_fields=["caption"])
+    old, new = (_module(c["vector_config"]) for c in client.created)
+    assert old == new and old["textFields"] == ["caption"]
+    with pytest.raises(FieldConfigError, match="text_fields only"):
+        create_image_collection(client, "Both", text_fields=["caption"], vectorize_text=["caption"])
