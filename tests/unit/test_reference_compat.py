@@ -57,7 +57,8 @@ def test_sentence_transformers_models_give_what_encode_gives(tmp_path, normalize
     if normalize_module:
         for part in ("clip", "text"):
             listed = json.loads((models / part / "modules.json").read_text())
-            listed.append({"idx": len(listed), "name": str(len(listed)), "path": "", "type": "sentence_transformers.models.Normalize"})
+            normalize = {"idx": len(listed), "name": str(len(listed)), "path": ""}
+            listed.append({**normalize, "type": "sentence_transformers.models.Normalize"})
             (models / part / "modules.json").write_text(json.dumps(listed))
     engine = make_engine(root, cache_size=0)
     texts, images = engine.embed(TEXTS, pngs())
