@@ -19,7 +19,7 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("json", "text")
+LOG_FORMATS = ("auto", "json", "text")
 BATCHING_MODES = ("dynamic", "per-request")
 BACKENDS = ("torch", "onnx")
 # `--workers auto` on a CUDA host: half the cores, at most this many. Measured on a 16-core H200 host with
@@ -106,7 +106,19 @@ def _choice(options: Sequence[str]) -> Callable[[str], str]:
             raise ValueError(f"must be one of {', '.join(options)}, got {text!r}")
         return word
 
+    parse.metavar = "{" + ",".join(options) + "}"  # type: ignore[attr-defined]
     return parse
+
+
+VALUE_NAMES: dict[Callable[[str], Any], str] = {
+    _positive_int: "N",
+    _non_negative_int: "N",
+    _port: "PORT",
+    _non_negative_float: "NUMBER",
+    _positive_float: "SECONDS",
+    _workers: "{N,auto}",
+    _auto_or_bool: "{auto,true,false}",
+}
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,11 @@ class Option:
     default: Any
     help: str
     is_bool: bool = False
+    metavar: str | None = None  # what --help shows for the value; derived from the parser when None
+
+    @property
+    def value_name(self) -> str:
+        return self.metavar or getattr(self.parse, "metavar", None) or VALUE_NAMES.get(self.parse, "VALUE")
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -129,9 +146,10 @@ OPTIONS: tuple[Option, ...] = (
         "--model",
         str,
         None,
-        "Model directory: a Hugging Face CLIP directory, a sentence-transformers CLIP directory, "
-        "or the models/ directory of the reference multi2vec-clip image. Without one, the built-in demo "
-        "model (a small CLIP that knows only shapes and colours) is served.",
+        "Model directory: a Hugging Face CLIP, SigLIP or SigLIP 2 directory, an OpenCLIP directory, a "
+        "sentence-transformers CLIP directory, or the models/ directory of the reference multi2vec-clip image. "
+        "Without one, the built-in demo model (a small CLIP that knows only shapes and colours) is served.",
+        metavar="DIR",
     ),
     Option(
         "host",
@@ -140,6 +158,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "127.0.0.1",
         "Address to listen on (the container image sets 0.0.0.0).",
+        metavar="ADDRESS",
     ),
     Option("port", "VECTORIZER_PORT", "--port", _port, 8080, "TCP port to listen on (0 picks a free one)."),
     Option(
@@ -158,6 +177,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "cuda:0",
         "CUDA device to use when ENABLE_CUDA is on (as in the reference image).",
+        metavar="DEVICE",
     ),
     Option(
         "backend",
@@ -174,6 +194,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "~/.cache/clip-vectorizer/onnx",
         "Directory for the exported ONNX towers.",
+        metavar="DIR",
     ),
     Option(
         "dtype",
@@ -350,6 +371,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "If set, /vectorize, /meta and /metrics require 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. "
         "Weaviate's module sends no key: keep the Weaviate path on a private network instead.",
+        metavar="KEY",
     ),
     Option(
         "client_timeout",
@@ -384,8 +406,9 @@ OPTIONS: tuple[Option, ...] = (
         "VECTORIZER_LOG_FORMAT",
         "--log-format",
         _choice(LOG_FORMATS),
-        "json",
-        "json: one JSON object per line (request id, route, status, sizes, milliseconds); text: plain lines.",
+        "auto",
+        "auto: plain text on a terminal, JSON lines otherwise; json: one JSON object per line (request id, pid, "
+        "route, status, sizes, milliseconds); text: plain lines.",
     ),
 )
 
@@ -425,7 +448,7 @@ class Settings:
     max_connections: int = 0
     shutdown_grace: float = 30.0
     log_level: str = "info"
-    log_format: str = "json"
+    log_format: str = "auto"
 
     @property
     def device(self) -> str:
@@ -483,7 +506,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 option.flag, dest=option.field, action=argparse.BooleanOptionalAction, default=None, help=text
             )
         else:
-            parser.add_argument(option.flag, dest=option.field, default=None, help=text, metavar=option.env)
+            parser.add_argument(option.flag, dest=option.field, default=None, help=text, metavar=option.value_name)
 
 
 def load_settings(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -28,7 +28,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str, fmt: str) -> None:
+    """One handler on stderr for everything: our loggers, gunicorn's, and Python warnings (a library's
+    FutureWarning then comes as a log record, in the same format, not as a bare line). ``auto``: plain
+    text on a terminal, JSON lines otherwise (a container's log driver, a file)."""
     handler = logging.StreamHandler(sys.stderr)
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -36,3 +41,4 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)

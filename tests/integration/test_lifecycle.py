@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -232,3 +233,13 @@ def test_sigterm_under_keep_alive_load_resets_no_request(tiny_model):
     assert not resets, (resets, outcomes)
     assert outcomes["200"] >= 100 and outcomes["refused"] > 0
     assert set(outcomes) <= {"200", "503", "refused"}, outcomes
+
+
+def test_a_port_in_use_is_one_line_naming_the_port_and_the_setting(tiny_model):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli("--model", str(tiny_model), "--port", str(port))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "VECTORIZER_PORT" in lines[0] and "--port" in lines[0]

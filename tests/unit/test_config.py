@@ -98,3 +98,14 @@ def test_usable_cores_follow_a_cgroup_cpu_limit(monkeypatch, tmp_path):
         limit.write_text(line + "\n")
         assert config.available_cores(str(limit)) == cores, line
     assert config.available_cores(str(tmp_path / "no cgroup v2 here")) == 8
+
+
+def test_help_names_each_value_by_its_kind_and_every_model_family():
+    text = _serve_parser().format_help()
+    assert "VECTORIZER_PORT" in text  # in the help text ...
+    usage = text.split("\n\n")[0]
+    assert "VECTORIZER_" not in usage  # ... but not as the value's name
+    assert "--port PORT" in usage and "--workers {N,auto}" in usage and "--model DIR" in usage
+    model_help = " ".join(text.split("--model DIR")[2].split("--host")[0].split()).replace("- ", "-")
+    for family in ("CLIP", "SigLIP", "SigLIP 2", "OpenCLIP", "sentence-transformers"):
+        assert family in model_help

@@ -1,4 +1,4 @@
-"""One request's bookkeeping: its metrics and its access-log line, whichever path answered it."""
+"""One request's bookkeeping: its metrics and its access-log line."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 from vectorizer_module.metrics import Metrics
 
 log = logging.getLogger("vectorizer_module.access")
-# polled by orchestrators every few seconds: counted, but logged only when they fail
-QUIET = frozenset({"/.well-known/live", "/.well-known/ready", "/metrics"})
+# polled every few seconds (orchestrators; Weaviate asks /meta on each of its own readiness checks):
+# logged at debug, also while they answer 503 (loading, draining); any other failure at info
+PROBES = frozenset({"/.well-known/live", "/.well-known/ready", "/meta", "/metrics"})
 
 
 def record(
@@ -25,18 +26,13 @@ def record(
     """Count the request, time it, and log it (``endpoint`` is the route's rule, or "unmatched")."""
     metrics.requests.labels(endpoint, str(status)).inc()
     metrics.latency.labels(endpoint).observe(seconds)
-    if endpoint not in QUIET or status >= 400:
-        log.info(
-            "%s %s %d",
-            method,
-            endpoint,
-            status,
-            extra={
-                "request_id": request_id,
-                "status": status,
-                "endpoint": endpoint,
-                "ms": round(seconds * 1000, 2),
-                "body_bytes": body_bytes,
-                **sizes,
-            },
-        )
+    quiet = endpoint in PROBES and (status < 400 or status == 503)
+    extra = {
+        "request_id": request_id,
+        "status": status,
+        "endpoint": endpoint,
+        "ms": round(seconds * 1000, 2),
+        "body_bytes": body_bytes,
+        **sizes,
+    }
+    log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %d", method, endpoint, status, extra=extra)
