@@ -18,6 +18,15 @@ from plugin_api.errors import WeaviateBinaryNotFound
 _started_stacks: list = []  # read by the failure hook below
 
 
+def _running(local):
+    """Start a LocalStack for a fixture, known to the failure hook while it runs."""
+    local.start()
+    _started_stacks.append(local)
+    yield local
+    local.stop()
+    _started_stacks.remove(local)
+
+
 @pytest.fixture(scope="session")
 def weaviate_binary() -> Path:
     try:
@@ -47,11 +56,7 @@ def stack(weaviate_binary, tiny_model, tmp_path_factory):
         service_args=["--log-level", "warning"],
         weaviate_env=modules,
     )
-    local.start()
-    _started_stacks.append(local)
-    yield local
-    local.stop()
-    _started_stacks.remove(local)
+    yield from _running(local)
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +71,7 @@ def restartable_stack(weaviate_binary, tiny_model, tmp_path_factory):
         weaviate_binary=weaviate_binary,
         service_args=["--log-level", "warning"],
     )
-    local.start()
-    _started_stacks.append(local)
-    yield local
-    local.stop()
-    _started_stacks.remove(local)
+    yield from _running(local)
 
 
 @pytest.fixture(scope="session")
