@@ -78,21 +78,40 @@ SCHEMAS: dict[str, Any] = {
     },
     "Meta": {
         "type": "object",
-        "required": ["model", "device", "dtype", "versions"],
+        "description": "The reference multi2vec-clip image's /meta for the model's layout (e.g. CLIPConfig.to_dict(), "
+        "or clip_model + text_model for sentence-transformers models), and this service's own details under "
+        "'clip-vectorizer'",
+        "required": ["clip-vectorizer"],
         "properties": {
-            "model": {
+            "clip-vectorizer": {
                 "type": "object",
-                "required": ["name", "dimension", "normalized"],
+                "required": ["model", "device", "dtype", "batching", "workers", "versions"],
                 "properties": {
-                    "name": {"type": "string"},
-                    "dimension": {"type": "integer", "minimum": 1},
-                    "normalized": {"type": "boolean"},
+                    "model": {
+                        "type": "object",
+                        "required": ["name", "dimension", "normalized"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "dimension": {"type": "integer", "minimum": 1},
+                            "normalized": {
+                                "type": "object",
+                                "required": ["text", "image"],
+                                "properties": {"text": {"type": "boolean"}, "image": {"type": "boolean"}},
+                            },
+                        },
+                    },
+                    "device": {"type": "string"},
+                    "backend": {"type": "string"},
+                    "dtype": {"type": "string"},
+                    "batching": {"type": "object"},
+                    "workers": {
+                        "type": "object",
+                        "required": ["count", "torch_threads"],
+                        "properties": {"count": {"type": "integer"}, "torch_threads": {"type": "integer"}},
+                    },
+                    "versions": {"type": "object", "additionalProperties": {"type": "string"}},
                 },
-            },
-            "device": {"type": "string"},
-            "backend": {"type": "string"},
-            "dtype": {"type": "string"},
-            "versions": {"type": "object", "additionalProperties": {"type": "string"}},
+            }
         },
     },
     "EmbeddingsRequest": {
