@@ -89,14 +89,15 @@ class PatientSocket(socket.socket):
 
 
 class ModelWorker(ThreadWorker):
-    """gunicorn's threaded worker, with three changes:
+    """gunicorn's threaded worker, with these changes:
 
     - it accepts connections only when the service would answer them (``WorkerService.may_accept``);
-    - SIGTERM marks it draining at once;
+    - SIGTERM marks it draining at once, and once it stops accepting it takes in its listen backlog
+      and closes its copy of the socket (``_stop_listening``);
     - a connection reaches an HTTP thread only once its request head is complete: until then it waits in
       the event loop, which closes it after ``VECTORIZER_CLIENT_TIMEOUT``. gunicorn's own worker hands a
       new connection to a thread that waits up to 5 s for its first byte, so a few hundred idle
-      connections held every thread for minutes, probes included.
+      connections held every thread for minutes, probes included. Client sockets are ``PatientSocket``s.
     """
 
     app: ServiceApplication
