@@ -22,12 +22,16 @@ def test_the_service_is_ready_once_every_worker_has_loaded_and_stays_so_while_on
     assert board.peers_loading() is None, "the service stopped being ready while a replacement loads"
 
 
-def test_every_slot_is_given_once():
+def test_every_slot_is_given_once_unless_its_worker_is_gone_unreported():
     board = WorkerBoard(2)
-    board.claim_slot()
-    board.claim_slot()
+    first, second = board.claim_slot(), board.claim_slot()
+    board.take_slot(first)  # our pid stands for a worker that runs
+    board.waiting_cells()[first] = 3
     with pytest.raises(RuntimeError, match="2 worker slots"):
-        board.claim_slot()
+        board.claim_slot(live={os.getpid()})
+    assert board.claim_slot(live=set()) == first  # its worker is not among the arbiter's workers
+    assert list(board.waiting_cells()) == [0, 0]  # and what it said no longer holds
+    assert second != first
 
 
 def test_what_a_forked_worker_writes_the_others_read():

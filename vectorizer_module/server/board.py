@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Collection
 
 _PID, _LOADED, _WAITING = range(3)
 _FIELDS = 3
@@ -33,10 +34,16 @@ class WorkerBoard:
         return 1 + slot * _FIELDS + field
 
     # -- the arbiter's side ------------------------------------------------------------------------
-    def claim_slot(self) -> int:
-        """A free slot for a worker about to be forked."""
+    def claim_slot(self, live: Collection[int] = ()) -> int:
+        """A free slot for a worker about to be forked: one never used or cleared, or else one whose
+        worker is not among the ``live`` pids (gone without its exit being reported)."""
         for slot in range(self.workers):
             if self._cells[self._cell(slot, _PID)] == 0:
+                self._cells[self._cell(slot, _PID)] = _CLAIMED
+                return slot
+        for slot in range(self.workers):
+            if self._cells[self._cell(slot, _PID)] > 0 and self._cells[self._cell(slot, _PID)] not in live:
+                self.clear_slot(slot)
                 self._cells[self._cell(slot, _PID)] = _CLAIMED
                 return slot
         raise RuntimeError(f"all {self.workers} worker slots are taken")

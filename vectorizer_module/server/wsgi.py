@@ -297,8 +297,8 @@ class ServiceApplication(BaseApplication):
         return self.service.wsgi
 
     # -- hooks, in the arbiter ---------------------------------------------------------------------
-    def _pre_fork(self, _arbiter: Any, worker: ModelWorker) -> None:
-        worker.board_slot = self.board.claim_slot()
+    def _pre_fork(self, arbiter: Any, worker: ModelWorker) -> None:
+        worker.board_slot = self.board.claim_slot(live=arbiter.WORKERS.keys())
 
     def _child_exit(self, _arbiter: Any, worker: ModelWorker) -> None:
         from prometheus_client import multiprocess
