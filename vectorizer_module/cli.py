@@ -100,7 +100,7 @@ def _make_random_model(argv: Sequence[str]) -> int:
 
 def _finetune_parser() -> argparse.ArgumentParser:
     from vectorizer_module.finetune.evaluate import RELEVANCE_MODES
-    from vectorizer_module.finetune.train import PRECISIONS, FinetuneConfig
+    from vectorizer_module.finetune.train import POSITIVES, PRECISIONS, FinetuneConfig
 
     d = FinetuneConfig(model="", train="", output="")
     parser = argparse.ArgumentParser(
@@ -134,6 +134,13 @@ def _finetune_parser() -> argparse.ArgumentParser:
         default=d.relevance,
         help="pairs: a caption's own image(s) are relevant; attributes: every image with the attributes the "
         "caption names; auto: attributes when the file has them",
+    )
+    add(
+        "--positives",
+        choices=POSITIVES,
+        default=d.positives,
+        help="captions: identical captions in a batch are positives of each other; attributes: a caption is a "
+        "positive of every image in the batch with the attributes it names (lines need attributes)",
     )
     add("--k", type=int, nargs="+", default=d.ks, dest="ks", help="cut-offs of the @k metrics (default: 10)")
     add("--epochs", type=float, default=d.epochs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -216,3 +217,68 @@ def test_any_served_layout_can_be_fine_tuned_into_a_hugging_face_directory(confi
     result = finetune(replace(config, model=str(source_dir), steps=2))
     assert detect(source_dir).layout != "huggingface" and detect(config.output).layout == "huggingface"
     assert result.logit_scale == pytest.approx(read_logit_scale(detect(tiny_model)), abs=0.01)
+
+
+def test_positives_by_attributes_take_every_image_a_caption_describes():
+    from vectorizer_module.finetune.data import Pair, attribute_codes
+    from vectorizer_module.finetune.loss import attribute_positives
+
+    images = {
+        "a.png": dict(size="large", colour="red", shape="circle", position="left"),
+        "b.png": dict(colour="red", shape="circle"),  # no size or position to name
+        "c.png": dict(size="large", colour="blue", shape="circle", position="left"),
+    }
+    captions = {
+        "a red circle": dict(colour="red", shape="circle"),
+        "a photo of a red circle": dict(colour="red", shape="circle"),
+        "a large red circle": dict(size="large", colour="red", shape="circle"),
+        "a circle on the left": dict(shape="circle", position="left"),
+    }
+    pairs = [
+        Pair(Path(image), caption, named, has)
+        for image, has in images.items()
+        for caption, named in captions.items()
+        if all(has.get(k) == v for k, v in named.items())
+    ]
+    pair_set = PairSet.from_pairs(pairs)
+    caption_codes, image_codes = attribute_codes(pair_set)
+    relevant = attribute_positives(caption_codes, image_codes)
+    order = [str(p) for p in pair_set.images]
+    wanted = {
+        "a red circle": {"a.png", "b.png"},
+        "a photo of a red circle": {"a.png", "b.png"},
+        "a large red circle": {"a.png"},
+        "a circle on the left": {"a.png", "c.png"},
+    }
+    for row, caption in enumerate(pair_set.captions):
+        assert {order[i] for i in relevant[row].nonzero().flatten().tolist()} == wanted[caption]
+
+
+def test_positives_by_attributes_stop_the_loss_from_parting_two_wordings_of_one_query():
+    from vectorizer_module.finetune.loss import attribute_positives
+
+    # two red-circle pictures with two wordings of "a red circle", and a blue square: embedded together
+    # (both wordings and both pictures alike) or parted (each wording with its own picture only)
+    together = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    parted = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    codes = torch.tensor([[0, 0], [0, 0], [1, 1]])  # colour, shape
+    scale, ids = torch.tensor(math.log(100.0)), torch.tensor([0, 1, 2])
+    positives = attribute_positives(codes, codes)
+    assert positives.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    # as strangers, the loss prefers the wordings parted; as positives, together
+    assert clip_loss(parted, parted, scale, ids) < clip_loss(together, together, scale, ids) - 0.3
+    assert clip_loss(together, together, scale, ids, positives) < clip_loss(parted, parted, scale, ids, positives) - 0.3
+
+
+def test_positives_by_attributes_need_attributes(config, shapes, tmp_path):
+    from vectorizer_module.finetune.data import PairsError
+
+    rows = [json.loads(line) for line in shapes["train"].read_text().splitlines()]
+    plain = shapes["train"].parent / "no-attributes.jsonl"
+    plain.write_text("".join(json.dumps({"path": r["path"], "caption": r["caption"]}) + "\n" for r in rows))
+    with pytest.raises(PairsError, match="need attributes"):
+        finetune(replace(config, train=str(plain), positives="attributes", steps=2))
+    with pytest.raises(ValueError, match="unknown positives"):
+        finetune(replace(config, positives="labels", steps=2))
+    result = finetune(replace(config, positives="attributes", steps=2))
+    assert result.report["config"]["positives"] == "attributes"

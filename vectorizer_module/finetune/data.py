@@ -149,6 +149,20 @@ class PairSet:
         return all(a is not None for a in self.caption_attributes) and all(a is not None for a in self.image_attributes)
 
 
+def attribute_codes(pairs: PairSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """(caption codes, image codes): one integer per attribute key (sorted) and row, the index of its
+    value among that key's values, ``loss.UNNAMED`` (-1) where a caption or image has none."""
+    if not pairs.has_attributes:
+        raise PairsError("positives by attributes need attributes and image_attributes on every line")
+    rows = [a or {} for a in pairs.caption_attributes + pairs.image_attributes]
+    keys = sorted({key for row in rows for key in row})
+    values = {key: sorted({row[key] for row in rows if key in row}) for key in keys}
+    codes = torch.tensor(
+        [[values[key].index(row[key]) if key in row else -1 for key in keys] for row in rows], dtype=torch.long
+    ).reshape(len(rows), len(keys))
+    return codes[: len(pairs.captions)], codes[len(pairs.captions) :]
+
+
 def encode_images(tower: VisionTower, paths: Sequence[Path], batch_size: int = 256) -> torch.Tensor:
     """The vision tower's own preprocessing of every image (decoded as the service decodes uploads)."""
     parts = []

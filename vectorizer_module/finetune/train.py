@@ -7,6 +7,9 @@ is on. On the CPU, the same seed, settings, thread count and machine give bit-id
 runs are deterministic where its kernels allow (``warn_only``), and use autocast in bfloat16 (float16
 with a gradient scaler where bfloat16 is not supported).
 
+With ``positives="attributes"`` (pairs files whose lines carry attributes), a caption counts as a
+positive of every image in its batch that has the attributes it names (``loss.attribute_positives``).
+
 Each epoch visits every training image once, in a seeded order, with one of its captions drawn at
 random; the last incomplete batch is dropped, so every step sees ``batch_size`` distinct images.
 """
@@ -27,15 +30,25 @@ from typing import Any
 import torch
 
 from vectorizer_module.finetune import export
-from vectorizer_module.finetune.data import Pair, PairSet, encode_images, encode_texts, read_pairs, split_held_out, trim
+from vectorizer_module.finetune.data import (
+    Pair,
+    PairSet,
+    attribute_codes,
+    encode_images,
+    encode_texts,
+    read_pairs,
+    split_held_out,
+    trim,
+)
 from vectorizer_module.finetune.evaluate import EvalSet, build_eval_set, evaluate
-from vectorizer_module.finetune.loss import MAX_LOGIT_SCALE, clip_loss
+from vectorizer_module.finetune.loss import MAX_LOGIT_SCALE, attribute_positives, clip_loss
 from vectorizer_module.finetune.metrics import comparison_table
 from vectorizer_module.finetune.optim import make_optimizer, make_schedule
 from vectorizer_module.models.base import Towers
 from vectorizer_module.models.loading import detect, load_towers
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+POSITIVES = ("captions", "attributes")
 
 
 @dataclass
@@ -51,6 +64,7 @@ class FinetuneConfig:
     eval_fraction: float = 0.1
     image_root: str | None = None
     relevance: str = "auto"
+    positives: str = "captions"  # captions: identical texts are positives; attributes: see loss.py
     ks: list[int] = field(default_factory=lambda: [10])
     epochs: float = 1.0
     steps: int | None = None  # overrides epochs
@@ -91,6 +105,8 @@ class TrainData:
     pixel_values: torch.Tensor
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    caption_codes: torch.Tensor | None = None  # attribute codes, with positives by attributes
+    image_codes: torch.Tensor | None = None
 
 
 # -- set-up ---------------------------------------------------------------------------------------------
@@ -125,9 +141,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
-def load_train_data(pairs: PairSet, towers: Towers) -> TrainData:
+def load_train_data(pairs: PairSet, towers: Towers, positives: str = "captions") -> TrainData:
+    if positives not in POSITIVES:
+        raise ValueError(f"unknown positives {positives!r}; choose from {', '.join(POSITIVES)}")
     ids, mask = encode_texts(towers.query, pairs.captions)
-    return TrainData(pairs, encode_images(towers.items, pairs.images), ids, mask)
+    data = TrainData(pairs, encode_images(towers.items, pairs.images), ids, mask)
+    if positives == "attributes":
+        data.caption_codes, data.image_codes = attribute_codes(pairs)
+    return data
 
 
 def epoch_order(pairs: PairSet, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,8 +218,11 @@ class Trainer:
         pixels = self.data.pixel_values[images]
         cuda = self.device.type == "cuda"
         ids, mask, pixels, caption_ids = (t.to(self.device, non_blocking=cuda) for t in (ids, mask, pixels, captions))
+        positives = None
+        if self.data.caption_codes is not None and self.data.image_codes is not None:
+            positives = attribute_positives(self.data.caption_codes[captions], self.data.image_codes[images])
         with self.autocast():
-            loss = clip_loss(text(ids, mask), vision(pixels), self.logit_scale, caption_ids)
+            loss = clip_loss(text(ids, mask), vision(pixels), self.logit_scale, caption_ids, positives)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -325,7 +349,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     apply_freezing(towers, config)
     loading = time.perf_counter()
     train_pairs, eval_pairs = _eval_sets(config, read_pairs(config.train, config.image_root))
-    data = load_train_data(PairSet.from_pairs(train_pairs), towers)
+    data = load_train_data(PairSet.from_pairs(train_pairs), towers, config.positives)
     eval_sets: list[EvalSet] = [
         build_eval_set(name, pairs, towers.query, towers.items, config.relevance) for name, pairs in eval_pairs.items()
     ]
