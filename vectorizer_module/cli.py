@@ -10,6 +10,7 @@ the built-in demo model.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -206,9 +207,10 @@ def _make_shapes_data(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="clip-vectorizer make-shapes-data",
-        description="Write the seeded synthetic shapes set: train, validation and test splits (the test split "
-        "holds colour+shape combinations never seen in training), each a folder of PNGs and a "
-        "captions.jsonl for finetune.",
+        description="Write the seeded synthetic shapes set: train, validation, test and wild splits (the test "
+        "split holds colour+shape combinations never seen in training, drawn the classic way; the wild split "
+        "draws styles, backgrounds, canvas sizes and captions training never uses), each a folder of images "
+        "and a captions.jsonl for finetune.",
     )
     parser.add_argument("output", help="directory to write")
     parser.add_argument("--seed", type=int, default=0)
@@ -217,12 +219,18 @@ def _make_shapes_data(argv: Sequence[str]) -> int:
         "--train-per-cell",
         type=int,
         default=synthetic.SplitSpec.train,
-        help="training images per colour+shape, size and position",
+        help="training images per colour+shape combination, in tens (sizes and positions are drawn continuously)",
     )
     parser.add_argument("--splits", nargs="+", choices=synthetic.SPLITS, default=list(synthetic.SPLITS))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes drawing the images (the bytes written do not depend on it; default: the CPU count)",
+    )
     args = parser.parse_args(argv)
     spec = synthetic.SplitSpec(train=args.train_per_cell)
-    files = synthetic.write_dataset(args.output, args.seed, spec, args.image_size, args.splits)
+    files = synthetic.write_dataset(args.output, args.seed, spec, args.image_size, args.splits, args.workers)
     for split, path in files.items():
         print(f"{split}: {path}")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
-from vectorizer_module.finetune import synthetic
+from vectorizer_module.finetune import palette, synthetic, templates
 from vectorizer_module.finetune.train import FinetuneConfig, finetune
 from vectorizer_module.finetune.vocab import word_level_tokenizer
 from vectorizer_module.models.hf_common import quiet_transformers
@@ -32,7 +32,8 @@ from vectorizer_module.models.hf_common import quiet_transformers
 class DemoRecipe:
     """Architecture, data and training settings of the demo model (the defaults made the shipped one)."""
 
-    image_size: int = 64
+    image_size: int = 64  # the model's input side
+    data_size: int = 64  # the classic renderer's side and the base of the varied canvases
     patch_size: int = 16
     vision_width: int = 192
     vision_layers: int = 4
@@ -40,12 +41,15 @@ class DemoRecipe:
     text_layers: int = 3
     projection_dim: int = 128
     logit_scale_init: float = 4.6  # log inverse temperature at the start (CLIP's 2.66 learns size and position slower)
-    images_per_cell: int = 24
-    steps: int = 2500
+    images_per_cell: int = 200  # train split; x10 images per colour+shape combination (fewer: memorised)
+    validation_per_cell: int = 1
+    wild_per_cell: int = 1
+    steps: int = 6500
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup: float = 0.05
+    positives: str = "attributes"  # a caption is a positive of every image with the attributes it names
     seed: int = 0
     threads: int = 2
     device: str = "cpu"
@@ -54,21 +58,19 @@ class DemoRecipe:
 
 
 def every_caption() -> list[str]:
-    """Every caption the templates can make (the tokenizer's corpus), sorted."""
+    """Every caption the training templates can make (the tokenizer's corpus), sorted. The wild split's
+    templates are left out on purpose: their new words stay unknown to the model."""
     texts = set()
-    values = [
-        list(synthetic.SIZES),
-        list(synthetic.COLOURS),
-        list(synthetic.SHAPES),
-        list(synthetic.POSITION_PHRASES.values()),
-        list(synthetic.BACKGROUNDS),
-    ]
-    for templates in synthetic.TEMPLATES.values():
-        for template in templates:
-            for size, colour, shape, position, background in itertools.product(*values):
-                texts.add(
-                    template.format(size=size, colour=colour, shape=shape, position=position, background=background)
-                )
+    words = dict(
+        size=list(synthetic.SIZES),
+        colour=list(synthetic.COLOURS),
+        shape=list(synthetic.SHAPES),
+        position=list(synthetic.POSITION_PHRASES.values()),
+        background=list(palette.ACHROMATIC) + list(synthetic.COLOURS),
+    )
+    for kind, options in templates.TRAINING.items():
+        for values in itertools.product(*(words[key] for key in kind)):
+            texts.update(template.format(**dict(zip(kind, values))) for template in options)
     return sorted(texts)
 
 
@@ -127,8 +129,12 @@ def train_demo_model(
     owned = work is None
     work = Path(tempfile.mkdtemp(prefix="demo-model-")) if owned else Path(work)
     try:
-        spec = synthetic.SplitSpec(train=recipe.images_per_cell)
-        files = synthetic.write_dataset(work / "data", seed=recipe.seed, spec=spec, image_size=recipe.image_size)
+        spec = synthetic.SplitSpec(
+            train=recipe.images_per_cell, validation=recipe.validation_per_cell, wild=recipe.wild_per_cell
+        )
+        files = synthetic.write_dataset(
+            work / "data", seed=recipe.seed, spec=spec, image_size=recipe.data_size, workers=recipe.threads
+        )
         model, processor = initial_model(recipe)
         with quiet_transformers():
             model.save_pretrained(str(work / "untrained"))
@@ -137,8 +143,9 @@ def train_demo_model(
             model=str(work / "untrained"),
             train=str(files["train"]),
             output=str(output),
-            eval=[f"test={files['test']}", f"validation={files['validation']}"],
+            eval=[f"test={files['test']}", f"wild={files['wild']}", f"validation={files['validation']}"],
             relevance="attributes",
+            positives=recipe.positives,
             ks=list(recipe.ks),
             steps=recipe.steps,
             batch_size=recipe.batch_size,

@@ -1,30 +1,48 @@
-"""A seeded synthetic image-caption set: rendered shapes of a colour, size and position on a background.
+"""A seeded synthetic image-caption set: pictures of one named shape in a named colour, with captions
+that name its colour and shape and sometimes its size, position or background.
 
-Every image shows one shape. Its captions name the colour and shape, and some also the size, the
-position or the background. Each caption line records which attributes it names (``attributes``) and
-all attributes of its image (``image_attributes``), so retrieval can be judged by attributes: an image
-is relevant to a caption when it has every attribute the caption names.
+Each caption line records which attributes it names (``attributes``) and every named attribute of its
+image (``image_attributes``), so retrieval can be judged by attributes: an image is relevant to a caption
+when it has every attribute the caption names. Lines also say how the image was drawn (``scene``).
 
-Splits: ``train`` and ``validation`` use the same colour+shape combinations; ``test`` uses only the
-held-out combinations (``HELD_OUT``), never seen in training, so it measures whether the model composes
-a colour and a shape it only saw apart. Colour ``i`` is held out with shapes ``i+1`` and ``i+3`` (mod 8):
-each colour and each shape is held out twice, and a test query such as "a red star" has distractors of
-the same colour ("a red square") and of the same shape ("a cyan star").
+Splits:
+- ``test``: the held-out colour+shape combinations (``HELD_OUT``), never in train or validation, drawn by
+  the classic renderer (``render``: two sizes, five positions, white, black or gray background, 64 px
+  PNG) with the classic templates, exactly as the first demo model's test split, so it measures whether
+  a model composes a colour and a shape it only saw apart, the same way from one model to the next.
+  Colour ``i`` is held out with shapes ``i+1`` and ``i+3`` (mod 8): each colour and each shape is held
+  out twice, and a test query such as "a red star" has distractors of the same colour ("a red square")
+  and of the same shape ("a cyan star").
+- ``train`` and ``validation``: the other 48 combinations, drawn from ``scenes.TRAINING`` (any-colour
+  backgrounds never of the shape's colour family, gradients, noise, stripes, checks; filled or outlined
+  shapes, turned, stretched, wobbled, with or without anti-aliasing; continuous sizes and positions;
+  canvases of several sizes and aspects; PNG or JPEG), a ``CLASSIC_SHARE`` of them by the classic
+  renderer, with ``templates.TRAINING`` captions.
+- ``wild``: all 64 combinations, drawn from ``scenes.WILD`` with ``templates.WILD``: styles,
+  backgrounds, canvas sizes and templates that training never uses, fixed before training and never
+  tuned on. It measures whether a model learnt "red" and "circle" rather than the renderer.
 
 Everything is drawn from ``numpy.random.default_rng([seed, split, index])``, so one image does not
-depend on the others and the same seed writes the same bytes.
+depend on the others, and the same seed writes the same bytes with the same numpy and Pillow (JPEG
+bytes come from Pillow's libjpeg).
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from vectorizer_module.finetune import scenes, templates
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),
@@ -54,26 +72,10 @@ POSITION_PHRASES = {
 }
 BACKGROUNDS = {"white": (242, 242, 242), "black": (22, 22, 22), "gray": (128, 128, 128)}
 HELD_OUT_OFFSETS = (1, 3)
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "wild")
 ATTRIBUTE_ORDER = ("size", "colour", "shape", "position", "background")
-
-# caption kinds: the attributes named, and the templates that name them
-TEMPLATES: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("colour", "shape"): (
-        "a {colour} {shape}",
-        "a picture of a {colour} {shape}",
-        "{colour} {shape}",
-        "a drawing of a {colour} {shape}",
-        "a {colour} {shape} shape",
-    ),
-    ("size", "colour", "shape"): ("a {size} {colour} {shape}", "a picture of a {size} {colour} {shape}"),
-    ("colour", "shape", "position"): ("a {colour} {shape} {position}", "{position}, a {colour} {shape}"),
-    ("size", "colour", "shape", "position"): (
-        "a {size} {colour} {shape} {position}",
-        "a picture of a {size} {colour} {shape} {position}",
-    ),
-    ("colour", "shape", "background"): ("a {colour} {shape} on a {background} background",),
-}
+CLASSIC_SHARE = 0.25  # of the train and validation images, drawn by the classic renderer
+TEMPLATES = templates.CLASSIC  # the test split's captions
 
 
 def held_out_combinations() -> frozenset[tuple[str, str]]:
@@ -87,6 +89,8 @@ def held_out_combinations() -> frozenset[tuple[str, str]]:
 def split_combinations(split: str) -> list[tuple[str, str]]:
     held_out = held_out_combinations()
     every = [(colour, shape) for colour in COLOURS for shape in SHAPES]
+    if split == "wild":
+        return every
     if split == "test":
         return [combo for combo in every if combo in held_out]
     if split in ("train", "validation"):
@@ -177,34 +181,91 @@ def render(attributes: dict[str, str], rng: np.random.Generator, size: int = 64)
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
 
 
-def captions(attributes: dict[str, str], rng: np.random.Generator) -> list[tuple[str, dict[str, str]]]:
-    """One caption of each kind (a template drawn from ``rng``), with the attributes it names."""
+def captions(
+    attributes: dict[str, str],
+    rng: np.random.Generator,
+    table: dict[tuple[str, ...], tuple[str, ...]] = TEMPLATES,
+    counts: dict[tuple[str, ...], int] | None = None,
+) -> list[tuple[str, dict[str, str]]]:
+    """Captions of each kind in ``table`` whose attributes the image has, with the attributes each names:
+    ``counts[kind]`` distinct templates drawn from ``rng`` (default one; 0 or less: every template)."""
     out = []
-    for kind, templates in TEMPLATES.items():
+    for kind, options in table.items():
+        if not all(key in attributes for key in kind):
+            continue
         named = {key: attributes[key] for key in kind}
         words = dict(named)
         if "position" in words:
             words["position"] = POSITION_PHRASES[words["position"]]
-        out.append((templates[int(rng.integers(len(templates)))].format(**words), named))
+        count = (counts or {}).get(kind, 1)
+        if count == 1:
+            chosen = [options[int(rng.integers(len(options)))]]
+        elif count <= 0 or count >= len(options):
+            chosen = list(options)
+        else:
+            chosen = [options[int(i)] for i in rng.choice(len(options), count, replace=False)]
+        out.extend((template.format(**words), named) for template in chosen)
     return out
 
 
 # -- writing a split -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SplitSpec:
-    """How many images per (colour+shape, size, position) cell each split gets."""
+    """How many images per colour+shape combination and (size, position) cell each split gets: the
+    classic test split has 10 cells (2 sizes x 5 positions) per combination; the other splits draw sizes
+    and positions continuously, ``per_cell`` x 10 images per combination."""
 
     train: int = 24
     validation: int = 1
     test: int = 2
+    wild: int = 1
 
     def per_cell(self, split: str) -> int:
         return int(getattr(self, split))
 
 
+CELLS = len(SIZES) * len(POSITIONS)
+TRAINING_CAPTIONS = {("colour", "shape"): 2}  # two phrasings of the main query kind per image
+MADE_UP_SHARE = 0.25  # of the training captions, with one made-up word inserted
+
+
+@functools.cache
+def _template_words() -> frozenset[str]:
+    """Every word any template or attribute may write (made-up words must be none of them)."""
+    texts = [t for table in (templates.TRAINING, templates.WILD) for options in table.values() for t in options]
+    texts += [*COLOURS, *SHAPES, *SIZES, *POSITION_PHRASES.values(), *BACKGROUNDS]
+    texts += ["red orange yellow green cyan blue purple pink white gray black"]
+    return frozenset(word for text in texts for word in text.replace("{", " ").replace("}", " ").split())
+
+
+def with_made_up_word(caption: str, rng: np.random.Generator) -> str:
+    """``caption`` with a random string of 3-8 letters inserted between two words. A model only ever
+    trained on its own small vocabulary has never seen the pieces an unknown word ("illustration")
+    tokenizes into, so such a word can move a query's vector anywhere; words like this teach it that
+    pieces it does not know name no colour or shape."""
+    known = _template_words()
+    while True:
+        word = "".join(chr(ord("a") + int(i)) for i in rng.integers(0, 26, int(rng.integers(3, 9))))
+        if word not in known:
+            break
+    words = caption.split()
+    at = int(rng.integers(len(words) + 1))
+    return " ".join(words[:at] + [word] + words[at:])
+
+
+def training_captions(attributes: dict[str, str], rng: np.random.Generator) -> list[tuple[str, dict[str, str]]]:
+    """The train and validation splits' captions: ``templates.TRAINING``, a ``MADE_UP_SHARE`` of them
+    with a made-up word."""
+    lines = captions(attributes, rng, templates.TRAINING, TRAINING_CAPTIONS)
+    return [(with_made_up_word(text, rng) if rng.random() < MADE_UP_SHARE else text, named) for text, named in lines]
+
+
+WILD_CAPTIONS = {("colour", "shape"): 0}  # every wild template of it, so each template is measured alike
+
+
 def split_attributes(split: str, per_cell: int, seed: int) -> list[dict[str, str]]:
-    """Every image's attributes: each combination × size × position, ``per_cell`` times, with a seeded
-    background."""
+    """Every classic image's attributes: each combination x size x position, ``per_cell`` times, with a
+    seeded background."""
     rng = np.random.default_rng([seed, SPLITS.index(split), 1_000_003])
     backgrounds = list(BACKGROUNDS)
     out = []
@@ -218,32 +279,107 @@ def split_attributes(split: str, per_cell: int, seed: int) -> list[dict[str, str
     return out
 
 
-def write_split(root: Path, split: str, per_cell: int, seed: int, image_size: int = 64) -> Path:
-    """Render ``split`` into ``root/split/images`` and write ``root/split/captions.jsonl``."""
+def _classic_attributes(colour: str, shape: str, rng: np.random.Generator) -> dict[str, str]:
+    def pick(options: Sequence[str]) -> str:
+        return options[int(rng.integers(len(options)))]
+
+    attributes = dict(
+        size=pick(list(SIZES)),
+        colour=colour,
+        shape=shape,
+        position=pick(list(POSITIONS)),
+        background=pick(list(BACKGROUNDS)),
+    )
+    return {key: attributes[key] for key in ATTRIBUTE_ORDER}
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One written image: its file bytes and suffix, named attributes, captions and how it was drawn."""
+
+    data: bytes
+    suffix: str
+    attributes: dict[str, str]
+    captions: list[tuple[str, dict[str, str]]]
+    scene: dict[str, object]
+
+
+def draw_image(split: str, colour: str, shape: str, rng: np.random.Generator, image_size: int = 64) -> Drawn:
+    """One image of a varied split (train, validation or wild) with its captions."""
+    if split == "wild":
+        scene = scenes.sample_scene(colour, shape, scenes.WILD, rng, image_size, list(COLOURS), list(SHAPES))
+    elif rng.random() < CLASSIC_SHARE:
+        attributes = _classic_attributes(colour, shape, rng)
+        buffer = io.BytesIO()
+        render(attributes, rng, image_size).save(buffer, format="PNG", optimize=False)
+        lines = training_captions(attributes, rng)
+        return Drawn(buffer.getvalue(), "png", attributes, lines, {"style": "classic"})
+    else:
+        scene = scenes.sample_scene(colour, shape, scenes.TRAINING, rng, image_size, list(COLOURS), list(SHAPES))
+    attributes = scene.attributes()
+    data = scenes.encode(scenes.draw_scene(scene, rng), scene)
+    if split == "wild":
+        lines = captions(attributes, rng, templates.WILD, WILD_CAPTIONS)
+    else:
+        lines = training_captions(attributes, rng)
+    return Drawn(data, "png" if scene.fmt == "png" else "jpg", attributes, lines, scene.description())
+
+
+def _draw_varied(task: tuple[str, str, str, int, int, int]) -> Drawn:
+    split, colour, shape, index, seed, image_size = task
+    return draw_image(split, colour, shape, np.random.default_rng([seed, SPLITS.index(split), index]), image_size)
+
+
+def _drawn_split(split: str, per_cell: int, seed: int, image_size: int, workers: int = 1) -> Iterator[Drawn]:
+    if split == "test":
+        for index, attributes in enumerate(split_attributes(split, per_cell, seed)):
+            rng = np.random.default_rng([seed, SPLITS.index(split), index])
+            buffer = io.BytesIO()
+            render(attributes, rng, image_size).save(buffer, format="PNG", optimize=False)
+            yield Drawn(buffer.getvalue(), "png", attributes, captions(attributes, rng), {"style": "classic"})
+        return
+    combos = [combo for combo in split_combinations(split) for _ in range(per_cell * CELLS)]
+    tasks = [(split, colour, shape, index, seed, image_size) for index, (colour, shape) in enumerate(combos)]
+    if workers <= 1 or len(tasks) < 1000:
+        yield from map(_draw_varied, tasks)
+        return
+    # each image has its own seeded generator, so drawing them in parallel writes the same bytes
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_draw_varied, tasks, chunksize=256)
+
+
+def write_split(root: Path, split: str, per_cell: int, seed: int, image_size: int = 64, workers: int = 1) -> Path:
+    """Render ``split`` into ``root/split/images`` and write ``root/split/captions.jsonl``. ``image_size``
+    is the classic renderer's side and the base of the varied splits' canvas sizes."""
     folder = Path(root) / split
     (folder / "images").mkdir(parents=True, exist_ok=True)
     lines = []
-    for index, attributes in enumerate(split_attributes(split, per_cell, seed)):
-        rng = np.random.default_rng([seed, SPLITS.index(split), index])
-        name = f"images/{index:06d}.png"
-        render(attributes, rng, image_size).save(folder / name, format="PNG", optimize=False)
-        for caption, named in captions(attributes, rng):
-            lines.append(
-                json.dumps({"path": name, "caption": caption, "attributes": named, "image_attributes": attributes})
-            )
+    for index, drawn in enumerate(_drawn_split(split, per_cell, seed, image_size, workers)):
+        name = f"images/{index:06d}.{drawn.suffix}"
+        (folder / name).write_bytes(drawn.data)
+        for caption, named in drawn.captions:
+            line = {"path": name, "caption": caption, "attributes": named, "image_attributes": drawn.attributes}
+            if split != "test":  # the test split's file stays as it always was
+                line["scene"] = drawn.scene
+            lines.append(json.dumps(line))
     captions_file = folder / "captions.jsonl"
     captions_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return captions_file
 
 
 def write_dataset(
-    root: str | Path, seed: int = 0, spec: SplitSpec = SplitSpec(), image_size: int = 64, splits: Sequence[str] = SPLITS
+    root: str | Path,
+    seed: int = 0,
+    spec: SplitSpec = SplitSpec(),
+    image_size: int = 64,
+    splits: Sequence[str] = SPLITS,
+    workers: int = 1,
 ) -> dict[str, Path]:
     """Write the chosen splits under ``root`` and a ``dataset.json`` describing them; returns each
-    split's captions file."""
+    split's captions file. ``workers`` processes draw the images (the bytes do not depend on it)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    files = {split: write_split(root, split, spec.per_cell(split), seed, image_size) for split in splits}
+    files = {split: write_split(root, split, spec.per_cell(split), seed, image_size, workers) for split in splits}
     description = {
         "seed": seed,
         "image_size": image_size,
@@ -254,6 +390,7 @@ def write_dataset(
         "backgrounds": list(BACKGROUNDS),
         "held_out_combinations": sorted(f"{c} {s}" for c, s in held_out_combinations()),
         "images_per_cell": {split: spec.per_cell(split) for split in splits},
+        "regimes": {"training": asdict(scenes.TRAINING), "wild": asdict(scenes.WILD)},
         "relevance": "an image is relevant to a caption when it has every attribute the caption names",
     }
     (root / "dataset.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
