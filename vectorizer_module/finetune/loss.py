@@ -21,12 +21,6 @@ MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature so that logits 
 UNNAMED = -1  # attribute code of a caption that does not name it, or an image that does not have it
 
 
-def positive_targets(caption_ids: torch.Tensor) -> torch.Tensor:
-    """Row-normalised targets: pair ``i`` and pair ``j`` are positives when their captions are equal."""
-    same = (caption_ids[:, None] == caption_ids[None, :]).float()
-    return same / same.sum(dim=1, keepdim=True)
-
-
 def attribute_positives(caption_codes: torch.Tensor, image_codes: torch.Tensor) -> torch.Tensor:
     """(captions x images) bool: the image has every attribute the caption names. Both are (n, attributes)
     integer codes, ``UNNAMED`` where a caption names no value or an image has none."""
