@@ -234,7 +234,6 @@ def _template_words() -> frozenset[str]:
     """Every word any template or attribute may write (made-up words must be none of them)."""
     texts = [t for table in (templates.TRAINING, templates.WILD) for options in table.values() for t in options]
     texts += [*COLOURS, *SHAPES, *SIZES, *POSITION_PHRASES.values(), *BACKGROUNDS]
-    texts += ["red orange yellow green cyan blue purple pink white gray black"]
     return frozenset(word for text in texts for word in text.replace("{", " ").replace("}", " ").split())
 
 
@@ -283,14 +282,19 @@ def _classic_attributes(colour: str, shape: str, rng: np.random.Generator) -> di
     def pick(options: Sequence[str]) -> str:
         return options[int(rng.integers(len(options)))]
 
-    attributes = dict(
+    return dict(  # in ATTRIBUTE_ORDER
         size=pick(list(SIZES)),
         colour=colour,
         shape=shape,
         position=pick(list(POSITIONS)),
         background=pick(list(BACKGROUNDS)),
     )
-    return {key: attributes[key] for key in ATTRIBUTE_ORDER}
+
+
+def _classic_png(attributes: dict[str, str], rng: np.random.Generator, image_size: int) -> bytes:
+    buffer = io.BytesIO()
+    render(attributes, rng, image_size).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -306,22 +310,16 @@ class Drawn:
 
 def draw_image(split: str, colour: str, shape: str, rng: np.random.Generator, image_size: int = 64) -> Drawn:
     """One image of a varied split (train, validation or wild) with its captions."""
-    if split == "wild":
-        scene = scenes.sample_scene(colour, shape, scenes.WILD, rng, image_size, list(COLOURS), list(SHAPES))
-    elif rng.random() < CLASSIC_SHARE:
+    wild = split == "wild"
+    if not wild and rng.random() < CLASSIC_SHARE:
         attributes = _classic_attributes(colour, shape, rng)
-        buffer = io.BytesIO()
-        render(attributes, rng, image_size).save(buffer, format="PNG", optimize=False)
-        lines = training_captions(attributes, rng)
-        return Drawn(buffer.getvalue(), "png", attributes, lines, {"style": "classic"})
-    else:
-        scene = scenes.sample_scene(colour, shape, scenes.TRAINING, rng, image_size, list(COLOURS), list(SHAPES))
+        data = _classic_png(attributes, rng, image_size)
+        return Drawn(data, "png", attributes, training_captions(attributes, rng), {"style": "classic"})
+    regime = scenes.WILD if wild else scenes.TRAINING
+    scene = scenes.sample_scene(colour, shape, regime, rng, image_size, list(COLOURS), list(SHAPES))
     attributes = scene.attributes()
     data = scenes.encode(scenes.draw_scene(scene, rng), scene)
-    if split == "wild":
-        lines = captions(attributes, rng, templates.WILD, WILD_CAPTIONS)
-    else:
-        lines = training_captions(attributes, rng)
+    lines = captions(attributes, rng, templates.WILD, WILD_CAPTIONS) if wild else training_captions(attributes, rng)
     return Drawn(data, "png" if scene.fmt == "png" else "jpg", attributes, lines, scene.description())
 
 
@@ -334,9 +332,8 @@ def _drawn_split(split: str, per_cell: int, seed: int, image_size: int, workers:
     if split == "test":
         for index, attributes in enumerate(split_attributes(split, per_cell, seed)):
             rng = np.random.default_rng([seed, SPLITS.index(split), index])
-            buffer = io.BytesIO()
-            render(attributes, rng, image_size).save(buffer, format="PNG", optimize=False)
-            yield Drawn(buffer.getvalue(), "png", attributes, captions(attributes, rng), {"style": "classic"})
+            data = _classic_png(attributes, rng, image_size)
+            yield Drawn(data, "png", attributes, captions(attributes, rng), {"style": "classic"})
         return
     combos = [combo for combo in split_combinations(split) for _ in range(per_cell * CELLS)]
     tasks = [(split, colour, shape, index, seed, image_size) for index, (colour, shape) in enumerate(combos)]
