@@ -55,6 +55,10 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 HEAD_READ = 65536
 HEAD_LIMIT = 65536  # a head this long without its end goes on to gunicorn's parser, which refuses it
 MAX_AUTO_CONNECTIONS = 10_000
+# at shutdown a worker stops waiting for its requests once the grace period is over, but notices that
+# up to a second late (gthread waits for events in 1 s steps); the arbiter kills it this much later, so
+# that the worker, not the kill, ends it and says what was still running
+KILL_MARGIN_SECONDS = 2
 
 
 class PortInUse(OSError):
@@ -97,13 +101,17 @@ class ModelWorker(ThreadWorker):
     - a connection reaches an HTTP thread only once its request head is complete: until then it waits in
       the event loop, which closes it after ``VECTORIZER_CLIENT_TIMEOUT``. gunicorn's own worker hands a
       new connection to a thread that waits up to 5 s for its first byte, so a few hundred idle
-      connections held every thread for minutes, probes included. Client sockets are ``PatientSocket``s.
+      connections held every thread for minutes, probes included. Client sockets are ``PatientSocket``s;
+    - it stops waiting for its requests at the grace period, ahead of the arbiter's kill.
     """
 
     app: ServiceApplication
 
     def init_process(self) -> None:
         PatientSocket.timeout_seconds = self.app.settings.client_timeout
+        # this process's copy of the config: the worker gives up at the grace period itself, before the
+        # arbiter's kill at the grace period + KILL_MARGIN_SECONDS
+        self.cfg.set("graceful_timeout", grace_seconds(self.app.settings))
         super().init_process()
 
     def set_accept_enabled(self, enabled: bool) -> None:
@@ -274,7 +282,7 @@ class ServiceApplication(BaseApplication):
             "threads": settings.server_threads,
             "worker_connections": max_connections(settings),
             "keepalive": KEEPALIVE_SECONDS,
-            "graceful_timeout": math.ceil(settings.shutdown_grace),  # whole seconds in gunicorn
+            "graceful_timeout": grace_seconds(settings) + KILL_MARGIN_SECONDS,  # the arbiter's kill
             "backlog": LISTEN_BACKLOG,
             "accesslog": None,
             "errorlog": "-",
@@ -335,6 +343,11 @@ class ServiceApplication(BaseApplication):
             log.warning("shutdown: grace period over with %d request(s) still running; exiting", left)
         else:
             log.info("shutdown: the requests in flight finished")
+
+
+def grace_seconds(settings: Settings) -> int:
+    """``VECTORIZER_SHUTDOWN_GRACE`` in whole seconds, as gunicorn counts them."""
+    return math.ceil(settings.shutdown_grace)
 
 
 def raise_file_limit() -> int:
