@@ -16,11 +16,12 @@ from transformers import CLIPModel
 
 from tests.reference import ReferenceClip
 from vectorizer_module.finetune import synthetic
-from vectorizer_module.finetune.data import PairSet, read_pairs, trim
+from vectorizer_module.finetune.data import PairSet, encode_images, read_pairs, trim
 from vectorizer_module.finetune.export import read_logit_scale
 from vectorizer_module.finetune.loss import clip_loss
 from vectorizer_module.finetune.train import FinetuneConfig, finetune, load_train_data
 from vectorizer_module.models.loading import detect, load_towers
+from vectorizer_module.preprocessing.images import decode_image
 
 TEXTS = ["a red circle", "a large blue square on the left", "something else entirely"]
 
@@ -194,6 +195,19 @@ def test_the_command_line_trains_from_a_csv_and_prints_the_table(tiny_model, sha
     report = json.loads((out / "eval_metrics.json").read_text())
     assert report["eval"]["held-out"]["relevance"] == "pairs" and report["training"]["steps"] == 3
     assert detect(out).layout == "huggingface"
+
+
+def test_images_encoded_in_batches_are_the_towers_own_pixels_in_order(tiny_model, shapes):
+    towers = load_towers(detect(tiny_model))
+    paths = PairSet.from_pairs(read_pairs(shapes["train"])).images[:23]
+    whole = encode_images(towers.items, paths, batch_size=5)  # a last batch of 3
+    one_by_one = [
+        towers.items.preprocess([decode_image(p.read_bytes(), str(p), max_pixels=10**6)])["pixel_values"][0]
+        for p in paths
+    ]
+    assert whole.shape[0] == len(paths)
+    assert all(torch.equal(row, expected) for row, expected in zip(whole, one_by_one))
+    assert not torch.equal(whole[0], whole[1])
 
 
 def test_a_pairs_file_without_the_needed_columns_is_refused_with_what_is_missing(tmp_path):

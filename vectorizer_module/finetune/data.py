@@ -164,14 +164,21 @@ def attribute_codes(pairs: PairSet) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def encode_images(tower: VisionTower, paths: Sequence[Path], batch_size: int = 256) -> torch.Tensor:
-    """The vision tower's own preprocessing of every image (decoded as the service decodes uploads)."""
-    parts = []
+    """The vision tower's own preprocessing of every image (decoded as the service decodes uploads),
+    written into one tensor allocated up front: concatenating the batches at the end would hold every
+    pixel twice at the peak."""
+    out: torch.Tensor | None = None
     for start in range(0, len(paths), batch_size):
         images = [
             decode_image(p.read_bytes(), str(p), max_pixels=50_000_000) for p in paths[start : start + batch_size]
         ]
-        parts.append(tower.preprocess(images)["pixel_values"])
-    return torch.cat(parts)
+        pixels = tower.preprocess(images)["pixel_values"]
+        if out is None:
+            out = torch.empty((len(paths), *pixels.shape[1:]), dtype=pixels.dtype)
+        out[start : start + len(pixels)] = pixels
+    if out is None:
+        raise PairsError("no images to encode")
+    return out
 
 
 def encode_texts(tower: TextTower, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
