@@ -13,10 +13,14 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from vectorizer_module import __version__
 from vectorizer_module.config import ConfigError, add_arguments, load_settings
 from vectorizer_module.logs import setup_logging
+
+if TYPE_CHECKING:  # the commands import torch only when they run
+    from vectorizer_module.finetune.demo import DemoRecipe
 
 COMMANDS = ("serve", "make-random-model", "finetune", "make-shapes-data", "train-demo-model")
 
@@ -236,26 +240,50 @@ def _make_shapes_data(argv: Sequence[str]) -> int:
     return 0
 
 
-def _train_demo_model(argv: Sequence[str]) -> int:
-    from dataclasses import replace
-
-    from vectorizer_module.finetune.demo import DemoRecipe, train_demo_model
+def _train_demo_parser() -> argparse.ArgumentParser:
+    from vectorizer_module.finetune.demo import DemoRecipe
 
     recipe = DemoRecipe()
     parser = argparse.ArgumentParser(
         prog="clip-vectorizer train-demo-model",
         description="Rebuild the built-in demo model from scratch: write the synthetic shapes set, an untrained "
         "small CLIP, and fine-tune it on the CPU. With the defaults (2 threads) it reproduces "
-        "vectorizer_module/default_model bit for bit on the same machine and torch version.",
+        "vectorizer_module/default_model bit for bit on the same machine and torch version; the other "
+        "flags try a variant of the recipe.",
     )
-    parser.add_argument("output", help="directory to write the model to")
-    parser.add_argument("--work", help="keep the data set and the untrained model here (default: a temporary folder)")
-    parser.add_argument("--threads", type=int, default=recipe.threads)
-    parser.add_argument("--device", default=recipe.device)
-    parser.add_argument("--steps", type=int, default=recipe.steps)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    args = parser.parse_args(argv)
-    recipe = replace(recipe, threads=args.threads, device=args.device, steps=args.steps)
+    add = parser.add_argument
+    add("output", help="directory to write the model to")
+    add("--work", help="keep the data set and the untrained model here (default: a temporary folder)")
+    add("--threads", type=int, default=recipe.threads)
+    add("--device", default=recipe.device)
+    add("--steps", type=int, default=recipe.steps)
+    add("--image-size", type=int, default=recipe.image_size, help="the model's input side, in pixels")
+    add("--patch-size", type=int, default=recipe.patch_size, help="the vision tower's patch side; divides --image-size")
+    add("--vision-width", type=int, default=recipe.vision_width)
+    add("--vision-layers", type=int, default=recipe.vision_layers)
+    add("--no-progress", dest="progress", action="store_false")
+    return parser
+
+
+def demo_recipe(args: argparse.Namespace) -> DemoRecipe:
+    """The ``DemoRecipe`` that ``train-demo-model``'s flags ask for (the defaults: the shipped one)."""
+    from dataclasses import replace
+
+    from vectorizer_module.finetune.demo import DemoRecipe
+
+    chosen = ("threads", "device", "steps", "image_size", "patch_size", "vision_width", "vision_layers")
+    return replace(DemoRecipe(), **{name: getattr(args, name) for name in chosen})
+
+
+def _train_demo_model(argv: Sequence[str]) -> int:
+    from vectorizer_module.finetune.demo import train_demo_model
+
+    args = _train_demo_parser().parse_args(argv)
+    try:
+        recipe = demo_recipe(args)
+    except ValueError as exc:
+        print(f"clip-vectorizer train-demo-model: {exc}", file=sys.stderr)
+        return 2
     train_demo_model(args.output, recipe, work=args.work, progress=args.progress)
     return 0
 

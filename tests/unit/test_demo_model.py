@@ -137,3 +137,29 @@ def test_the_word_level_tokenizer_makes_each_caption_word_one_token(tmp_path):
         AutoTokenizer.from_pretrained(str(BUILTIN_DEMO_DIR))("a photo of a red circle")["input_ids"]
         == tokenizer("a photo of a red circle")["input_ids"]
     )
+
+
+def test_train_demo_model_flags_choose_the_recipe_and_default_to_the_shipped_one():
+    from vectorizer_module.cli import _train_demo_parser, demo_recipe
+
+    assert demo_recipe(_train_demo_parser().parse_args(["OUT"])) == DemoRecipe()
+    flags = "OUT --image-size 48 --patch-size 8 --vision-width 128 --vision-layers 3 --steps 3700".split()
+    recipe = demo_recipe(_train_demo_parser().parse_args(flags))
+    assert (recipe.image_size, recipe.patch_size, recipe.vision_width, recipe.vision_layers) == (48, 8, 128, 3)
+    assert recipe.steps == 3700 and recipe.lr == DemoRecipe().lr  # what no flag names stays as shipped
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--patch-size", "10"], "patch size 10 does not divide image size 64"),
+        (["--vision-width", "100"], "vision width 100 does not split"),
+        (["--steps", "0"], "steps must be at least 1"),
+    ],
+)
+def test_a_recipe_the_model_cannot_take_is_refused_before_any_work(tmp_path, capsys, flags, message):
+    from vectorizer_module.cli import main
+
+    assert main(["train-demo-model", str(tmp_path / "out"), "--work", str(tmp_path / "work"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()

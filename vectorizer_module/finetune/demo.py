@@ -28,6 +28,11 @@ from vectorizer_module.finetune.vocab import word_level_tokenizer
 from vectorizer_module.models.hf_common import quiet_transformers
 
 
+def _heads(width: int) -> int:
+    """Attention heads of a tower: 32 wide each."""
+    return max(1, width // 32)
+
+
 @dataclass(frozen=True)
 class DemoRecipe:
     """Architecture, data and training settings of the demo model (the defaults made the shipped one)."""
@@ -56,6 +61,17 @@ class DemoRecipe:
     ks: tuple[int, ...] = (1, 5, 10)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        sizes = dict(image_size=self.image_size, patch_size=self.patch_size, vision_width=self.vision_width)
+        sizes.update(vision_layers=self.vision_layers, steps=self.steps)
+        for name, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if self.image_size % self.patch_size:  # CLIP's patch layer would drop the pixels left over
+            raise ValueError(f"patch size {self.patch_size} does not divide image size {self.image_size}")
+        if self.vision_width % _heads(self.vision_width):
+            raise ValueError(f"vision width {self.vision_width} does not split into 32-wide attention heads")
+
 
 def every_caption() -> list[str]:
     """Every caption the training templates can make (the tokenizer's corpus), sorted. The wild split's
@@ -77,7 +93,6 @@ def every_caption() -> list[str]:
 def initial_model(recipe: DemoRecipe) -> tuple[CLIPModel, CLIPProcessor]:
     """The untrained model: seeded random weights, word-level tokenizer, the image processor."""
     tokenizer = word_level_tokenizer(every_caption())
-    heads = lambda width: max(1, width // 32)  # noqa: E731 - 32-wide attention heads
     config = CLIPConfig(
         projection_dim=recipe.projection_dim,
         logit_scale_init_value=recipe.logit_scale_init,
@@ -86,7 +101,7 @@ def initial_model(recipe: DemoRecipe) -> tuple[CLIPModel, CLIPProcessor]:
             hidden_size=recipe.text_width,
             intermediate_size=4 * recipe.text_width,
             num_hidden_layers=recipe.text_layers,
-            num_attention_heads=heads(recipe.text_width),
+            num_attention_heads=_heads(recipe.text_width),
             max_position_embeddings=77,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -96,7 +111,7 @@ def initial_model(recipe: DemoRecipe) -> tuple[CLIPModel, CLIPProcessor]:
             hidden_size=recipe.vision_width,
             intermediate_size=4 * recipe.vision_width,
             num_hidden_layers=recipe.vision_layers,
-            num_attention_heads=heads(recipe.vision_width),
+            num_attention_heads=_heads(recipe.vision_width),
             image_size=recipe.image_size,
             patch_size=recipe.patch_size,
         ),
