@@ -267,12 +267,12 @@ def _train_demo_parser() -> argparse.ArgumentParser:
 
 def demo_recipe(args: argparse.Namespace) -> DemoRecipe:
     """The ``DemoRecipe`` that ``train-demo-model``'s flags ask for (the defaults: the shipped one)."""
-    from dataclasses import replace
+    from dataclasses import fields
 
     from vectorizer_module.finetune.demo import DemoRecipe
 
-    chosen = ("threads", "device", "steps", "image_size", "patch_size", "vision_width", "vision_layers")
-    return replace(DemoRecipe(), **{name: getattr(args, name) for name in chosen})
+    given = vars(args)
+    return DemoRecipe(**{f.name: given[f.name] for f in fields(DemoRecipe) if f.name in given})
 
 
 def _train_demo_model(argv: Sequence[str]) -> int:

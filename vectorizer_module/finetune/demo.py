@@ -62,10 +62,8 @@ class DemoRecipe:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        sizes = dict(image_size=self.image_size, patch_size=self.patch_size, vision_width=self.vision_width)
-        sizes.update(vision_layers=self.vision_layers, steps=self.steps)
-        for name, value in sizes.items():
-            if value < 1:
+        for name in ("image_size", "patch_size", "vision_width", "vision_layers", "steps"):
+            if (value := getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if self.image_size % self.patch_size:  # CLIP's patch layer would drop the pixels left over
             raise ValueError(f"patch size {self.patch_size} does not divide image size {self.image_size}")
