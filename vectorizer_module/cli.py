@@ -105,7 +105,7 @@ def _make_random_model(argv: Sequence[str]) -> int:
 
 def _finetune_parser() -> argparse.ArgumentParser:
     from vectorizer_module.finetune.evaluate import RELEVANCE_MODES
-    from vectorizer_module.finetune.train import POSITIVES, PRECISIONS, FinetuneConfig
+    from vectorizer_module.finetune.train import PIXEL_STORAGE, POSITIVES, PRECISIONS, FinetuneConfig
 
     d = FinetuneConfig(model="", train="", output="")
     parser = argparse.ArgumentParser(
@@ -182,6 +182,12 @@ def _finetune_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (0: torch's default); fix it for bit-identical reruns",
     )
     add("--eval-batch-size", type=int, default=d.eval_batch_size)
+    add(
+        "--pixel-storage",
+        choices=list(PIXEL_STORAGE),
+        default=d.pixel_storage,
+        help="how the training images are held in memory (float16: half the memory, for large sets)",
+    )
     add("--checkpoint-every", type=int, default=0, metavar="STEPS", help="save a resumable checkpoint every STEPS")
     add("--checkpoint-dir", help="where checkpoints go (default: OUTPUT-checkpoints)")
     add("--resume", metavar="CHECKPOINT", help="continue from a checkpoint of the same settings")
@@ -261,6 +267,13 @@ def _train_demo_parser() -> argparse.ArgumentParser:
     add("--patch-size", type=int, default=recipe.patch_size, help="the vision tower's patch side; divides --image-size")
     add("--vision-width", type=int, default=recipe.vision_width)
     add("--vision-layers", type=int, default=recipe.vision_layers)
+    add(
+        "--images-per-cell",
+        type=int,
+        default=recipe.images_per_cell,
+        help="training images per colour+shape combination, in tens",
+    )
+    add("--pixel-storage", choices=("float32", "float16"), default=recipe.pixel_storage)
     add("--no-progress", dest="progress", action="store_false")
     return parser
 

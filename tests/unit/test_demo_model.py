@@ -147,6 +147,8 @@ def test_train_demo_model_flags_choose_the_recipe_and_default_to_the_shipped_one
     recipe = demo_recipe(_train_demo_parser().parse_args(flags))
     assert (recipe.image_size, recipe.patch_size, recipe.vision_width, recipe.vision_layers) == (48, 8, 128, 3)
     assert recipe.steps == 3700 and recipe.lr == DemoRecipe().lr  # what no flag names stays as shipped
+    earlier = demo_recipe(_train_demo_parser().parse_args("OUT --images-per-cell 200 --pixel-storage float32".split()))
+    assert (earlier.images_per_cell, earlier.pixel_storage) == (200, "float32")
 
 
 @pytest.mark.parametrize(
@@ -155,6 +157,7 @@ def test_train_demo_model_flags_choose_the_recipe_and_default_to_the_shipped_one
         (["--patch-size", "10"], "patch size 10 does not divide image size 64"),
         (["--vision-width", "100"], "vision width 100 does not split"),
         (["--steps", "0"], "steps must be at least 1"),
+        (["--images-per-cell", "0"], "images_per_cell must be at least 1"),
     ],
 )
 def test_a_recipe_the_model_cannot_take_is_refused_before_any_work(tmp_path, capsys, flags, message):

@@ -210,6 +210,36 @@ def test_images_encoded_in_batches_are_the_towers_own_pixels_in_order(tiny_model
     assert not torch.equal(whole[0], whole[1])
 
 
+def test_float16_storage_holds_the_pixels_to_half_precision_and_trains_like_float32(config, tiny_model, shapes):
+    towers = load_towers(detect(tiny_model))
+    pairs = PairSet.from_pairs(read_pairs(shapes["train"]))
+    full = load_train_data(pairs, towers).pixel_values
+    half = load_train_data(pairs, towers, pixel_storage="float16").pixel_values
+    assert full.dtype == torch.float32 and half.dtype == torch.float16
+    assert half.element_size() * half.nelement() == full.element_size() * full.nelement() // 2
+    assert torch.equal(half, full.to(torch.float16))
+
+    a = finetune(replace(config, output=str(Path(config.output) / "a"))).towers.items
+    b = finetune(replace(config, output=str(Path(config.output) / "b"), pixel_storage="float16")).towers.items
+    images = [
+        synthetic.render(
+            dict(size="large", colour="red", shape="star", position="left", background="gray"),
+            np.random.default_rng(1),
+            32,
+        )
+    ]
+    untrained = towers.items.embed(images)
+    # the same run up to the pixels' rounding: far nearer to each other than to where they started
+    gap = (a.embed(images) - b.embed(images)).norm()
+    assert gap > 0
+    assert gap < 0.1 * (a.embed(images) - untrained).norm()
+
+
+def test_an_unknown_pixel_storage_is_refused(config):
+    with pytest.raises(ValueError, match="pixel storage 'int8'"):
+        finetune(replace(config, pixel_storage="int8"))
+
+
 def test_a_pairs_file_without_the_needed_columns_is_refused_with_what_is_missing(tmp_path):
     from vectorizer_module.finetune.data import PairsError
 

@@ -56,13 +56,14 @@ class DemoRecipe:
     warmup: float = 0.05
     positives: str = "attributes"  # a caption is a positive of every image with the attributes it names
     seed: int = 0
+    pixel_storage: str = "float32"  # float16 holds twice the images in the same memory
     threads: int = 2
     device: str = "cpu"
     ks: tuple[int, ...] = (1, 5, 10)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "patch_size", "vision_width", "vision_layers", "steps"):
+        for name in ("image_size", "patch_size", "vision_width", "vision_layers", "steps", "images_per_cell"):
             if (value := getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if self.image_size % self.patch_size:  # CLIP's patch layer would drop the pixels left over
@@ -168,6 +169,7 @@ def train_demo_model(
             seed=recipe.seed,
             device=recipe.device,
             threads=recipe.threads,
+            pixel_storage=recipe.pixel_storage,
             progress=progress,
         )
         config = replace(config, **recipe.extra)

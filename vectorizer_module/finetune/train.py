@@ -49,6 +49,7 @@ from vectorizer_module.models.loading import detect, load_towers
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POSITIVES = ("captions", "attributes")
+PIXEL_STORAGE = {"float32": torch.float32, "float16": torch.float16}
 
 
 @dataclass
@@ -84,6 +85,7 @@ class FinetuneConfig:
     precision: str = "auto"
     threads: int = 0  # torch CPU threads (0: leave torch's default)
     eval_batch_size: int = 256
+    pixel_storage: str = "float32"  # how the training images are held; float16 fits twice as many
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
     resume: str | None = None
@@ -141,11 +143,16 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
-def load_train_data(pairs: PairSet, towers: Towers, positives: str = "captions") -> TrainData:
+def load_train_data(
+    pairs: PairSet, towers: Towers, positives: str = "captions", pixel_storage: str = "float32"
+) -> TrainData:
     if positives not in POSITIVES:
         raise ValueError(f"unknown positives {positives!r}; choose from {', '.join(POSITIVES)}")
+    if pixel_storage not in PIXEL_STORAGE:
+        raise ValueError(f"unknown pixel storage {pixel_storage!r}; choose from {', '.join(PIXEL_STORAGE)}")
     ids, mask = encode_texts(towers.query, pairs.captions)
-    data = TrainData(pairs, encode_images(towers.items, pairs.images), ids, mask)
+    pixels = encode_images(towers.items, pairs.images, dtype=PIXEL_STORAGE[pixel_storage])
+    data = TrainData(pairs, pixels, ids, mask)
     if positives == "attributes":
         data.caption_codes, data.image_codes = attribute_codes(pairs)
     return data
@@ -215,7 +222,7 @@ class Trainer:
     def train_step(self, images: torch.Tensor, captions: torch.Tensor) -> float:
         text, vision = self.towers.query, self.towers.items
         ids, mask = trim(self.data.input_ids[captions], self.data.attention_mask[captions])
-        pixels = self.data.pixel_values[images]
+        pixels = self.data.pixel_values[images].to(vision.dtype)
         cuda = self.device.type == "cuda"
         ids, mask, pixels, caption_ids = (t.to(self.device, non_blocking=cuda) for t in (ids, mask, pixels, captions))
         positives = None
@@ -349,7 +356,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     apply_freezing(towers, config)
     loading = time.perf_counter()
     train_pairs, eval_pairs = _eval_sets(config, read_pairs(config.train, config.image_root))
-    data = load_train_data(PairSet.from_pairs(train_pairs), towers, config.positives)
+    data = load_train_data(PairSet.from_pairs(train_pairs), towers, config.positives, config.pixel_storage)
     eval_sets: list[EvalSet] = [
         build_eval_set(name, pairs, towers.query, towers.items, config.relevance) for name, pairs in eval_pairs.items()
     ]
