@@ -4,7 +4,7 @@
 model, the built-in demo model); ``clip-vectorizer make-random-model OUT`` writes a random-weight CLIP for
 trying things out; ``finetune`` trains a model on image-caption pairs and reports retrieval metrics
 before and after; ``make-shapes-data`` writes the synthetic shapes set; ``train-demo-model`` rebuilds
-the built-in demo model.
+the built-in demo model; ``score-shapes`` scores a model on several fresh draws of a shapes split.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from vectorizer_module.logs import setup_logging
 if TYPE_CHECKING:  # the commands import torch only when they run
     from vectorizer_module.finetune.demo import DemoRecipe
 
-COMMANDS = ("serve", "make-random-model", "finetune", "make-shapes-data", "train-demo-model")
+COMMANDS = ("serve", "make-random-model", "finetune", "make-shapes-data", "train-demo-model", "score-shapes")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -301,11 +301,53 @@ def _train_demo_model(argv: Sequence[str]) -> int:
     return 0
 
 
+def _score_shapes(argv: Sequence[str]) -> int:
+    from vectorizer_module.errors import ModelLayoutError
+    from vectorizer_module.finetune import synthetic
+    from vectorizer_module.finetune.draws import DEFAULT_SEEDS, mean_score, score_draws
+    from vectorizer_module.models.loading import builtin_demo_source, detect, load_towers
+
+    parser = argparse.ArgumentParser(
+        prog="clip-vectorizer score-shapes",
+        description="Score a model on several freshly drawn splits of the synthetic shapes set (text-to-image "
+        "retrieval, relevance by attributes) and print each draw and the mean: one draw of the wild split "
+        "moves by several points from seed to seed, so compare models on several.",
+    )
+    parser.add_argument("--model", help="model directory (default: the built-in demo model)")
+    parser.add_argument("--split", choices=synthetic.SPLITS, default="wild")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="one draw per seed")
+    parser.add_argument("--per-cell", type=int, default=1, help="images per cell of the split (see make-shapes-data)")
+    parser.add_argument("--image-size", type=int, default=64, help="the base size the split is drawn at")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        towers = load_towers(detect(args.model) if args.model else builtin_demo_source())
+    except ModelLayoutError as exc:
+        print(f"clip-vectorizer score-shapes: {exc}", file=sys.stderr)
+        return 2
+    columns = [("colour+shape", "hit@1"), ("colour+shape", "hit@5"), ("all", "hit@1")]
+    print(f"{args.split} split, {towers.info.name}")
+    print(f"{'seed':>10} {'images':>7}  " + "  ".join(f"{g} {m}".rjust(18) for g, m in columns))
+    scores = []
+    for seed in args.seeds:
+        (score,) = score_draws(towers.query, towers.items, args.split, [seed], args.per_cell, args.image_size)
+        scores.append(score)
+        cells = "  ".join(f"{score.metrics[g][m]:18.3f}" for g, m in columns)
+        print(f"{seed:>10} {score.gallery:>7}  {cells}", flush=True)
+    print(f"{'mean':>10} {'':>7}  " + "  ".join(f"{mean_score(scores, g, m):18.3f}" for g, m in columns))
+    return 0
+
+
 SUBCOMMANDS = {
     "make-random-model": _make_random_model,
     "finetune": _finetune,
     "make-shapes-data": _make_shapes_data,
     "train-demo-model": _train_demo_model,
+    "score-shapes": _score_shapes,
 }
 
 

@@ -166,3 +166,33 @@ def test_a_recipe_the_model_cannot_take_is_refused_before_any_work(tmp_path, cap
     assert main(["train-demo-model", str(tmp_path / "out"), "--work", str(tmp_path / "work"), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+def test_scoring_fresh_draws_scores_each_split_as_finetune_evaluates_it(demo, tmp_path):
+    from vectorizer_module.finetune.draws import mean_score, score_draws
+
+    draws = score_draws(demo.query, demo.items, "test", seeds=[FRESH_SEED, 1], per_cell=2)
+    metrics, gallery = split_metrics(demo, tmp_path, "test", per_cell=2)
+    assert [d.seed for d in draws] == [FRESH_SEED, 1]
+    assert draws[0].gallery == gallery and draws[0].metrics == metrics
+    assert mean_score(draws, "all", "hit@1") == pytest.approx(
+        (metrics["all"]["hit@1"] + draws[1].metrics["all"]["hit@1"]) / 2
+    )
+
+
+def test_score_shapes_prints_a_row_per_draw_and_their_mean(capsys):
+    from vectorizer_module.cli import main
+
+    assert main(["score-shapes", "--split", "test", "--seeds", "3", "4", "--per-cell", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: [float(v) for v in line.split()[-3:]] for line in lines[2:]}
+    assert list(rows) == ["3", "4", "mean"]
+    assert rows["mean"] == pytest.approx([(a + b) / 2 for a, b in zip(rows["3"], rows["4"])], abs=1e-3)
+    assert all(0.9 <= v <= 1.0 for v in rows["3"][:2])  # colour+shape on held-out combinations
+
+
+def test_score_shapes_says_what_is_wrong_with_a_missing_model(tmp_path, capsys):
+    from vectorizer_module.cli import main
+
+    assert main(["score-shapes", "--model", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
