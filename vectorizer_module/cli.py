@@ -248,6 +248,7 @@ def _make_shapes_data(argv: Sequence[str]) -> int:
 
 def _train_demo_parser() -> argparse.ArgumentParser:
     from vectorizer_module.finetune.demo import DemoRecipe
+    from vectorizer_module.finetune.train import PIXEL_STORAGE
 
     recipe = DemoRecipe()
     parser = argparse.ArgumentParser(
@@ -273,7 +274,7 @@ def _train_demo_parser() -> argparse.ArgumentParser:
         default=recipe.images_per_cell,
         help="training images per colour+shape combination, in tens",
     )
-    add("--pixel-storage", choices=("float32", "float16"), default=recipe.pixel_storage)
+    add("--pixel-storage", choices=list(PIXEL_STORAGE), default=recipe.pixel_storage)
     add("--no-progress", dest="progress", action="store_false")
     return parser
 
@@ -333,11 +334,10 @@ def _score_shapes(argv: Sequence[str]) -> int:
     print(f"{args.split} split, {towers.info.name}")
     print(f"{'seed':>10} {'images':>7}  " + "  ".join(f"{g} {m}".rjust(18) for g, m in columns))
     scores = []
-    for seed in args.seeds:
-        (score,) = score_draws(towers.query, towers.items, args.split, [seed], args.per_cell, args.image_size)
+    for score in score_draws(towers.query, towers.items, args.split, args.seeds, args.per_cell, args.image_size):
         scores.append(score)
         cells = "  ".join(f"{score.metrics[g][m]:18.3f}" for g, m in columns)
-        print(f"{seed:>10} {score.gallery:>7}  {cells}", flush=True)
+        print(f"{score.seed:>10} {score.gallery:>7}  {cells}", flush=True)
     print(f"{'mean':>10} {'':>7}  " + "  ".join(f"{mean_score(scores, g, m):18.3f}" for g, m in columns))
     return 0
 

@@ -171,7 +171,7 @@ def test_a_recipe_the_model_cannot_take_is_refused_before_any_work(tmp_path, cap
 def test_scoring_fresh_draws_scores_each_split_as_finetune_evaluates_it(demo, tmp_path):
     from vectorizer_module.finetune.draws import mean_score, score_draws
 
-    draws = score_draws(demo.query, demo.items, "test", seeds=[FRESH_SEED, 1], per_cell=2)
+    draws = list(score_draws(demo.query, demo.items, "test", seeds=[FRESH_SEED, 1], per_cell=2))
     metrics, gallery = split_metrics(demo, tmp_path, "test", per_cell=2)
     assert [d.seed for d in draws] == [FRESH_SEED, 1]
     assert draws[0].gallery == gallery and draws[0].metrics == metrics

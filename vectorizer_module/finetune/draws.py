@@ -10,7 +10,7 @@ and scores it as ``finetune``'s evaluation does.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,17 +39,16 @@ def score_draws(
     per_cell: int = 1,
     image_size: int = 64,
     ks: Sequence[int] = (1, 5),
-) -> list[DrawScore]:
-    """Draw ``split`` once per seed into a temporary folder and score the towers on it."""
+) -> Iterator[DrawScore]:
+    """Draw ``split`` once per seed into a temporary folder and score the towers on it, one draw at a
+    time."""
     if split not in synthetic.SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(synthetic.SPLITS)}")
-    scores = []
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="draw-") as tmp:
             captions = synthetic.write_split(Path(tmp), split, per_cell=per_cell, seed=seed, image_size=image_size)
             eval_set = build_eval_set(split, PairSet.from_pairs(read_pairs(captions)), text, vision, "attributes")
-        scores.append(DrawScore(seed, eval_set.sizes["gallery"], evaluate(eval_set, text, vision, ks)))
-    return scores
+        yield DrawScore(seed, eval_set.sizes["gallery"], evaluate(eval_set, text, vision, ks))
 
 
 def mean_score(scores: Sequence[DrawScore], group: str, metric: str) -> float:

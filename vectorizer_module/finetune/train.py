@@ -222,9 +222,10 @@ class Trainer:
     def train_step(self, images: torch.Tensor, captions: torch.Tensor) -> float:
         text, vision = self.towers.query, self.towers.items
         ids, mask = trim(self.data.input_ids[captions], self.data.attention_mask[captions])
-        pixels = self.data.pixel_values[images].to(vision.dtype)
+        pixels = self.data.pixel_values[images]
         cuda = self.device.type == "cuda"
         ids, mask, pixels, caption_ids = (t.to(self.device, non_blocking=cuda) for t in (ids, mask, pixels, captions))
+        pixels = pixels.to(vision.dtype)  # after the copy: float16 storage crosses to a GPU at half the bytes
         positives = None
         if self.data.caption_codes is not None and self.data.image_codes is not None:
             positives = attribute_positives(self.data.caption_codes[captions], self.data.image_codes[images])
