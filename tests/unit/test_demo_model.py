@@ -180,6 +180,13 @@ def test_scoring_fresh_draws_scores_each_split_as_finetune_evaluates_it(demo, tm
     )
 
 
+def test_scoring_an_unknown_split_is_refused_at_the_call(demo):
+    from vectorizer_module.finetune.draws import score_draws
+
+    with pytest.raises(ValueError, match="unknown split 'nope'"):
+        score_draws(demo.query, demo.items, "nope")  # not iterated: the error must not wait for the first draw
+
+
 def test_score_shapes_prints_a_row_per_draw_and_their_mean(capsys):
     from vectorizer_module.cli import main
 

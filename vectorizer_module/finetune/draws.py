@@ -41,9 +41,21 @@ def score_draws(
     ks: Sequence[int] = (1, 5),
 ) -> Iterator[DrawScore]:
     """Draw ``split`` once per seed into a temporary folder and score the towers on it, one draw at a
-    time."""
+    time. An unknown split is refused here, at the call, not when the first draw is asked for."""
     if split not in synthetic.SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(synthetic.SPLITS)}")
+    return _draws(text, vision, split, seeds, per_cell, image_size, ks)
+
+
+def _draws(
+    text: TextTower,
+    vision: VisionTower,
+    split: str,
+    seeds: Sequence[int],
+    per_cell: int,
+    image_size: int,
+    ks: Sequence[int],
+) -> Iterator[DrawScore]:
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="draw-") as tmp:
             captions = synthetic.write_split(Path(tmp), split, per_cell=per_cell, seed=seed, image_size=image_size)
