@@ -247,7 +247,7 @@ def _make_shapes_data(argv: Sequence[str]) -> int:
 
 
 def _train_demo_parser() -> argparse.ArgumentParser:
-    from vectorizer_module.finetune.demo import DemoRecipe
+    from vectorizer_module.finetune.demo import ACTIVATIONS, DemoRecipe
     from vectorizer_module.finetune.train import PIXEL_STORAGE
 
     recipe = DemoRecipe()
@@ -275,6 +275,7 @@ def _train_demo_parser() -> argparse.ArgumentParser:
         help="training images per colour+shape combination, in tens",
     )
     add("--pixel-storage", choices=list(PIXEL_STORAGE), default=recipe.pixel_storage)
+    add("--activation", choices=list(ACTIVATIONS), default=recipe.activation, help="both towers' MLP activation")
     add("--no-progress", dest="progress", action="store_false")
     return parser
 

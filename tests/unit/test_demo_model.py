@@ -149,6 +149,42 @@ def test_train_demo_model_flags_choose_the_recipe_and_default_to_the_shipped_one
     assert recipe.steps == 3700 and recipe.lr == DemoRecipe().lr  # what no flag names stays as shipped
     earlier = demo_recipe(_train_demo_parser().parse_args("OUT --images-per-cell 200 --pixel-storage float32".split()))
     assert (earlier.images_per_cell, earlier.pixel_storage) == (200, "float32")
+    assert demo_recipe(_train_demo_parser().parse_args("OUT --activation gelu".split())).activation == "gelu"
+
+
+def test_an_activation_outside_the_list_is_refused_by_the_recipe():
+    with pytest.raises(ValueError, match="activation 'relu' is none of quick_gelu, gelu"):
+        DemoRecipe(activation="relu")
+
+
+def test_the_chosen_activation_is_saved_with_both_towers_and_used_when_served(tmp_path):
+    from transformers.activations import ACT2FN
+
+    from vectorizer_module.finetune.demo import initial_model
+    from vectorizer_module.models.loading import detect
+
+    recipe = DemoRecipe(activation="gelu", text_width=64, text_layers=1, vision_width=64, vision_layers=1)
+    model, processor = initial_model(recipe)
+    model.save_pretrained(str(tmp_path))
+    processor.save_pretrained(str(tmp_path))
+    towers = load_towers(detect(tmp_path))
+    texts = ["a red circle", "a blue star on the left"]
+    image = Image.new("RGB", (80, 64), (200, 40, 40))
+    served = towers.query.embed(texts), towers.items.embed([image])
+
+    def reference() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            text = model.get_text_features(**processor(text=texts, return_tensors="pt", padding=True)).pooler_output
+            pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+            vision = model.get_image_features(pixel_values=pixels).pooler_output
+        return text, vision
+
+    for got, want in zip(served, reference()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    for mlp in (m for m in model.modules() if type(m).__name__ == "CLIPMLP"):
+        mlp.activation_fn = ACT2FN["quick_gelu"]  # CLIP's default: the served vectors must not match it
+    for got, other in zip(served, reference()):
+        assert not torch.allclose(got, other, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,9 @@ from vectorizer_module.finetune.train import FinetuneConfig, finetune
 from vectorizer_module.finetune.vocab import word_level_tokenizer
 from vectorizer_module.models.hf_common import quiet_transformers
 
+# MLP activations a demo model may use: CLIP's own, and the exact GELU, which torch runs as one fused op
+ACTIVATIONS = ("quick_gelu", "gelu")
+
 
 def _heads(width: int) -> int:
     """Attention heads of a tower: 32 wide each."""
@@ -45,6 +48,7 @@ class DemoRecipe:
     text_width: int = 128
     text_layers: int = 3
     projection_dim: int = 128
+    activation: str = "quick_gelu"  # both towers' MLPs, one of ACTIVATIONS
     logit_scale_init: float = 4.6  # log inverse temperature at the start (CLIP's 2.66 learns size and position slower)
     images_per_cell: int = 600  # train split; x10 images per colour+shape combination (200: small shapes memorised)
     validation_per_cell: int = 1
@@ -68,6 +72,8 @@ class DemoRecipe:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if self.image_size % self.patch_size:  # CLIP's patch layer would drop the pixels left over
             raise ValueError(f"patch size {self.patch_size} does not divide image size {self.image_size}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} is none of {', '.join(ACTIVATIONS)}")
         if self.vision_width % _heads(self.vision_width):
             raise ValueError(f"vision width {self.vision_width} does not split into 32-wide attention heads")
 
@@ -101,6 +107,7 @@ def initial_model(recipe: DemoRecipe) -> tuple[CLIPModel, CLIPProcessor]:
             intermediate_size=4 * recipe.text_width,
             num_hidden_layers=recipe.text_layers,
             num_attention_heads=_heads(recipe.text_width),
+            hidden_act=recipe.activation,
             max_position_embeddings=77,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -111,6 +118,7 @@ def initial_model(recipe: DemoRecipe) -> tuple[CLIPModel, CLIPProcessor]:
             intermediate_size=4 * recipe.vision_width,
             num_hidden_layers=recipe.vision_layers,
             num_attention_heads=_heads(recipe.vision_width),
+            hidden_act=recipe.activation,
             image_size=recipe.image_size,
             patch_size=recipe.patch_size,
         ),
