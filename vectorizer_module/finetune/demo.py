@@ -40,9 +40,9 @@ def _heads(width: int) -> int:
 class DemoRecipe:
     """Architecture, data and training settings of the demo model (the defaults made the shipped one)."""
 
-    image_size: int = 64  # the model's input side
+    image_size: int = 60  # the model's input side: a 5 x 5 grid of 12 px patches (64/16: small shapes lost)
     data_size: int = 64  # the classic renderer's side and the base of the varied canvases
-    patch_size: int = 16
+    patch_size: int = 12
     vision_width: int = 192
     vision_layers: int = 4
     text_width: int = 128
@@ -53,14 +53,14 @@ class DemoRecipe:
     images_per_cell: int = 800  # train split; x10 images per colour+shape combination (200: small shapes memorised)
     validation_per_cell: int = 1
     wild_per_cell: int = 1
-    steps: int = 8000
+    steps: int = 5000
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup: float = 0.05
     positives: str = "attributes"  # a caption is a positive of every image with the attributes it names
     seed: int = 0
-    pixel_storage: str = "float16"  # 384,000 training images: 9.4 GB of pixels, not 19
+    pixel_storage: str = "float16"  # 384,000 training images: 8.3 GB of pixels, not 16.6
     threads: int = 2
     device: str = "cpu"
     ks: tuple[int, ...] = (1, 5, 10)
