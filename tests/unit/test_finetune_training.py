@@ -251,6 +251,13 @@ def test_a_pairs_file_without_the_needed_columns_is_refused_with_what_is_missing
     missing.write_text(json.dumps({"path": "nowhere.png", "caption": "a cat"}) + "\n")
     with pytest.raises(PairsError, match="nowhere.png does not exist"):
         read_pairs(missing)
+    (tmp_path / "here.png").write_bytes(b"")
+    lines = [("here.png", "a cat"), ("here.png", "a dog"), ("gone.png", "a cat")]
+    missing.write_text("".join(json.dumps({"path": p, "caption": c}) + "\n" for p, c in lines))
+    with pytest.raises(PairsError, match=r"pairs.jsonl:3: image .*gone.png does not exist"):
+        read_pairs(missing)
+    missing.write_text("".join(json.dumps({"path": p, "caption": c}) + "\n" for p, c in lines[:2]))
+    assert [pair.image for pair in read_pairs(missing)] == [(tmp_path / "here.png").resolve()] * 2
 
 
 @pytest.mark.parametrize("layout", ["sentence-transformers-legacy", "reference-image-st"])

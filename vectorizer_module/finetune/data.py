@@ -80,14 +80,18 @@ def read_pairs(path: str | Path, image_root: str | Path | None = None) -> list[P
     rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
     root = Path(image_root) if image_root else path.parent
     pairs = []
+    checked: dict[str, Path] = {}  # an image has several lines; resolving it costs a system call per folder
     for row in rows:
         where = f"{path}:{row['_line']}"
         image, caption = row.get("path"), row.get("caption")
         if not isinstance(image, str) or not image or not isinstance(caption, str) or not caption.strip():
             raise PairsError(f"{where}: needs a non-empty path and caption")
-        image_path = (root / image).resolve()
-        if not image_path.is_file():
-            raise PairsError(f"{where}: image {image_path} does not exist")
+        image_path = checked.get(image)
+        if image_path is None:
+            image_path = (root / image).resolve()
+            if not image_path.is_file():
+                raise PairsError(f"{where}: image {image_path} does not exist")
+            checked[image] = image_path
         pairs.append(
             Pair(
                 image_path,
