@@ -56,7 +56,7 @@ def test_quality_bar_on_the_wild_split(demo, tmp_path):
     metrics, gallery = split_metrics(demo, tmp_path, "wild", per_cell=1)
     colour_shape = metrics["colour+shape"]
     assert gallery == 640 and colour_shape["queries"] == 64 * 6
-    # the target is hit@1 >= 0.9; the shipped model has 0.919 on the seed-0 split and 0.940 here
+    # the target is hit@1 >= 0.9; the shipped model has 0.938 on the seed-0 split and 0.898 here
     assert colour_shape["hit@1"] >= 0.75 and colour_shape["hit@5"] >= 0.98
 
 
