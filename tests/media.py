@@ -37,12 +37,22 @@ def png_16bit_rgb(width: int = 8, height: int = 6) -> bytes:
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 65536, (height, width, 3), dtype=np.uint16).astype(">u2")
     raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_with_text(png: bytes, text: str) -> bytes:
+    """The same picture with a text chunk after its header: other bytes (another content key), same pixels."""
+    return png[:33] + png_chunk(b"tEXt", b"Comment\x00" + text.encode()) + png[33:]
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -1,5 +1,6 @@
 """How many items may wait for the model: one bound for the whole service, whatever its worker count.
-(And how a waiting request says that its client has gone: ``Cancelled``.)
+How many decoded pixels a worker holds at once: ``PixelBudget``. (And how a waiting request says that its
+client has gone: ``Cancelled``.)
 
 Each worker process counts the items waiting in its own lanes in one cell of a table that every worker
 reads (``server/board.py`` puts the table in memory shared by the workers; alone, it is a table of one
@@ -13,10 +14,12 @@ room for their request, so the bound can be passed by at most one request per ot
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
-from vectorizer_module.errors import at_capacity, more_than_the_queue_holds
+from vectorizer_module.errors import at_capacity, more_than_the_queue_holds, past_deadline
 
 # Whether a waiting request's client has gone (then its work is dropped before it reaches the model).
 Cancelled = Callable[[], bool]
@@ -64,3 +67,35 @@ class QueueBudget:
         """``count`` items stopped waiting (taken into a batch)."""
         with self._lock:
             self._cells[self._own] -= count
+
+
+class PixelBudget:
+    """Pixels of full-size decoded images a worker holds at once, across all its request threads.
+
+    A decoded image lives only until the tower's preprocessing has made its small input from it, but
+    64 images of 7000 x 7000 decoded together by 16 threads would hold gigabytes. An image's decode
+    waits here until its pixels fit; one image alone always fits (its pixels are capped at the budget,
+    which is the largest image accepted), so nothing waits for ever; a wait ends at the request's deadline.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int, deadline: float) -> Iterator[None]:
+        pixels = min(pixels, self.capacity)
+        with self._condition:
+            while self.held + pixels > self.capacity:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise past_deadline()
+                self._condition.wait(remaining)
+            self.held += pixels
+        try:
+            yield
+        finally:
+            with self._condition:
+                self.held -= pixels
+                self._condition.notify_all()

@@ -1,9 +1,10 @@
 """Batching: one lane per tower, one model thread per lane, one forward pass at a time in a worker.
 
-A request thread preprocesses its own items (tokenise, or decode + resize + normalise) and submits its
-texts and its images together: the service-wide queue bound (``admission``) is checked once for all of
-them, then each item, carrying a future, joins its tower's lane. A lane's thread takes what is waiting
-once the model is free and runs one forward pass:
+A request thread submits its texts and its images together: the service-wide queue bound
+(``admission``) is checked once for all of them, then the thread prepares its own items one by one
+(tokenise; or decode, resize and normalise, with what the engine gives as ``prepare``), stopping at the
+request's deadline or when its client has gone, and each item, carrying a future, joins its tower's lane.
+A lane's thread takes what is waiting once the model is free and runs one forward pass:
 
 - ``dynamic``: up to ``max_batch`` items of any requests; while requests come together it waits at most
   ``max_wait`` until as many items are here as the largest batch of the last second held (a request
@@ -24,7 +25,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,8 @@ from vectorizer_module.models.base import Tower, Towers
 
 log = logging.getLogger(__name__)
 RECENT_SECONDS = 1.0  # how far back Lane._expected looks
+# one raw item (and its request's deadline) -> the tower's inputs for it, batch dimension 1
+Prepare = Callable[[Any, float], dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -212,8 +215,14 @@ class Pending:
             future.cancel()  # no-op for finished ones; unstarted ones are skipped by the lane
 
 
+def _preprocess(tower: Tower) -> Prepare:
+    return lambda item, _deadline: tower.preprocess([item])
+
+
 class Batcher:
-    """Both lanes of a worker, sharing one model lock so that one forward pass runs at a time."""
+    """Both lanes of a worker, sharing one model lock so that one forward pass runs at a time.
+    ``prepare`` turns a raw item of a modality into its tower's inputs (default: the tower's own
+    ``preprocess``; the engine gives the image lane one that decodes image bytes first)."""
 
     def __init__(
         self,
@@ -225,10 +234,13 @@ class Batcher:
         fixed_shape: bool,
         budget: QueueBudget,
         metrics: Metrics,
+        prepare: Mapping[str, Prepare] | None = None,
     ) -> None:
         lock = threading.Lock()
         self.budget = budget
         self.metrics = metrics
+        self.prepare = {tower.modality: _preprocess(tower) for tower in (towers.query, towers.items)}
+        self.prepare.update(prepare or {})
         self.lanes = {
             tower.modality: Lane(
                 tower,
@@ -250,19 +262,23 @@ class Batcher:
     def submit(
         self, texts: Sequence[str], images: Sequence[Any], deadline: float, cancelled: Cancelled = never_cancelled
     ) -> tuple[Pending, Pending]:
-        """Queue a request's texts and RGB images, both before the request waits for either, so that an
+        """Queue a request's texts and images, both before the request waits for either, so that an
         object's caption and image join the next batches of both lanes; the rows come from the results.
-        All or none: the queue bound is checked once for every item."""
+        All or none: the queue bound is checked once for every item, and an item that cannot be prepared
+        (a bad image), the deadline or the client's leaving ends the request before anything is queued."""
         count = len(texts) + len(images)
         self.budget.reserve(count)
         try:
             request = object()
-            work = {
-                lane.tower.modality: [
-                    _Work(lane.tower.preprocess([item]), Future(), deadline, cancelled, request) for item in items
-                ]
-                for lane, items in ((self.lanes["text"], texts), (self.lanes["image"], images))
-            }
+            work: dict[str, list[_Work]] = {"text": [], "image": []}
+            for modality, items in (("text", texts), ("image", images)):
+                for item in items:
+                    if time.monotonic() > deadline:
+                        raise past_deadline()
+                    if cancelled():
+                        raise client_gone()
+                    inputs = self.prepare[modality](item, deadline)
+                    work[modality].append(_Work(inputs, Future(), deadline, cancelled, request))
         except BaseException:
             self.budget.release(count)
             raise

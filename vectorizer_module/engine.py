@@ -3,41 +3,54 @@
 The path of one ``embed`` call, top to bottom:
 1. every input gets a content key; inputs already in the vector cache, and repeats within the request,
    are not computed again (so identical inputs get bit-identical vectors);
-2. every image still to compute is decoded in full first, so a bad image fails the request before any
-   model work is spent on it;
-3. the unique texts and images still to compute go to the batcher (``batching``), texts and images both
-   queued before the request waits for either; it refuses work past the service-wide queue bound
-   (``admission``) and drops work past its deadline or whose client is gone;
-4. vectors are L2-normalised in float32 where the layout calls for it (``VECTORIZER_NORMALIZE``), then cached.
+2. the unique texts and images still to compute go to the batcher (``batching``), which refuses work
+   past the service-wide queue bound (``admission``), then has the request's thread prepare each item
+   in turn: a text is tokenised, an image decoded in full (within the worker's pixel budget) and made
+   into the tower's input at once, so only one full-size picture per request is ever held and a bad
+   image fails the request before anything is queued; past the deadline, or once the client is gone,
+   it stops; texts and images are both queued before the request waits for either;
+3. vectors are L2-normalised in float32 where the layout calls for it (``VECTORIZER_NORMALIZE``), then cached.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vectorizer_module import __version__
-from vectorizer_module.admission import Cancelled, QueueBudget, never_cancelled
+from vectorizer_module.admission import Cancelled, PixelBudget, QueueBudget, never_cancelled
 from vectorizer_module.cache import VectorCache, content_key
 from vectorizer_module.config import Settings
 from vectorizer_module.errors import still_loading
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.loading import ModelSource
-from vectorizer_module.preprocessing.images import decode_image
+from vectorizer_module.preprocessing.images import load_rgb, open_image
 from vectorizer_module.protocols.common import dumps
 
 if TYPE_CHECKING:  # torch is imported only once the model loads
+    import torch
+
     from vectorizer_module.batching import Batcher
     from vectorizer_module.models.base import Towers
 
 log = logging.getLogger(__name__)
 META_KEY = "clip-vectorizer"  # this service's own part of /meta, beside the reference image's keys
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image as the request sent it (bytes), with the label its errors start with (``images[2]``)."""
+
+    label: str
+    data: bytes
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -62,6 +75,7 @@ class Engine:
         self.meta_body: bytes = b""
         self.load_seconds: float | None = None
         self.cache = VectorCache(settings.cache_size)
+        self.pixels = PixelBudget(settings.max_image_pixels)
         self.normalize = {"text": settings.normalize is True, "image": settings.normalize is True}  # set at load
         self._ready = threading.Event()
 
@@ -108,6 +122,7 @@ class Engine:
             fixed_shape=self.settings.fixed_shapes,
             budget=self.budget,
             metrics=self.metrics,
+            prepare={"image": self._prepare_image},
         )
         self._warm_up()
         self.load_seconds = time.perf_counter() - started
@@ -151,10 +166,21 @@ class Engine:
         from PIL import Image
 
         size = self.towers.items.image_size
-        grey = Image.new("RGB", (size, size), (127, 127, 127))
-        texts, images = self.batcher.submit(["warm-up"], [grey], time.monotonic() + 3600)
+        grey = io.BytesIO()
+        Image.new("RGB", (size, size), (127, 127, 127)).save(grey, "PNG")
+        texts, images = self.batcher.submit(
+            ["warm-up"], [EncodedImage("warm-up", grey.getvalue())], time.monotonic() + 3600
+        )
         texts.result()
         images.result()
+
+    def _prepare_image(self, image: EncodedImage, deadline: float) -> dict[str, torch.Tensor]:
+        """Decode one image and make the tower's input from it at once, within the pixel budget: the
+        full-size picture is dropped before the request's next one is decoded."""
+        opened = open_image(image.data, image.label, max_pixels=self.settings.max_image_pixels)
+        draft = self.towers.items.image_size if self.settings.jpeg_draft else None
+        with self.pixels.hold(opened.width * opened.height, deadline):
+            return self.towers.items.preprocess([load_rgb(opened, image.label, draft_size=draft)])
 
     def _meta(self) -> dict[str, Any]:
         """The reference image's /meta for this model's layout (tools read its keys through Weaviate's own
@@ -214,14 +240,9 @@ class Engine:
             deadline = time.monotonic() + self.settings.request_deadline
         text_plan = self._plan("text", texts)
         image_plan = self._plan("image", images)
-        draft = self.towers.items.image_size if self.settings.jpeg_draft else None
-        decoded = {
-            i: decode_image(images[i], f"images[{i}]", max_pixels=self.settings.max_image_pixels, draft_size=draft)
-            for i in image_plan.missing.values()
-        }
         text_job, image_job = self.batcher.submit(
             [texts[i] for i in text_plan.missing.values()],
-            [decoded[i] for i in image_plan.missing.values()],
+            [EncodedImage(f"images[{i}]", images[i]) for i in image_plan.missing.values()],
             deadline,
             cancelled,
         )

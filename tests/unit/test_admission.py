@@ -1,9 +1,13 @@
-"""The service-wide queue bound, over one worker's cell or the cells of several workers."""
+"""The service-wide queue bound, over one worker's cell or the cells of several workers; a worker's
+budget of decoded pixels."""
+
+import threading
+import time
 
 import pytest
 
 from tests.helpers import make_engine
-from vectorizer_module.admission import QueueBudget
+from vectorizer_module.admission import PixelBudget, QueueBudget
 from vectorizer_module.errors import ModelFailure, TooLarge, Unavailable
 from vectorizer_module.server.board import WorkerBoard
 
@@ -59,3 +63,34 @@ def test_a_fault_in_one_batch_fails_only_that_request(tiny_model):
     texts, _ = engine.embed(["short"], [])
     assert texts.shape == (1, 16)
     assert engine.budget.waiting == 0
+
+
+def test_the_pixel_budget_lets_one_large_image_decode_at_a_time():
+    budget = PixelBudget(100)
+    order = []
+
+    def decode(name: str, pixels: int) -> None:
+        with budget.hold(pixels, time.monotonic() + 5):
+            order.append(f"{name} in")
+            time.sleep(0.1)
+            order.append(f"{name} out")
+
+    first = threading.Thread(target=decode, args=("first", 80))
+    first.start()
+    time.sleep(0.03)
+    decode("second", 80)  # waits for the first to be done with its pixels
+    first.join()
+    assert order == ["first in", "first out", "second in", "second out"]
+    with budget.hold(10_000, time.monotonic() + 1):  # larger than the budget: capped, never stuck
+        assert budget.held == 100
+
+
+def test_a_decode_waiting_for_pixels_gives_up_at_the_request_deadline():
+    budget = PixelBudget(100)
+    with budget.hold(100, time.monotonic() + 5):
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="deadline"):
+            with budget.hold(1, time.monotonic() + 0.2):
+                pass
+        assert 0.15 < time.monotonic() - started < 2
+    assert budget.held == 0

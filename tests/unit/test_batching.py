@@ -236,3 +236,31 @@ def test_the_wait_ends_once_as_many_items_as_recent_batches_held_are_here(towers
         [p.result() for p in pending]
         assert time.monotonic() - started < 0.3, "the lane kept waiting after the third item came"
         assert [shape[0] for shape in shapes] == [3, 1, 3], "a batch of 1 made the lane stop waiting for three"
+
+
+@pytest.mark.parametrize("stop", ["deadline", "client gone"])
+def test_preparing_a_request_stops_at_its_deadline_or_when_its_client_leaves(towers, stop):
+    """Tokenising (or decoding) is part of the request's time: 256 long texts used to be tokenised for
+    56 s before the deadline was first looked at. Nothing is queued and the queue bound is freed."""
+    prepared = []
+    budget = QueueBudget(512)
+    batcher = Batcher(
+        towers,
+        max_batch=8,
+        max_wait=0.0,
+        per_request=False,
+        fixed_shape=False,
+        budget=budget,
+        metrics=Metrics(),
+        prepare={"text": lambda text, _: prepared.append(text) or time.sleep(0.05) or towers.query.preprocess([text])},
+    )
+    gone = threading.Event()
+    threading.Timer(0.2, gone.set).start()
+    deadline = time.monotonic() + (0.2 if stop == "deadline" else 30)
+    try:
+        with pytest.raises(Unavailable, match="deadline" if stop == "deadline" else "disconnected"):
+            batcher.submit([f"text {i}" for i in range(100)], [], deadline, gone.is_set)
+        assert 2 <= len(prepared) < 10
+        assert batcher.depth == 0 and budget.waiting == 0
+    finally:
+        batcher.stop()

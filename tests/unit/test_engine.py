@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -66,10 +68,14 @@ def test_cache_is_bounded(tiny_model):
 def test_a_bad_image_fails_before_any_model_work(tiny_model):
     engine = make_engine(tiny_model, cache_size=0)
     calls = []
-    engine.batcher.submit = lambda *args: calls.append(args)
+    for tower in (engine.towers.query, engine.towers.items):
+        forward = tower.forward
+        tower.forward = lambda *inputs, forward=forward: calls.append(len(inputs)) or forward(*inputs)
     with pytest.raises(BadInput, match=r"images\[1\]"):
         engine.embed(["text"], [jpeg(1), b"not an image"])
-    assert calls == []
+    time.sleep(0.2)  # a lane that had been given an item would have run it by now
+    assert calls == [] and engine.batcher.depth == 0
+    assert engine.budget.waiting == 0 and engine.pixels.held == 0
 
 
 def test_empty_request_gives_empty_arrays_of_the_right_width(engine):

@@ -63,6 +63,11 @@ def decode_image(data: bytes, label: str, *, max_pixels: int, draft_size: int | 
     With ``draft_size``, a JPEG is decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 scale that keeps both
     sides at least that large (the model needs 224 pixels, not 4000): much faster, slightly different
     pixels than a full decode."""
+    return load_rgb(open_image(data, label, max_pixels=max_pixels), label, draft_size=draft_size)
+
+
+def open_image(data: bytes, label: str, *, max_pixels: int) -> Image.Image:
+    """Read ``data``'s header only: its format and size, checked against ``max_pixels``; no pixel yet."""
     if not data:
         raise BadInput(f"{label} is empty: expected a base64-encoded image", reason="empty_image")
     try:
@@ -86,6 +91,12 @@ def decode_image(data: bytes, label: str, *, max_pixels: int, draft_size: int | 
             f"{max_pixels}; raise VECTORIZER_MAX_IMAGE_PIXELS to accept it",
             reason="image_pixels",
         )
+    return image
+
+
+def load_rgb(image: Image.Image, label: str, *, draft_size: int | None = None) -> Image.Image:
+    """Decode an image opened by ``open_image`` completely, as 8-bit RGB upright (see ``decode_image``)."""
+    width, height = image.size
     try:
         if draft_size and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
