@@ -62,7 +62,12 @@ def word_level_tokenizer(texts: Iterable[str], max_length: int = 77, vocab_size:
     """A CLIP tokenizer whose merges make each word of ``texts`` a single token. With ``vocab_size``, unused
     entries pad the vocabulary so that the special tokens get the last two ids, as in CLIP (49,406 and
     49,407 for ``vocab_size=49408``)."""
-    merges = learn_merges(corpus_words(texts))
+    return tokenizer_for_words(corpus_words(texts), max_length, vocab_size)
+
+
+def tokenizer_for_words(words: Counter[str], max_length: int = 77, vocab_size: int | None = None) -> CLIPTokenizer:
+    """A CLIP tokenizer whose merges make each of ``words`` (any Unicode) a single token."""
+    merges = learn_merges(words)
     symbols = set(bytes_to_unicode().values())
     known = symbols | {s + "</w>" for s in symbols}
     merged = []

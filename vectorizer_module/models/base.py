@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vectorizer_module.models.text_cut import TextCutter
+
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
     for pattern in patterns:
@@ -150,10 +152,20 @@ class TextTower(Tower):
     )
     tokenizer: Any
     _max_length: int
+    _cutter: TextCutter | None | bool = False  # built on first use; None where texts are never cut
 
     @property
     def max_length(self) -> int:
         return self._max_length
+
+    def cut_to_context(self, texts: Sequence[str]) -> list[str]:
+        """Each text cut, before tokenising, to a prefix that gives the same tokens as the whole text
+        does after truncation to the context (``text_cut.py``): a 200,000-character text costs what a
+        page does."""
+        if self._cutter is False:
+            self._cutter = TextCutter.for_tokenizer(self.tokenizer, self.max_length)
+        cutter = self._cutter
+        return list(texts) if cutter is None else [cutter.cut(text) for text in texts]
 
     @property
     def pad_token_id(self) -> int:
@@ -161,7 +173,7 @@ class TextTower(Tower):
 
     def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer(
-            list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            self.cut_to_context(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 

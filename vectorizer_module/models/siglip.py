@@ -87,7 +87,7 @@ class SiglipTextTower(PretrainedTower, TextTower):
         """Token ids padded to ``max_length``; ``attention_mask`` marks the real tokens (for counting
         tokens only: the model does not take it)."""
         encoded = self.tokenizer(
-            list(items),
+            self.cut_to_context(items),
             padding="max_length",
             truncation=True,
             max_length=self._max_length,
