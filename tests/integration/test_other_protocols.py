@@ -198,6 +198,7 @@ def test_vectors_errors_are_plain_json(server, payload, status, words):
     [
         ("/vectorize", b'{"texts": ["ok", "\\ud800"]}', "texts[1]"),
         ("/v1/embeddings", b'{"input": ["ok", "\\ud800"]}', "input[1]"),
+        ("/v1/embeddings", b'{"input": "\\ud800"}', "input"),
         ("/vectors", b'{"texts": ["ok", "\\udfff"]}', "'texts[1]'"),
         ("/vectors", b'{"text": "a \\ud800 b"}', "'text'"),
     ],

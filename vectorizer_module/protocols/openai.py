@@ -59,6 +59,7 @@ class EmbeddingsRequest:
 
 def _input_list(value: Any) -> list[str]:
     if isinstance(value, str):
+        check_unicode(value, "input", param="input")
         return [value]
     if not isinstance(value, list) or not value:
         raise BadInput("'input' must be a string or a non-empty array of strings", reason="wrong_type", param="input")
