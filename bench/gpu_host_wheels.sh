@@ -10,6 +10,6 @@ python3 -m pip download --quiet --dest .whl --only-binary=:all: --python-version
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     --implementation cp --no-deps \
     "flask>=3.0" "werkzeug>=3.0" "itsdangerous>=2.1" "blinker>=1.6" "click>=8.1" "jinja2>=3.1" "markupsafe>=2.1" \
-    "gunicorn>=27,<28" "packaging" "prometheus-client>=0.20" "requests>=2.31" "urllib3>=2" "idna" "certifi" \
+    "gunicorn>=27,<28" "h11>=0.16" "packaging" "prometheus-client>=0.20" "requests>=2.31" "urllib3>=2" "idna" "certifi" \
     "charset-normalizer" "pytest>=8" "pluggy>=1.5" "iniconfig" "sentencepiece>=0.2"
 du -sh .whl && ls .whl

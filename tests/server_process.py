@@ -35,6 +35,14 @@ def metric_series(text: str, name: str) -> dict[str, float]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie, exited but not yet reaped, has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class ServerProcess:
     def __init__(self, model: Path | str | None, *args: str, env: dict[str, str] | None = None) -> None:
         self.model = None if model is None else str(model)  # None: no --model (the built-in demo model)

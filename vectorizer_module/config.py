@@ -379,9 +379,9 @@ OPTIONS: tuple[Option, ...] = (
         "--client-timeout",
         _positive_float,
         10.0,
-        "Seconds a new (or kept-alive) connection may take to send a complete request head, and a request "
-        "body may pause, before the connection is closed (408 for a body). Idle or slow clients wait in the "
-        "event loop, never in an HTTP thread.",
+        "Seconds a request may take to arrive whole, head and body, from its first byte (a new connection's "
+        "from its opening), and an answer may wait unread, before the connection is closed (408 once the head "
+        "is in). Idle, slow and never-reading clients wait in the event loop, never in an HTTP thread.",
     ),
     Option(
         "max_connections",
@@ -389,8 +389,9 @@ OPTIONS: tuple[Option, ...] = (
         "--max-connections",
         _non_negative_int,
         0,
-        "Most open connections per worker, idle ones included; past it new connections wait in the listen "
-        "backlog (0: half the process's file-descriptor limit, at most 10000).",
+        "Most open connections per worker, idle ones included; past it the oldest idle connection is closed "
+        "to make room, or with none idle the new one is answered 503 (0: half the process's file-descriptor "
+        "limit, at most 10000).",
     ),
     Option(
         "shutdown_grace",

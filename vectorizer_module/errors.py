@@ -62,6 +62,13 @@ class ClientTimeout(ServiceError):
     reason = "client_timeout"
 
 
+class HeadTooLarge(ServiceError):
+    """The request line and headers are longer than the HTTP layer reads."""
+
+    status = 431
+    reason = "head_too_large"
+
+
 class Unauthorized(ServiceError):
     """An API key is configured and the request did not carry it."""
 
@@ -122,6 +129,28 @@ def at_capacity(waiting: int) -> Unavailable:
 def body_too_large(limit: int) -> TooLarge:
     return TooLarge(
         f"request body is larger than {limit} bytes; raise VECTORIZER_MAX_BODY_BYTES to accept it", reason="body_size"
+    )
+
+
+def head_too_large(limit: int) -> HeadTooLarge:
+    return HeadTooLarge(f"the request head (request line and headers) is longer than {limit} bytes")
+
+
+def malformed_http(detail: str) -> BadInput:
+    return BadInput(f"malformed HTTP/1.1 request: {detail}", reason="bad_http")
+
+
+def request_too_slow(seconds: float) -> ClientTimeout:
+    return ClientTimeout(
+        f"the request did not arrive whole within {seconds:g} s; see VECTORIZER_CLIENT_TIMEOUT",
+    )
+
+
+def too_many_connections(limit: int) -> Unavailable:
+    return Unavailable(
+        f"this worker holds its limit of {limit} connections, none of them idle; retry shortly, or raise "
+        "VECTORIZER_MAX_CONNECTIONS",
+        reason="connections",
     )
 
 

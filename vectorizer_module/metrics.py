@@ -2,9 +2,10 @@
 
 Under the worker processes of ``server/wsgi.py`` every process writes its values to files in
 ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen by that variable when
-prometheus_client is first imported), and ``render`` adds up all workers', those of workers that died
-included for counters and histograms. Gauges say how to combine workers: a sum over the live ones, or
-one series per live worker (a ``pid`` label).
+prometheus_client is first imported; ``server/wsgi.py`` names each worker's files by its slot), and
+``render`` adds up all workers', those of workers that died included for counters and histograms (a
+replacement worker continues its predecessor's files). Gauges say how to combine workers: a sum or a
+maximum over the live ones.
 """
 
 from __future__ import annotations
@@ -64,12 +65,19 @@ class Metrics:
         self.worker_starts = Counter(
             "clip_worker_starts", "worker processes started (a replacement for one that died adds one)", registry=r
         )
+        # one series per live worker, labelled with its pid here rather than by prometheus_client (whose
+        # multiprocess files are named by worker slot, so that a replacement reuses its predecessor's, and
+        # whose live modes drop a label named "pid")
         self.worker_ready = Gauge(
             "clip_worker_ready",
-            "1 once a worker has its model loaded, one series per live worker (pid)",
+            "1 once a worker has its model loaded, one series per live worker (label worker: its pid)",
+            ["worker"],
             registry=r,
-            multiprocess_mode="liveall",
+            multiprocess_mode="livesum",
         )
+
+    def set_worker_ready(self, ready: bool) -> None:
+        self.worker_ready.labels(str(os.getpid())).set(1 if ready else 0)
 
     def render(self) -> bytes:
         if multiprocess():

@@ -1,4 +1,6 @@
-"""Connections that are idle, slow, pipelined or too many: none of them may starve the others."""
+"""Connections that are idle, slow, pipelined, never reading, half-closed, malformed or too many: none of
+them may starve the others, and every refusal is a JSON 4xx/503. (The same faults, with figures, in
+``bench/faults.py``.)"""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 import pytest
 import requests
 
+from tests import fault_clients as faults
 from tests.reference import strict_json
 from tests.server_process import ServerProcess
 
@@ -49,16 +52,136 @@ def test_idle_connections_hold_no_thread(server):
             sock.close()
 
 
-def test_an_idle_flood_past_the_connection_limit_locks_nobody_out_for_long(guarded):
-    idle = open_idle(guarded, 120)  # 50 are taken in; the rest wait in the backlog
+def test_an_idle_flood_past_the_connection_limit_locks_nobody_out(guarded):
+    """120 silent connections against a limit of 50: the oldest idle ones are closed to make room, so a
+    new client is answered at once (it used to wait in the backlog for rounds of the client timeout)."""
+    idle = open_idle(guarded, 120)
     try:
-        started = time.monotonic()
-        assert requests.get(guarded.url + "/.well-known/ready", timeout=60).status_code == 204
-        assert time.monotonic() - started < 10  # three rounds of the 2 s client timeout, with room
-        assert closed_by_server(idle[0], within=5)
+        time.sleep(0.3)
+        results = faults.probe_all(guarded.url)
+        assert faults.all_answered_within(results, 1.0), results
+        assert closed_by_server(idle[0], within=1)
     finally:
-        for sock in idle:
-            sock.close()
+        faults.close_all(idle)
+
+
+def test_kept_alive_idle_connections_past_the_limit_make_room_for_new_ones(tiny_model):
+    server = ServerProcess(tiny_model, "--max-connections", "40").start()
+    server.wait_ready()
+    kept = faults.open_kept_alive(server.port, 60)
+    try:
+        results = faults.probe_all(server.url)
+        assert faults.all_answered_within(results, 1.0), results
+        assert closed_by_server(kept[0], within=1)  # the oldest idle one made room
+        assert not closed_by_server(kept[-1], within=0.2)
+    finally:
+        faults.close_all(kept)
+        assert server.stop() == 0
+
+
+def test_with_every_connection_busy_a_new_one_gets_a_json_503_at_once(guarded):
+    with faults.slow_bodies(guarded.port, 50):  # the limit, all in the middle of a request
+        time.sleep(0.3)
+        sock = faults.connect(guarded.port)
+        sock.sendall(faults.request_bytes())
+        started = time.monotonic()
+        status, headers, body = faults.read_response(sock, timeout=5)
+        assert time.monotonic() - started < 1
+        assert status == 503 and headers["connection"] == "close"
+        assert "VECTORIZER_MAX_CONNECTIONS" in strict_json(body.decode())["error"]
+        sock.close()
+
+
+def test_more_than_a_thousand_connections_do_not_turn_work_away(tiny_model):
+    """File descriptors above 1023 were taken for closed clients (select.select raised for them): every
+    model route answered 503 "the client disconnected"."""
+    faults.raise_file_limit()
+    server = ServerProcess(tiny_model).start()
+    server.wait_ready()
+    idle = faults.open_kept_alive(server.port, 1100)
+    try:
+        response = server.post("/vectorize", {"texts": ["past fd 1024"]})
+        assert response.status_code == 200, response.text
+    finally:
+        faults.close_all(idle)
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("fault", ["slow_bodies", "long_heads"])
+def test_slow_clients_hold_no_thread(guarded, fault):
+    """Twice as many clients as HTTP threads, each trickling a body (or a head past 64 KiB) at a byte
+    every 2 s: probes and a normal client are answered at once throughout."""
+    with getattr(faults, fault)(guarded.port, 8):
+        for _ in range(3):
+            time.sleep(0.7)
+            results = faults.probe_all(guarded.url)
+            assert faults.all_answered_within(results, 1.0), results
+
+
+def test_a_head_past_64_kib_gets_a_json_431(server):
+    with faults.connect(server.port) as sock:
+        sock.sendall(b"GET /meta HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n")
+        status, headers, body = faults.read_response(sock)
+    assert status == 431 and headers["connection"] == "close"
+    assert "longer than 65536 bytes" in strict_json(body.decode())["error"]
+
+
+def test_clients_that_never_read_hold_up_nobody_and_log_no_error(guarded):
+    stuck = faults.never_reading(guarded.port, 12)
+    try:
+        for _ in range(3):
+            time.sleep(0.5)
+            results = faults.probe_all(guarded.url)
+            assert faults.all_answered_within(results, 1.0), results
+    finally:
+        faults.close_all(stuck)
+    time.sleep(0.5)
+    assert "Traceback" not in guarded.log and '"level": "error"' not in guarded.log
+
+
+def test_a_client_that_half_closes_after_its_request_gets_the_answer(server):
+    with faults.connect(server.port) as sock:
+        sock.sendall(faults.request_bytes())
+        sock.shutdown(socket.SHUT_WR)
+        status, headers, body = faults.read_response(sock)
+    assert status == 200, body
+    assert len(json.loads(body)["textVectors"]) == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /vectorize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /vectorize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdefgh\r\n0\r\n\r\n",
+        b"POST /vectorize HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /vectorize HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /vectorize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+        b"GET /meta HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n",
+        b"GET /meta\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
+    ],
+    ids=[
+        "bad-chunk-size",
+        "chunk-longer",
+        "cl-and-te",
+        "two-lengths",
+        "gzip-te",
+        "openai-negative-chunk",
+        "space-in-name",
+        "http-0.9",
+        "tls-hello",
+    ],
+)
+def test_framing_errors_are_json_4xx_that_close_the_connection(server, raw):
+    with faults.connect(server.port) as sock:
+        sock.sendall(raw)
+        status, headers, body = faults.read_response(sock)
+        assert 400 <= status < 500 and headers["connection"] == "close", (status, body)
+        error = strict_json(body.decode())["error"]
+        assert "malformed HTTP/1.1 request" in (error["message"] if isinstance(error, dict) else error)
+        assert sock.recv(1) == b""  # and the connection closes
+    assert server.get("/.well-known/ready").status_code == 204
 
 
 def test_slow_request_heads_hold_no_thread_and_are_closed(guarded):

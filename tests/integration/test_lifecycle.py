@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -243,3 +245,23 @@ def test_a_port_in_use_is_one_line_naming_the_port_and_the_setting(tiny_model):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"127.0.0.1:{port}" in lines[0] and "VECTORIZER_PORT" in lines[0] and "--port" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["SIGHUP", "SIGTTIN", "SIGTTOU"])
+def test_reload_and_worker_count_signals_are_logged_and_ignored(tiny_model, name):
+    """SIGHUP used to reload, SIGTTIN to add a worker: both forked workers beyond the board's slots and
+    the service exited 255. Sent to the arbiter and to the workers, they change nothing now."""
+    server = ServerProcess(tiny_model, "--workers", "2").start()
+    server.wait_ready()
+    try:
+        workers = server.worker_pids()
+        for pid in [server.process.pid, *workers]:
+            os.kill(pid, getattr(signal, name))
+        time.sleep(1.5)
+        assert server.process.poll() is None, server.log[-2000:]
+        assert server.worker_pids() == workers
+        assert server.get("/.well-known/ready").status_code == 204
+        assert server.post("/vectorize", {"texts": ["still here"]}).status_code == 200
+        assert f"{name} ignored" in server.log
+    finally:
+        assert server.stop() == 0

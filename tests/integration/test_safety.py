@@ -175,6 +175,25 @@ def test_strip_images_cost_the_built_in_model_no_more_than_ordinary_ones():
         assert server.stop() == 0
 
 
+def test_huge_images_are_decoded_one_at_a_time(tiny_model):
+    """16 pictures of 7000 x 7000 in one request (2.6 MB of PNG, inside every default limit): each is
+    decoded, made into the tower's 224-pixel input and dropped before the next, so the worker's peak
+    grows by about one picture's decode, not sixteen (it grew by 3.2 GB)."""
+    png = media.encode(Image.new("RGB", (7000, 7000), (200, 30, 30)), "PNG")
+    images = [media.b64(media.png_with_text(png, f"copy {i}")) for i in range(16)]
+    server = ServerProcess(tiny_model).start()
+    try:
+        server.wait_ready()
+        (worker,) = server.worker_pids()
+        before = peak_rss_mb(worker)
+        response = server.post("/vectorize", {"images": images})
+        assert response.status_code == 200, response.text
+        assert len(response.json()["imageVectors"]) == 16
+        assert peak_rss_mb(worker) - before < 1024
+    finally:
+        assert server.stop() == 0
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):

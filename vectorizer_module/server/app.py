@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 import hmac
-import select
-import socket
 import time
 import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
-from werkzeug.exceptions import ClientDisconnected
 
 from vectorizer_module.admission import Cancelled, never_cancelled
 from vectorizer_module.engine import Engine
-from vectorizer_module.errors import ClientTimeout, Unauthorized, body_too_large, shutting_down, still_loading
+from vectorizer_module.errors import Unauthorized, body_too_large, shutting_down, still_loading
 from vectorizer_module.protocols import multi2vec_clip, openai, vectors
 from vectorizer_module.server import access
 from vectorizer_module.server.errors import register_error_handlers
@@ -36,20 +33,15 @@ def _presented_key() -> str:
 
 
 def _client_gone(environ: dict[str, Any]) -> Cancelled:
-    """Whether the client of this request has closed its connection: once the body is read, a socket
-    that is readable but gives no bytes is closed (pipelined bytes would be a next request, not an end)."""
-    client = environ.get("gunicorn.socket")
-    if client is None:
-        return never_cancelled
+    """Whether the client of this request has gone (the HTTP front's ``clip.cancelled``; see
+    ``connection.py`` for how a closed client is told from a half-closed one)."""
+    return environ.get("clip.cancelled", never_cancelled)
 
-    def gone() -> bool:
-        try:
-            readable, _, _ = select.select([client], [], [], 0)
-            return bool(readable) and client.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
 
-    return gone
+def _deadline(environ: dict[str, Any], seconds: float) -> float:
+    """The request's deadline, counted from when its last byte arrived (``clip.received``, set by the
+    HTTP front) so that waiting for an HTTP thread counts too; from now when there is none."""
+    return environ.get("clip.received", time.monotonic()) + seconds
 
 
 def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
@@ -62,18 +54,13 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     register_error_handlers(app, settings.max_body_bytes, metrics)
 
     def read_body() -> bytes:
-        """The request body, at most ``VECTORIZER_MAX_BODY_BYTES`` (a chunked body too: Werkzeug would cut
-        it at the limit without a word). A client whose body stops arriving gets 408: its socket timed out,
-        which Werkzeug reports as a disconnection (a client really gone does not read the answer)."""
+        """The request body, at most ``VECTORIZER_MAX_BODY_BYTES``. The HTTP front has it whole already
+        and refuses larger ones first; this holds for any other WSGI server too (a chunked body included,
+        which Werkzeug would cut at the limit without a word)."""
         limit = settings.max_body_bytes
         if (request.content_length or 0) > limit:
             raise body_too_large(limit)
-        try:
-            data = request.environ["wsgi.input"].read(limit + 1)
-        except (OSError, ClientDisconnected):
-            raise ClientTimeout(
-                f"the request body stopped arriving for {settings.client_timeout:g} s; see VECTORIZER_CLIENT_TIMEOUT"
-            ) from None
+        data = request.environ["wsgi.input"].read(limit + 1)
         if len(data) > limit:
             raise body_too_large(limit)
         return data
@@ -143,14 +130,13 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
             "images": len(parsed.images),
             "image_bytes": sum(len(i) for i in parsed.images),
         }
-        disconnected = _client_gone(request.environ)
         text_vectors, image_vectors = engine.embed(
-            parsed.texts, parsed.images, deadline=time.monotonic() + settings.request_deadline, cancelled=disconnected
+            parsed.texts, parsed.images, deadline=deadline(), cancelled=disconnected()
         )
         return Response(multi2vec_clip.vectorize_response(text_vectors, image_vectors), status=200, mimetype=JSON)
 
     def deadline() -> float:
-        return time.monotonic() + settings.request_deadline
+        return _deadline(request.environ, settings.request_deadline)
 
     def disconnected() -> Cancelled:
         return _client_gone(request.environ)

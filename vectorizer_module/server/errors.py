@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 OPENAI_PREFIX = "/v1/"
 
 
+def error_body_for(path: str, status: int, message: str, param: str | None = None, code: str | None = None) -> bytes:
+    """The JSON error body in the shape of the protocol that owns ``path``."""
+    if path.startswith(OPENAI_PREFIX):
+        return openai.error_body(status, message, param, code)
+    return error_body(message)
+
+
+def error_payload(error: ServiceError, path: str) -> bytes:
+    """``error``'s body, for an answer given before the request reaches Flask (by the HTTP front)."""
+    return error_body_for(path, error.status, error.message, error.param, error.reason)
+
+
 def json_error(
     status: int,
     message: str,
@@ -28,10 +40,8 @@ def json_error(
     param: str | None = None,
     code: str | None = None,
 ) -> Response:
-    if has_request_context() and request.path.startswith(OPENAI_PREFIX):
-        body = openai.error_body(status, message, param, code)
-    else:
-        body = error_body(message)
+    path = request.path if has_request_context() else "/"
+    body = error_body_for(path, status, message, param, code)
     return Response(body, status=status, headers=headers, mimetype="application/json")
 
 

@@ -1,9 +1,10 @@
 """Serving: gunicorn's arbiter pre-forks ``VECTORIZER_WORKERS`` worker processes on one listening socket.
 
-Each worker is gunicorn's threaded worker (``gthread``): a pool of ``VECTORIZER_THREADS`` threads runs
-the Flask app and feeds that worker's own batcher and model replica. The arbiter never imports torch:
-each worker loads its model after the fork (CUDA does not survive a fork), with its torch and OpenMP
-threads set to its share of the cores first. A worker that dies is replaced by the arbiter.
+Each worker runs the service's own HTTP front (``front.py``): an event loop that reads whole requests
+and a pool of ``VECTORIZER_THREADS`` threads that run the Flask app and feed that worker's own batcher
+and model replica. The arbiter never imports torch: each worker loads its model after the fork (CUDA
+does not survive a fork), with its torch and OpenMP threads set to its share of the cores first. A
+worker that dies is replaced by the arbiter.
 
 Start-up: the port is opened first (a port in use fails at once, in one line), then the workers start;
 each answers ``live`` at once and ``ready`` with 503 until every worker has its model loaded and warm.
@@ -13,52 +14,55 @@ stays ready while it loads and no request meets a worker without a model.
 
 SIGTERM: the arbiter closes the listening socket and passes SIGTERM to every worker; each one answers
 ``ready`` and new work with 503, finishes the requests it has (up to ``VECTORIZER_SHUTDOWN_GRACE``
-seconds; the arbiter kills what is left after that), then exits; the service exits 0. SIGINT or SIGQUIT
-stops at once.
+seconds; the arbiter kills what is left a little after that), then exits; the service exits 0. SIGINT
+or SIGQUIT stops at once. SIGHUP, SIGTTIN and SIGTTOU are logged and ignored. A worker whose arbiter
+has died (SIGKILL) notices within a second, closes its copy of the socket and drains as on SIGTERM.
 
 What the workers share lives on a ``board`` (``board.py``) in memory shared among them, and in
-prometheus_client's multiprocess directory for ``/metrics``; both are made before the first fork.
+prometheus_client's multiprocess directory for ``/metrics``; both are made before the first fork. A
+worker writes its metric files under its board slot's number, not its pid, so a replacement continues
+its predecessor's files instead of adding new ones.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import gc
 import logging
 import math
 import os
+import re
 import resource
-import selectors
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 import threading
-import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from gunicorn import glogging, http
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
 
 from vectorizer_module.config import Settings
+from vectorizer_module.errors import ServiceError
 from vectorizer_module.models.loading import ModelSource
 from vectorizer_module.server.board import WorkerBoard
+from vectorizer_module.server.front import Front
 
 log = logging.getLogger(__name__)
 LOAD_FAILED_EXIT = 3  # also gunicorn's WORKER_BOOT_ERROR: the arbiter stops the service with it
 LISTEN_BACKLOG = 2048
-# kept-alive connections stay open this long between requests (Go's HTTP client, which Weaviate uses,
-# keeps idle connections 90 s; closing them sooner only costs new handshakes)
-KEEPALIVE_SECONDS = 120
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-HEAD_READ = 65536
-HEAD_LIMIT = 65536  # a head this long without its end goes on to gunicorn's parser, which refuses it
 MAX_AUTO_CONNECTIONS = 10_000
-# at shutdown a worker stops waiting for its requests once the grace period is over, but notices that
-# up to a second late (gthread waits for events in 1 s steps); the arbiter kills it this much later, so
-# that the worker, not the kill, ends it and says what was still running
+# a worker ends its own drain at the grace period; the arbiter kills it this much later, so that the
+# worker, not the kill, ends it and says what was still running
 KILL_MARGIN_SECONDS = 2
+METRICS_PREFIX = "clip-vectorizer-metrics-"
 
 
 class PortInUse(OSError):
@@ -78,119 +82,75 @@ def open_listener(settings: Settings) -> socket.socket:
         ) from None
 
 
-class PatientSocket(socket.socket):
-    """A client socket whose blocking mode has a timeout: a client that stops sending in the middle of a
-    body raises ``TimeoutError`` in the reading thread instead of holding it for ever."""
+class ServiceArbiter(Arbiter):
+    """gunicorn's arbiter, except that SIGHUP (reload) and SIGTTIN/SIGTTOU (one worker more or less) are
+    logged and ignored: a reload would fork new workers beside the old ones, beyond the board's slots,
+    and the worker count is a setting. Restart the service to change its settings or model."""
 
-    __slots__ = ()
-    timeout_seconds = 10.0  # VECTORIZER_CLIENT_TIMEOUT, set once per worker
+    def handle_hup(self) -> None:
+        log.warning("SIGHUP ignored: the service does not reload; restart it to change its settings or model")
 
-    def setblocking(self, flag: bool) -> None:
-        if flag:
-            self.settimeout(self.timeout_seconds)
-        else:
-            super().setblocking(False)
+    def handle_ttin(self) -> None:
+        log.warning("SIGTTIN ignored: the worker count is fixed by VECTORIZER_WORKERS; restart to change it")
+
+    def handle_ttou(self) -> None:
+        log.warning("SIGTTOU ignored: the worker count is fixed by VECTORIZER_WORKERS; restart to change it")
 
 
-class ModelWorker(ThreadWorker):
-    """gunicorn's threaded worker, with these changes:
-
-    - it accepts connections only when the service would answer them (``WorkerService.may_accept``);
-    - SIGTERM marks it draining at once, and once it stops accepting it takes in its listen backlog
-      and closes its copy of the socket (``_stop_listening``);
-    - a connection reaches an HTTP thread only once its request head is complete: until then it waits in
-      the event loop, which closes it after ``VECTORIZER_CLIENT_TIMEOUT``. gunicorn's own worker hands a
-      new connection to a thread that waits up to 5 s for its first byte, so a few hundred idle
-      connections held every thread for minutes, probes included. Client sockets are ``PatientSocket``s;
-    - it stops waiting for its requests at the grace period, ahead of the arbiter's kill.
-    """
+class ModelWorker(Worker):
+    """A gunicorn worker (its documented extension point: ``init_process``, ``run``, ``notify``,
+    ``handle_exit``) whose main loop is the service's own HTTP front (``front.py``). It accepts
+    connections only when the service would answer them (``WorkerService.may_accept``); SIGTERM, or the
+    arbiter's death, starts the drain; SIGHUP, SIGTTIN and SIGTTOU are ignored."""
 
     app: ServiceApplication
+    front: Front | None = None
 
-    def init_process(self) -> None:
-        PatientSocket.timeout_seconds = self.app.settings.client_timeout
-        # this process's copy of the config: the worker gives up at the grace period itself, before the
-        # arbiter's kill at the grace period + KILL_MARGIN_SECONDS
-        self.cfg.set("graceful_timeout", grace_seconds(self.app.settings))
-        super().init_process()
+    def init_signals(self) -> None:
+        super().init_signals()
+        for ignored in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(ignored, signal.SIG_IGN)
 
-    def set_accept_enabled(self, enabled: bool) -> None:
-        super().set_accept_enabled(enabled and self.app.service.may_accept())
-        if not enabled and not self.alive:
-            self._stop_listening()
+    def run(self) -> None:
+        settings, service = self.app.settings, self.app.service
+        self.front = Front(
+            self.sockets[0],
+            service.wsgi,
+            threads=settings.server_threads,
+            max_connections=max_connections(settings),
+            max_body=settings.max_body_bytes,
+            client_timeout=settings.client_timeout,
+            grace=settings.shutdown_grace,
+            multiprocess=settings.worker_count > 1,
+            may_accept=service.may_accept,
+            on_tick=self._tick,
+            on_refusal=service.refused,
+        )
+        service.wake = self.front.wake
+        if not self.alive:  # SIGTERM came while the front was being built
+            self._drain("SIGTERM received")
+        drained = self.front.run()
+        service.report_exit(drained)
+        # Exit now: the interpreter's own teardown with torch loaded takes a second or more, and there is
+        # nothing left to flush (answers are in the kernel's buffers, metrics in shared files).
+        logging.shutdown()
+        os._exit(0)
 
-    def _stop_listening(self) -> None:
-        """At shutdown: take in every connection already waiting in the listen backlog (each is answered,
-        503 with ``Connection: close``), then close this worker's copy of the socket. Once every process
-        has closed it, new connections are refused at once; left open until the worker exits, they would
-        queue unanswered and be reset then."""
-        for listener in self.sockets:
-            listener.setblocking(False)
-            while self._take(listener):
-                pass
-            listener.close()
+    def _tick(self) -> None:
+        self.notify()  # the arbiter's heartbeat
+        if self.alive and os.getppid() != self.ppid:
+            self.alive = False
+            self._drain(f"the arbiter (pid {self.ppid}) is gone")
 
-    def accept(self, listener: socket.socket) -> None:
-        self._take(listener)
-
-    def _take(self, listener: socket.socket) -> bool:
-        """Accept one connection into the event loop; False when none was waiting."""
-        try:
-            client, address = listener.accept()
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE):
-                log.warning("cannot accept a connection: %s; see VECTORIZER_MAX_CONNECTIONS", exc.strerror)
-                time.sleep(0.05)  # the listener stays readable: do not spin
-            elif exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EBADF):
-                raise
-            return False
-        self.nr_conns += 1
-        self._await_head(TConn(self.cfg, PatientSocket(fileno=client.detach()), address, listener.getsockname()))
-        return True
-
-    def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
-        """A kept-alive connection has bytes of a next request: wait for all of its head, as for a new one."""
-        self.poller.unregister(client)
-        self.keepalived_conns.remove(conn)
-        self._await_head(conn)
-
-    def _await_head(self, conn: TConn) -> None:
-        conn.head = bytearray()
-        conn.timeout = time.monotonic() + self.app.settings.client_timeout
-        conn.sock.setblocking(False)
-        self.pending_conns.append(conn)  # murder_pending closes it once its timeout passes
-        self.poller.register(conn.sock, selectors.EVENT_READ, functools.partial(self._read_head, conn))
-
-    def _read_head(self, conn: TConn, client: socket.socket) -> None:
-        try:
-            data = client.recv(HEAD_READ)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            conn.head += data
-            if b"\r\n\r\n" not in conn.head and len(conn.head) < HEAD_LIMIT:
-                return  # not a whole request head yet (an oversized one goes on to be refused)
-        self.poller.unregister(client)
-        self.pending_conns.remove(conn)
-        if not data:  # closed before sending a request
-            self.nr_conns -= 1
-            conn.close()
-            return
-        if conn.parser is None:
-            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
-        conn.parser.unreader.unread(bytes(conn.head))
-        conn.data_ready = True
-        self.enqueue_req(conn)
+    def _drain(self, why: str) -> None:
+        self.app.service.begin_drain(why)
+        if self.front is not None:
+            self.front.begin_drain()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        self.app.service.begin_drain()
-        super().handle_exit(sig, frame)
-
-    def wake(self) -> None:
-        """Have the worker's main loop look again at once (thread-safe)."""
-        self.method_queue.defer(lambda: None)
+        self.alive = False
+        if self.app.service is not None:
+            self._drain("SIGTERM received")
 
 
 class GunicornLogs(glogging.Logger):
@@ -208,23 +168,27 @@ class GunicornLogs(glogging.Logger):
 class WorkerService:
     """One worker's engine, lifecycle and Flask app, built after the fork."""
 
-    def __init__(self, settings: Settings, source: ModelSource, board: WorkerBoard, worker: ModelWorker) -> None:
+    def __init__(self, settings: Settings, source: ModelSource, board: WorkerBoard, slot: int) -> None:
+        from prometheus_client import values
+
         from vectorizer_module.admission import QueueBudget
         from vectorizer_module.engine import Engine
-        from vectorizer_module.metrics import Metrics
+        from vectorizer_module.metrics import Metrics, multiprocess
         from vectorizer_module.server.app import create_app
         from vectorizer_module.server.lifecycle import Lifecycle
 
         self.board = board
-        self.slot: int = worker.board_slot
-        self.worker = worker
+        self.slot = slot
+        if multiprocess():  # each worker's metric files are named by its slot, not its pid
+            values.ValueClass = values.MultiProcessValue(functools.partial(str, slot))
         metrics = Metrics()
         metrics.worker_starts.inc()
-        metrics.worker_ready.set(0)
+        metrics.set_worker_ready(False)
         budget = QueueBudget(settings.max_queue, board.waiting_cells(), self.slot)
         self.engine = Engine(settings, source, metrics, budget)
         self.lifecycle = Lifecycle(gauge=metrics.in_flight, peers_loading=board.peers_loading)
         self.wsgi = self.lifecycle.wrap(create_app(self.engine, self.lifecycle))
+        self.wake: Callable[[], None] = lambda: None  # the front's, once it runs
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     def may_accept(self) -> bool:
@@ -232,12 +196,23 @@ class WorkerService:
         started after the service was ready (a replacement) accepts only once its model is loaded."""
         return self.engine.ready or not self.board.started()
 
-    def begin_drain(self) -> None:
+    def begin_drain(self, why: str) -> None:
         if not self.lifecycle.draining:
-            log.info(
-                "SIGTERM received: refusing new work, waiting for %d request(s) in flight", self.lifecycle.in_flight
-            )
+            log.info("%s: refusing new work, waiting for %d request(s) in flight", why, self.lifecycle.in_flight)
         self.lifecycle.begin_drain()
+
+    def report_exit(self, drained: bool) -> None:
+        if drained:
+            log.info("shutdown: the requests in flight finished")
+        else:
+            log.warning(
+                "shutdown: grace period over with %d request(s) still running; exiting", self.lifecycle.in_flight
+            )
+
+    def refused(self, error: ServiceError, path: str) -> None:
+        """A request the HTTP front answered itself (framing, size, timeout, connection limit)."""
+        self.engine.metrics.rejected.labels(error.reason).inc()
+        log.info("%d before the app (%s): %s", error.status, path, error.message)
 
     def _load(self) -> None:
         try:
@@ -253,11 +228,11 @@ class WorkerService:
             logging.shutdown()
             os._exit(LOAD_FAILED_EXIT)
         self.board.mark_loaded(self.slot)
-        self.engine.metrics.worker_ready.set(1)
+        self.engine.metrics.set_worker_ready(True)
         # torch, transformers and the model leave ~10^5 long-lived objects; a full collection scans them
         # all (140 ms on our 2-core host, every thread stopped). Frozen, they are never scanned again.
         gc.freeze()
-        self.worker.wake()
+        self.wake()
 
 
 class ServiceApplication(BaseApplication):
@@ -273,15 +248,20 @@ class ServiceApplication(BaseApplication):
         self._worker: ModelWorker | None = None
         super().__init__(prog="clip-vectorizer")
 
+    def run(self) -> None:
+        """gunicorn's ``BaseApplication.run``, with the arbiter above."""
+        try:
+            ServiceArbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
+
     def load_config(self) -> None:
         settings = self.settings
         values = {
             "bind": [f"fd://{self.listener_fd}"],
             "workers": settings.worker_count,
             "worker_class": ModelWorker,
-            "threads": settings.server_threads,
-            "worker_connections": max_connections(settings),
-            "keepalive": KEEPALIVE_SECONDS,
             "graceful_timeout": grace_seconds(settings) + KILL_MARGIN_SECONDS,  # the arbiter's kill
             "backlog": LISTEN_BACKLOG,
             "accesslog": None,
@@ -293,7 +273,6 @@ class ServiceApplication(BaseApplication):
             "pre_fork": self._pre_fork,
             "post_fork": self._post_fork,
             "child_exit": self._child_exit,
-            "worker_exit": self._worker_exit,
             "when_ready": self._when_ready,
         }
         for key, value in values.items():
@@ -301,7 +280,7 @@ class ServiceApplication(BaseApplication):
 
     def load(self) -> Any:
         """In each worker, after the fork: its service, whose model loads in the background."""
-        self.service = WorkerService(self.settings, self.source, self.board, self._worker)
+        self.service = WorkerService(self.settings, self.source, self.board, self._worker.board_slot)
         return self.service.wsgi
 
     # -- hooks, in the arbiter ---------------------------------------------------------------------
@@ -312,7 +291,7 @@ class ServiceApplication(BaseApplication):
         from prometheus_client import multiprocess
 
         self.board.clear_slot(worker.board_slot)
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(str(worker.board_slot))  # its live gauges; counters stay, by slot
 
     def _when_ready(self, _arbiter: Any) -> None:
         host, port = self.address
@@ -335,14 +314,28 @@ class ServiceApplication(BaseApplication):
         for variable in THREAD_VARIABLES:  # read by torch's OpenMP and BLAS when torch is imported
             os.environ[variable] = str(self.settings.threads_per_worker)
 
-    def _worker_exit(self, _arbiter: Any, _worker: ModelWorker) -> None:
-        if self.service is None or not self.service.lifecycle.draining:
-            return
-        left = self.service.lifecycle.in_flight
-        if left:
-            log.warning("shutdown: grace period over with %d request(s) still running; exiting", left)
-        else:
-            log.info("shutdown: the requests in flight finished")
+
+def remove_stale_metrics(folder: str) -> list[str]:
+    """Delete the metrics folders of services that died without cleaning up (their arbiter was killed);
+    a folder's name carries its arbiter's pid. The folders removed."""
+    removed = []
+    for path in Path(folder).glob(METRICS_PREFIX + "*"):
+        found = re.match(re.escape(METRICS_PREFIX) + r"(\d+)-", path.name)
+        if found is None or not path.is_dir() or _alive(int(found.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def grace_seconds(settings: Settings) -> int:
@@ -374,8 +367,10 @@ def serve(settings: Settings, source: ModelSource) -> int:
     """Run the service until it is stopped; its exit status (0, or 3 when a model failed to load)."""
     raise_file_limit()
     listener = open_listener(settings)
-    shared = tempfile.mkdtemp(prefix="clip-vectorizer-metrics-")
-    # read when prometheus_client is first imported, which only the workers do (after this)
+    for stale in remove_stale_metrics(tempfile.gettempdir()):
+        log.info("removed the metrics folder of a service that is gone: %s", stale)
+    shared = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+    # read by prometheus_client's multiprocess collector, and by each worker (``WorkerService``)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
     arbiter = os.getpid()
     try:
