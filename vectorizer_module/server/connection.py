@@ -161,7 +161,7 @@ class Connection:
         if length > self.max_body:
             return self._refuse(body_too_large(self.max_body))
         if self.h11.they_are_waiting_for_100_continue:
-            self.out += self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+            self.out += self.h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
         return None
 
     def _complete(self, now: float) -> Request:

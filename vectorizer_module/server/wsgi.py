@@ -131,8 +131,8 @@ class ModelWorker(Worker):
             self._drain("SIGTERM received")
         drained = self.front.run()
         service.report_exit(drained)
-        # Exit now: the interpreter's own teardown with torch loaded takes a second or more, and there is
-        # nothing left to flush (answers are in the kernel's buffers, metrics in shared files).
+        # Exit now: nothing is left to flush (answers are in the kernel's buffers, metrics in shared files),
+        # and the interpreter's teardown with torch loaded added 0.1-0.45 s to a SIGTERM's exit here.
         logging.shutdown()
         os._exit(0)
 
