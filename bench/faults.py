@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -23,7 +24,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
@@ -31,7 +32,7 @@ from PIL import Image
 
 from tests import fault_clients as faults
 from tests.media import png_with_text
-from tests.server_process import ServerProcess, running
+from tests.server_process import ServerProcess, peak_rss_mb, running
 
 TARGET_SECONDS = 1.0
 
@@ -52,99 +53,78 @@ def during(server: ServerProcess, rounds: int = 3, pause: float = 0.7) -> tuple[
     return ok, worst(slowest)
 
 
-def served(model: str | None, *args: str) -> ServerProcess:
-    server = ServerProcess(model, *args).start()
-    server.wait_ready()
-    return server
+@contextlib.contextmanager
+def served(model: str | None, *args: str, port: int | None = None) -> Iterator[ServerProcess]:
+    server = ServerProcess(model, *args)
+    if port is not None:
+        server.port, server.url = port, f"http://127.0.0.1:{port}"
+    server.start()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def holding(sockets: list[socket.socket]) -> Iterator[list[socket.socket]]:
+    try:
+        yield sockets
+    finally:
+        faults.close_all(sockets)
 
 
 # -- the probes: each returns (met the target, figures) ----------------------------------------------------
 def many_descriptors(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
-    server = served(model)
-    try:
-        held = faults.open_kept_alive(server.port, 1100)
-        try:
-            return during(server, rounds=1, pause=0)
-        finally:
-            faults.close_all(held)
-    finally:
-        server.stop()
+    with served(model) as server, holding(faults.open_kept_alive(server.port, 1100)):
+        return during(server, rounds=1, pause=0)
 
 
 def kept_alive_10000(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
-    server = served(model, "--workers", "1")
-    try:
+    with served(model, "--workers", "1") as server:
         started = time.monotonic()
-        held = faults.open_kept_alive(server.port, 10_000)
-        opened = time.monotonic() - started
-        try:
+        with holding(faults.open_kept_alive(server.port, 10_000)):
+            opened = time.monotonic() - started
             ok, figures = during(server, rounds=2)
             return ok, f"10,000 kept-alive connections opened in {opened:.1f} s; then {figures}"
-        finally:
-            faults.close_all(held)
-    finally:
-        server.stop()
 
 
 def silent_past_the_limit(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
-    server = served(model, "--max-connections", "100")
-    try:
-        held = faults.open_silent(server.port, 400)
-        try:
-            return during(server, rounds=2)
-        finally:
-            faults.close_all(held)
-    finally:
-        server.stop()
+    with served(model, "--max-connections", "100") as server, holding(faults.open_silent(server.port, 400)):
+        return during(server, rounds=2)
 
 
 def all_busy_past_the_limit(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
-    server = served(model, "--max-connections", "100")
-    try:
-        with faults.slow_bodies(server.port, 100):
-            time.sleep(0.5)
-            sock = faults.connect(server.port)
+    with served(model, "--max-connections", "100") as server, faults.slow_bodies(server.port, 100):
+        time.sleep(0.5)
+        with faults.connect(server.port) as sock:
             sock.sendall(faults.request_bytes())
             started = time.monotonic()
             status, headers, _ = faults.read_response(sock, timeout=30)
             seconds = time.monotonic() - started
-            sock.close()
-        ok = status == 503 and headers.get("connection") == "close" and seconds < TARGET_SECONDS
-        return ok, f"the 101st connection: {status} Connection: {headers.get('connection')} in {seconds * 1000:.0f} ms"
-    finally:
-        server.stop()
+    ok = status == 503 and headers.get("connection") == "close" and seconds < TARGET_SECONDS
+    return ok, f"the 101st connection: {status} Connection: {headers.get('connection')} in {seconds * 1000:.0f} ms"
 
 
 def trickling_probe(kind: str) -> Callable[[str | None, argparse.Namespace], tuple[bool, str]]:
     def probe(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
-        server = served(model)
-        try:
-            with getattr(faults, kind)(server.port, 64):
-                return during(server, rounds=4)
-        finally:
-            server.stop()
+        with served(model) as server, getattr(faults, kind)(server.port, 64):
+            return during(server, rounds=4)
 
     return probe
 
 
 def never_reading(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
-    server = served(model)
-    try:
-        held = faults.never_reading(server.port, 64)
-        try:
+    with served(model) as server:
+        with holding(faults.never_reading(server.port, 64)):
             ok, figures = during(server, rounds=4)
-        finally:
-            faults.close_all(held)
         time.sleep(0.5)
         errors = sum(1 for line in server.log.splitlines() if '"level": "error"' in line or "Traceback" in line)
         return ok and errors == 0, f"{figures}; {errors} error lines in the log"
-    finally:
-        server.stop()
 
 
 def reload_signals(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
-    server = served(model, "--workers", "2")
-    try:
+    with served(model, "--workers", "2") as server:
         for name in ("SIGHUP", "SIGTTIN", "SIGTTOU"):
             os.kill(server.process.pid, getattr(signal, name))
         time.sleep(1.5)
@@ -152,40 +132,35 @@ def reload_signals(model: str | None, _: argparse.Namespace) -> tuple[bool, str]
         results = faults.probe_all(server.url) if alive else {}
         ok = alive and faults.all_answered_within(results, TARGET_SECONDS)
         return ok, f"service {'running' if alive else f'exited {server.process.returncode}'}; {worst(results)}"
-    finally:
-        server.stop()
+
+
+def metrics_folder(server: ServerProcess) -> Path:
+    (folder,) = Path(tempfile.gettempdir()).glob(f"clip-vectorizer-metrics-{server.process.pid}-*")
+    return folder
 
 
 def arbiter_killed(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
-    server = served(model, "--workers", "2")
-    workers = server.worker_pids()
-    (folder,) = Path(tempfile.gettempdir()).glob(f"clip-vectorizer-metrics-{server.process.pid}-*")
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait(10)
-    killed = time.monotonic()
-    while any(running(pid) for pid in workers) and time.monotonic() - killed < 60:
-        time.sleep(0.02)
-    released = time.monotonic() - killed
-    again = ServerProcess(model, "--workers", "2")
-    again.port, again.url = server.port, server.url
-    started = time.monotonic()
-    again.start()
-    try:
-        again.wait_ready(120)
-        ready = time.monotonic() - started
-        ok = released < 1 + 2.5 and not folder.exists()  # noticed within 1 s; idle connections get 2 s
-        return ok, (
-            f"orphaned workers exited {released:.2f} s after the kill; a restart on the same port was ready "
-            f"{ready:.1f} s later; the dead service's metrics folder {'left' if folder.exists() else 'removed'}"
-        )
-    finally:
-        again.stop()
+    with served(model, "--workers", "2") as server:
+        workers, folder = server.worker_pids(), metrics_folder(server)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        killed = time.monotonic()
+        while any(running(pid) for pid in workers) and time.monotonic() - killed < 60:
+            time.sleep(0.02)
+        released = time.monotonic() - killed
+        started = time.monotonic()
+        with served(model, "--workers", "2", port=server.port):
+            ready = time.monotonic() - started
+    ok = released < 1 + 2.5 and not folder.exists()  # noticed within 1 s; idle connections get 2 s
+    return ok, (
+        f"orphaned workers exited {released:.2f} s after the kill; a restart on the same port was ready "
+        f"{ready:.1f} s later; the dead service's metrics folder {'left' if folder.exists() else 'removed'}"
+    )
 
 
 def worker_restarts(model: str | None, args: argparse.Namespace) -> tuple[bool, str]:
-    server = served(model, "--workers", "2")
-    try:
-        (folder,) = Path(tempfile.gettempdir()).glob(f"clip-vectorizer-metrics-{server.process.pid}-*")
+    with served(model, "--workers", "2") as server:
+        folder = metrics_folder(server)
 
         def size() -> tuple[int, int]:
             files = list(folder.iterdir())
@@ -202,35 +177,29 @@ def worker_restarts(model: str | None, args: argparse.Namespace) -> tuple[bool, 
                     break
                 time.sleep(0.05)
         after = size()
-        ok = after[0] <= 2 * before[0]
-        return ok, (
-            f"{args.restarts} restarts: metrics folder {before[0]} files ({before[1] / 1e6:.1f} MB) -> "
-            f"{after[0]} files ({after[1] / 1e6:.1f} MB)"
-        )
-    finally:
-        server.stop()
+    ok = after[0] <= 2 * before[0]
+    return ok, (
+        f"{args.restarts} restarts: metrics folder {before[0]} files ({before[1] / 1e6:.1f} MB) -> "
+        f"{after[0]} files ({after[1] / 1e6:.1f} MB)"
+    )
 
 
 def raw_answer(model: str | None, raw: bytes, *, half_close: bool = False) -> tuple[int, str]:
     """Send ``raw`` on a new connection; the answer's status and a short description of its body."""
-    server = served(model)
+    with served(model) as server, faults.connect(server.port) as sock:
+        sock.sendall(raw)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        status, headers, body = faults.read_response(sock)
     try:
-        with faults.connect(server.port) as sock:
-            sock.sendall(raw)
-            if half_close:
-                sock.shutdown(socket.SHUT_WR)
-            status, headers, body = faults.read_response(sock)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return status, f"{status} {headers.get('content-type')}, not JSON: {body[:80]!r}"
-        error = payload.get("error") if isinstance(payload, dict) else None
-        if isinstance(error, dict):
-            error = error.get("message")
-        described = f"error: {error}" if error else "keys " + ", ".join(payload)
-        return status, f"{status} JSON, {described}"
-    finally:
-        server.stop()
+        payload = json.loads(body)
+    except ValueError:
+        return status, f"{status} {headers.get('content-type')}, not JSON: {body[:80]!r}"
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message")
+    described = f"error: {error}" if error else "keys " + ", ".join(payload)
+    return status, f"{status} JSON, {described}"
 
 
 def bad_chunk(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
@@ -251,44 +220,43 @@ def half_close(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
     return status == 200, figures
 
 
+def one_big_request(model: str | None, body: bytes) -> dict[str, float]:
+    """POST ``body`` to /vectorize on a fresh service: the status, seconds, the worker's CPU seconds, its
+    peak memory before and how much the request grew it."""
+    with served(model) as server:
+        (worker,) = server.worker_pids()
+        steady, cpu = peak_rss_mb(worker), cpu_seconds(worker)
+        started = time.monotonic()
+        status = requests.post(server.url + "/vectorize", data=body, timeout=300).status_code
+        return {
+            "status": status,
+            "seconds": time.monotonic() - started,
+            "cpu": cpu_seconds(worker) - cpu,
+            "steady_mb": steady,
+            "grown_mb": peak_rss_mb(worker) - steady,
+        }
+
+
 def huge_pngs(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
     buffer = io.BytesIO()
     Image.new("RGB", (7000, 7000), (200, 30, 30)).save(buffer, "PNG")
     images = [base64.b64encode(png_with_text(buffer.getvalue(), f"copy {i}")).decode() for i in range(16)]
     body = json.dumps({"images": images}).encode()
-    server = served(model)
-    try:
-        (worker,) = server.worker_pids()
-        steady = peak_rss_mb(worker)
-        started = time.monotonic()
-        response = requests.post(server.url + "/vectorize", data=body, timeout=300)
-        seconds = time.monotonic() - started
-        grown = peak_rss_mb(worker) - steady
-        return response.status_code == 200 and grown <= 1024, (
-            f"16 x 7000x7000 PNG ({len(body) / 1e6:.1f} MB body): {response.status_code} in {seconds:.1f} s; "
-            f"worker peak RSS +{grown:.0f} MB over steady state ({steady:.0f} MB)"
-        )
-    finally:
-        server.stop()
+    got = one_big_request(model, body)
+    return got["status"] == 200 and got["grown_mb"] <= 1024, (
+        f"16 x 7000x7000 PNG ({len(body) / 1e6:.1f} MB body): {got['status']} in {got['seconds']:.1f} s; "
+        f"worker peak RSS +{got['grown_mb']:.0f} MB over steady state ({got['steady_mb']:.0f} MB)"
+    )
 
 
 def long_texts(model: str | None, _: argparse.Namespace) -> tuple[bool, str]:
     texts = [f"{i} " + "lorem ipsum dolor sit amet " * 7408 for i in range(256)]
     body = json.dumps({"texts": [t[:200_000] for t in texts]}).encode()
-    server = served(model)
-    try:
-        (worker,) = server.worker_pids()
-        cpu = cpu_seconds(worker)
-        started = time.monotonic()
-        response = requests.post(server.url + "/vectorize", data=body, timeout=300)
-        seconds = time.monotonic() - started
-        used = cpu_seconds(worker) - cpu
-        return response.status_code == 200 and seconds < 10, (
-            f"256 texts x 200,000 chars ({len(body) / 1e6:.1f} MB): {response.status_code} in {seconds:.1f} s, "
-            f"{used:.1f} s of worker CPU"
-        )
-    finally:
-        server.stop()
+    got = one_big_request(model, body)
+    return got["status"] == 200 and got["seconds"] < 10, (
+        f"256 texts x 200,000 chars ({len(body) / 1e6:.1f} MB): {got['status']} in {got['seconds']:.1f} s, "
+        f"{got['cpu']:.1f} s of worker CPU"
+    )
 
 
 def cpu_name() -> str:
@@ -296,13 +264,6 @@ def cpu_name() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.machine()
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def cpu_seconds(pid: int) -> float:

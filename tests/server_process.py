@@ -35,6 +35,14 @@ def metric_series(text: str, name: str) -> dict[str, float]:
     return found
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (``VmHWM``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
 def running(pid: int) -> bool:
     """Whether ``pid`` is a process that has not exited (a zombie, exited but not yet reaped, has)."""
     try:

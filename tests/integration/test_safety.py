@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests import media
 from tests.reference import strict_json
-from tests.server_process import ServerProcess, metric_value
+from tests.server_process import ServerProcess, metric_value, peak_rss_mb
 
 AUDIT_SITE = Path(__file__).parent / "audit_site"
 
@@ -192,10 +192,3 @@ def test_huge_images_are_decoded_one_at_a_time(tiny_model):
         assert peak_rss_mb(worker) - before < 1024
     finally:
         assert server.stop() == 0
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for {pid}")
