@@ -243,3 +243,13 @@ def test_an_oversized_body_gets_a_json_413_naming_the_setting(server, chunked):
     response = requests.post(server.url + "/vectorize", data=data, timeout=60)
     assert response.status_code == 413
     assert "VECTORIZER_MAX_BODY_BYTES" in strict_json(response.text)["error"]
+
+
+def test_an_absolute_form_request_target_is_served_like_its_path(server):
+    """RFC 9112 3.2.2: a server must accept ``GET http://host/path``."""
+    with faults.connect(server.port) as sock:
+        sock.sendall(b"GET http://127.0.0.1/.well-known/ready?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = faults.read_response(sock)
+        sock.sendall(faults.request_bytes(f"http://127.0.0.1:{server.port}/vectorize"))
+        vectorized, _, body = faults.read_response(sock)
+    assert (status, vectorized) == (204, 200), body

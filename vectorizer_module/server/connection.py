@@ -53,7 +53,7 @@ class Request:
 
     @property
     def path(self) -> bytes:
-        return self.target.split(b"?", 1)[0]
+        return split_target(self.target)[0]
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Connection:
 
     @property
     def head_path(self) -> bytes:
-        return bytes(self.head.target).split(b"?", 1)[0] if self.head is not None else b"/"
+        return split_target(bytes(self.head.target))[0] if self.head is not None else b"/"
 
     def next_request(self, now: float) -> Request | Refusal | None:
         """The next whole request from what was received, a refusal, or None (more bytes needed)."""
@@ -260,6 +260,15 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """A request target's path and query; the absolute form (``http://host/path``), which a server must
+    accept too (RFC 9112 3.2.2), gives its path."""
+    if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        target = b"/" + target.split(b"://", 1)[1].partition(b"/")[2]
+    path, _, query = target.partition(b"?")
+    return path, query
 
 
 # framing is h11's to decide (the app's Content-Length is kept: it is right, and HEAD needs it)

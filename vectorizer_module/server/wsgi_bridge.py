@@ -15,14 +15,14 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from vectorizer_module.server.connection import Request, Response
+from vectorizer_module.server.connection import Request, Response, split_target
 from vectorizer_module.server.lifecycle import WSGIApp
 
 _BODILESS = frozenset({204, 304})
 
 
 def environ_for(request: Request, *, multiprocess: bool) -> dict[str, Any]:
-    path, _, query = request.target.partition(b"?")
+    path, query = split_target(request.target)
     host, port = request.local[:2]
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
