@@ -63,19 +63,22 @@ class TextCutter:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None or getattr(tokenizer, "truncation_side", "right") != "right":
             return None
-        spec = json.loads(backend.to_str())
-        counter = Tokenizer.from_str(backend.to_str())  # our own copy: transformers sets truncation on its
+        description = backend.to_str()
+        spec = json.loads(description)
+        if _is_clip(spec):
+            joinable = _joinable_pairs(spec["model"]["vocab"])
+        elif _splits_on_space(spec.get("pre_tokenizer")) and _keeps_space(spec.get("normalizer")):
+            joinable = None
+        else:
+            return None
+        counter = Tokenizer.from_str(description)  # our own copy: transformers sets truncation on its
         counter.no_truncation()
         counter.no_padding()
 
         def count(text: str) -> int:
             return len(counter.encode(text, add_special_tokens=True).ids)
 
-        if _is_clip(spec):
-            return cls(count, need, _joinable_pairs(spec["model"]["vocab"]), first_cut)
-        if _splits_on_space(spec.get("pre_tokenizer")) and _keeps_space(spec.get("normalizer")):
-            return cls(count, need, None, first_cut)
-        return None
+        return cls(count, need, joinable, first_cut)
 
     def cut(self, text: str) -> str:
         """``text``, or the shortest checked prefix of it that tokenises to the same first ``need`` ids."""
