@@ -38,6 +38,7 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 
 def _serve(argv: Sequence[str]) -> int:
+    import dataclasses
     import logging
 
     from vectorizer_module.errors import ModelLayoutError
@@ -63,6 +64,12 @@ def _serve(argv: Sequence[str]) -> int:
         what = settings.model or "the built-in demo model (clip-vectorizer train-demo-model rebuilds it)"
         print(f"clip-vectorizer: cannot serve {what}: {exc}", file=sys.stderr)
         return 2
+    if settings.workers == "auto":  # resolved once, with the model's size against the memory limit
+        from vectorizer_module.limits import auto_workers, weights_bytes
+
+        plan = auto_workers(settings.enable_cuda, weights_bytes(source.root))
+        settings = dataclasses.replace(settings, workers=plan.count)
+        logging.getLogger("vectorizer_module.cli").info("workers (auto): %s", plan.explanation)
     from vectorizer_module.server.wsgi import PortInUse, serve
 
     try:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vectorizer_module.limits import MAX_AUTO_WORKERS, auto_workers, available_cores
+
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -22,9 +24,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "text")
 BATCHING_MODES = ("dynamic", "per-request")
 BACKENDS = ("torch", "onnx")
-# `--workers auto` on a CUDA host: half the cores, at most this many. Measured on a 16-core H200 host with
-# one torch thread per process: 4 processes 341, 8 processes 571, 14 processes 591 objects/s (issue 14).
-MAX_AUTO_WORKERS = 8
 
 
 class ConfigError(ValueError):
@@ -83,20 +82,6 @@ def _workers(text: str) -> str | int:
 def _auto_or_bool(text: str) -> str | bool:
     word = text.strip().lower()
     return "auto" if word == "auto" else parse_bool(word)
-
-
-def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
-    """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a container's
-    or a Kubernetes pod's CPU limit, read from ``cpu_max``), at least 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        with open(cpu_max) as limit:
-            quota, period = limit.read().split()[:2]
-    except (OSError, ValueError):
-        return max(1, cores)
-    if quota != "max" and int(period) > 0:
-        cores = min(cores, -(-int(quota) // int(period)))
-    return max(1, cores)
 
 
 def _choice(options: Sequence[str]) -> Callable[[str], str]:
@@ -231,7 +216,8 @@ OPTIONS: tuple[Option, ...] = (
         _workers,
         "auto",
         "Worker processes serving the one port, each with its own copy of the model and its own batcher "
-        f"(auto: 1 without CUDA; with CUDA, half the CPU cores, at most {MAX_AUTO_WORKERS}).",
+        f"(auto: 1 without CUDA; with CUDA, half the CPU cores, at most {MAX_AUTO_WORKERS}; never more than "
+        "the container's memory limit holds).",
     ),
     Option(
         "torch_threads",
@@ -477,7 +463,7 @@ class Settings:
         base64, image decoding), so several processes, each with a core or two of its own."""
         if self.workers != "auto":
             return int(self.workers)
-        return max(1, min(MAX_AUTO_WORKERS, available_cores() // 2)) if self.enable_cuda else 1
+        return auto_workers(self.enable_cuda).count
 
     @property
     def threads_per_worker(self) -> int:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_cgroup import fake_host
 from vectorizer_module.cli import _serve_parser
 from vectorizer_module.config import OPTIONS, ConfigError, Settings, load_settings
 
@@ -53,21 +54,8 @@ def test_every_option_is_a_settings_field_and_documented_in_the_readme():
         assert str(option.default).lower() in row.group(0).lower(), f"docs/settings.md: the default of {option.env}"
 
 
-@pytest.mark.parametrize(
-    "cores,cuda,workers", [(2, False, 1), (64, False, 1), (16, True, 8), (6, True, 3), (1, True, 1)]
-)
-def test_auto_workers_are_one_on_a_cpu_host_and_half_the_cores_at_most_eight_with_cuda(
-    monkeypatch, cores, cuda, workers
-):
-    monkeypatch.setattr("vectorizer_module.config.available_cores", lambda: cores)
-    settings = parse(env={"ENABLE_CUDA": str(cuda)})
-    assert settings.worker_count == workers
-    assert settings.worker_count * settings.threads_per_worker <= max(cores, 1)
-    assert settings.threads_per_worker == max(1, cores // workers)
-
-
-def test_explicit_workers_and_threads_are_kept(monkeypatch):
-    monkeypatch.setattr("vectorizer_module.config.available_cores", lambda: 16)
+def test_explicit_workers_and_threads_are_kept(monkeypatch, tmp_path):
+    fake_host(monkeypatch, tmp_path, 16)
     settings = parse("--workers", "3", "--torch-threads", "2")
     assert (settings.worker_count, settings.threads_per_worker) == (3, 2)
     assert parse(env={"VECTORIZER_WORKERS": "AUTO"}).workers == "auto"
@@ -76,8 +64,8 @@ def test_explicit_workers_and_threads_are_kept(monkeypatch):
             parse("--workers", bad)
 
 
-def test_fixed_shapes_default_to_the_device_and_cuda_batches_are_shared_among_workers(monkeypatch):
-    monkeypatch.setattr("vectorizer_module.config.available_cores", lambda: 16)
+def test_fixed_shapes_default_to_the_device_and_cuda_batches_are_shared_among_workers(monkeypatch, tmp_path):
+    fake_host(monkeypatch, tmp_path, 16)
     cpu, gpu = parse(), parse(env={"ENABLE_CUDA": "1"})
     assert (cpu.fixed_shapes, gpu.fixed_shapes) == (False, True)
     assert (
@@ -87,17 +75,6 @@ def test_fixed_shapes_default_to_the_device_and_cuda_batches_are_shared_among_wo
     assert (cpu.batch_size, gpu.batch_size) == (16, 16)  # 8 workers share CUDA's 128
     assert parse("--workers", "2", env={"ENABLE_CUDA": "1"}).batch_size == 64
     assert parse("--workers", "1", "--max-batch-size", "40", env={"ENABLE_CUDA": "1"}).batch_size == 40
-
-
-def test_usable_cores_follow_a_cgroup_cpu_limit(monkeypatch, tmp_path):
-    from vectorizer_module import config
-
-    monkeypatch.setattr(config.os, "sched_getaffinity", lambda _pid: set(range(8)))
-    limit = tmp_path / "cpu.max"
-    for line, cores in (("250000 100000", 3), ("max 100000", 8), ("1600000 100000", 8), ("50000 100000", 1)):
-        limit.write_text(line + "\n")
-        assert config.available_cores(str(limit)) == cores, line
-    assert config.available_cores(str(tmp_path / "no cgroup v2 here")) == 8
 
 
 def test_help_names_each_value_by_its_kind_and_every_model_family():
