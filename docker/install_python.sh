@@ -4,6 +4,7 @@
 #
 #   sh docker/install_python.sh torch VENV             # a virtual environment with torch from TORCH_INDEX
 #   sh docker/install_python.sh package VENV [PIP...]  # this package (the current directory) into it
+#   sh docker/install_python.sh strip VENV             # pip and caches out of it: the image runs, never installs
 #
 # torch comes first, from TORCH_INDEX (PyTorch's CPU index, or a CUDA one), at the version pyproject.toml
 # pins. The package is then installed by the environment's own pip, which sees that torch, finds that
@@ -17,6 +18,12 @@ step="$1"
 venv="$2"
 shift 2
 
+# extra CA certificates for a build behind an intercepting proxy (docker/build-certs/README.md)
+if ls /build-certs/*.crt >/dev/null 2>&1; then
+    cat /build-certs/*.crt > /tmp/build-ca.pem
+    export PIP_CERT=/tmp/build-ca.pem
+fi
+
 case "$step" in
 torch)
     pin="$(sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml)"
@@ -24,14 +31,17 @@ torch)
         echo "install_python.sh: no torch==VERSION dependency in pyproject.toml" >&2
         exit 1
     fi
-    "${PYTHON:-python}" -m venv "$venv"
+    "${PYTHON:-python3}" -m venv "$venv"
     "$venv/bin/python" -m pip install --no-cache-dir --index-url "${TORCH_INDEX:?set TORCH_INDEX}" "$pin"
     ;;
 package)
     "$venv/bin/python" -m pip install --no-cache-dir "$@" .
     ;;
+strip)
+    "$venv/bin/python" -m pip uninstall --yes --quiet pip
+    ;;
 *)
-    echo "usage: install_python.sh torch|package VENV [PIP OPTIONS]" >&2
+    echo "usage: install_python.sh torch|package|strip VENV [PIP OPTIONS]" >&2
     exit 2
     ;;
 esac

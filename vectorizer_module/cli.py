@@ -42,7 +42,7 @@ def _serve(argv: Sequence[str]) -> int:
     import logging
 
     from vectorizer_module.errors import ModelLayoutError
-    from vectorizer_module.models.loading import builtin_demo_source, detect
+    from vectorizer_module.models.loading import builtin_demo_source, choose_model_dir, detect
 
     args = _serve_parser().parse_args(argv)
     try:
@@ -53,7 +53,14 @@ def _serve(argv: Sequence[str]) -> int:
     setup_logging(settings.log_level, settings.log_format)
     try:
         if settings.model:
-            source = detect(settings.model)
+            folder, skipped = choose_model_dir(settings.model)
+            source = detect(folder)
+            logging.getLogger("vectorizer_module.cli").info(
+                "model directory: %s (%s layout)%s",
+                folder,
+                source.layout,
+                f"; passed over: {', '.join(skipped)}" if skipped else "",
+            )
         else:
             source = builtin_demo_source()
             logging.getLogger("vectorizer_module.cli").warning(

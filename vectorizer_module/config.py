@@ -133,8 +133,10 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "Model directory: a Hugging Face CLIP, SigLIP or SigLIP 2 directory, an OpenCLIP directory, a "
         "sentence-transformers CLIP directory, or the models/ directory of the reference multi2vec-clip image. "
+        "Several, separated by ':': the first that holds anything is served (the container image lists "
+        "/app/models, /models, then the model baked into it). "
         "Without one, the built-in demo model (a small CLIP that knows only shapes and colours) is served.",
-        metavar="DIR",
+        metavar="DIR[:DIR...]",
     ),
     Option(
         "host",

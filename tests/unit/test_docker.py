@@ -1,7 +1,9 @@
-"""The container files say what the tests run (no Docker engine here): the compose files wire Weaviate's
-multi2vec-clip to our service's name and port, the Dockerfile starts the same command as the tests, as a
-non-root user, with a readiness health check; its Python install steps, run outside Docker, resolve torch
-once; and the model download takes only the files the served layout reads."""
+"""The container files say what the tests run: the compose files wire Weaviate's multi2vec-clip to our
+service's name and port, the Dockerfile starts the same command as the tests, as a non-root user, with a
+readiness health check, from BASE_IMAGE in every stage and a small build context; its Python install
+steps, run outside Docker, resolve torch once; the model stage bakes what its argument names; and the
+model download takes only the files the served layout reads. scripts/container_check.sh builds and runs
+the image for real (opt-in: it needs a Docker engine)."""
 
 from __future__ import annotations
 
@@ -147,7 +149,9 @@ def test_compose_needs_no_variable_and_stops_after_the_shutdown_grace(name):
 
 def test_the_model_dir_overlay_mounts_a_directory_where_the_service_reads_its_model():
     overlay = yaml.safe_load((DOCKER / MODEL_DIR_OVERLAY).read_text())["services"]["multi2vec-clip"]
-    model_dir = env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_MODEL"]
+    # the first of the directories the image lists, where the reference image keeps its model
+    model_dir = env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_MODEL"].split(":")[0]
+    assert model_dir == "/app/models"
     assert [v for v in overlay["volumes"] if v.endswith(f":{model_dir}:ro")] and len(overlay["volumes"]) == 1
     assert overlay["volumes"][0].startswith("${CLIP_MODEL_DIR:?")  # says which variable is missing
 
@@ -217,8 +221,8 @@ def run_build_stage(dockerfile: Path, tmp: Path, pip_options: list[str]) -> Path
     """Run the RUN lines of the Dockerfile's `build` stage in order, outside Docker: the stage's
     filesystem is ``tmp/root``, its COPY lines copy from the repository, ARGs are set as Docker sets them
     (TORCH_INDEX: a local index with a stand-in torch wheel), and `python` is a bare interpreter (a fresh
-    virtual environment: like the base image's, it has no torch). ``pip_options`` are appended to the
-    last RUN line. Returns where the Python environment was made: the path the final stage copies."""
+    virtual environment: like the base image's, it has no torch). ``pip_options`` go to the last RUN
+    line's package step. Returns where the Python environment was made: the path the final stage copies."""
     pairs = instructions(dockerfile)
     copies = [rest.split()[1:] for word, rest in final_stage(pairs) if word == "COPY" and "--from=build" in rest]
     assert copies, "the final stage copies nothing from the build stage"
@@ -255,8 +259,8 @@ def run_build_stage(dockerfile: Path, tmp: Path, pip_options: list[str]) -> Path
     env["TORCH_INDEX"] = _fake_torch_index(tmp / "index", f"{_torch_pin()}+cpu")
     assert runs, "the build stage runs nothing"
     for number, (directory, command) in enumerate(runs, 1):
-        if number == len(runs):
-            command = f"{command} {' '.join(pip_options)}"
+        if number == len(runs):  # the options go to the package step
+            command = re.sub(r"(install_python\.sh package \S+)", rf"\1 {' '.join(pip_options)}", command)
         done = subprocess.run(["sh", "-c", command], cwd=inside(directory), env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"RUN {command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return inside(made)
@@ -476,3 +480,86 @@ def test_download_fetches_only_the_chosen_files_and_clips_tokenizer_for_an_openc
     monkeypatch.setattr(module, "repo_files", lambda repo: [*names, "bpe_simple_vocab_16e6.txt.gz"])
     module.download("timm/vit_base_patch16_clip_224.openai", str(tmp_path))
     assert calls == [("timm/vit_base_patch16_clip_224.openai", sorted([*expected, "bpe_simple_vocab_16e6.txt.gz"]))]
+
+
+# --- stages, build context, the model stage -------------------------------------------------------------
+
+
+def test_every_stage_starts_from_the_base_image_argument():
+    stages = [rest for word, rest in instructions(DOCKER / "Dockerfile") if word == "FROM"]
+    assert len(stages) == 3
+    assert all(rest.split()[0] == "${BASE_IMAGE}" for rest in stages), stages
+
+
+def _ignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
+    """.dockerignore as Docker reads it: (re-include?, pattern), where * and ? stay within a path
+    segment and ** spans segments; the last pattern matching a path or one of its parents decides."""
+    patterns = []
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        text = line.lstrip("!").strip("/")
+        regex = re.escape(text).replace(r"\*\*/", "(.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        patterns.append((negated, re.compile(regex + "$")))
+    return patterns
+
+
+def build_context() -> list[Path]:
+    """The files `docker build .` sends from this checkout (files git keeps, .dockerignore applied)."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    patterns = _ignore_patterns()
+    sent = []
+    for name in tracked.splitlines():
+        parts = name.split("/")
+        candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        excluded = False
+        for negated, pattern in patterns:
+            if any(pattern.match(c) for c in candidates):
+                excluded = not negated
+        if not excluded and (REPO / name).is_file():
+            sent.append(Path(name))
+    return sent
+
+
+def test_the_build_context_is_small_and_holds_everything_the_dockerfile_copies():
+    context = build_context()
+    size = sum((REPO / p).stat().st_size for p in context)
+    assert size < 5 * 1024 * 1024, f"{size / 1e6:.1f} MB"
+    names = {str(p) for p in context}
+    assert not any(n.startswith((".git/", "tests/", "docs/", ".ci/")) for n in names)
+    assert "vectorizer_module/default_model/model.safetensors" not in names
+    for word, rest in instructions(DOCKER / "Dockerfile"):
+        if word == "COPY" and "--from=" not in rest:
+            for source in rest.split()[:-1]:
+                assert any(n == source.rstrip("/") or n.startswith(source.rstrip("/") + "/") for n in names), source
+
+
+def _fetch_model(tmp_path: Path, model_id: str, local: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MODEL_ID": model_id, "LOCAL_MODEL_DIR": str(local)}
+    return subprocess.run(
+        ["sh", str(DOCKER / "fetch_model.sh"), str(tmp_path / "models")], env=env, capture_output=True, text=True
+    )
+
+
+def test_the_model_stage_bakes_a_local_directory_or_nothing_and_refuses_an_empty_one(tmp_path):
+    local = tmp_path / "local"
+    shutil.copytree(DOCKER / "model", local)  # as the context holds it: README and .gitignore only
+    refused = _fetch_model(tmp_path, "local", local)
+    assert refused.returncode != 0 and "holds no model" in refused.stderr
+    (local / "config.json").write_text("{}")
+    (local / "sub").mkdir()
+    (local / "sub" / "model.safetensors").write_bytes(b"weights")
+    assert _fetch_model(tmp_path, "local", local).returncode == 0
+    baked = sorted(str(p.relative_to(tmp_path / "models")) for p in (tmp_path / "models").rglob("*"))
+    assert baked == ["config.json", "sub", "sub/model.safetensors"]
+    shutil.rmtree(tmp_path / "models")
+    assert _fetch_model(tmp_path, "none", local).returncode == 0
+    assert list((tmp_path / "models").iterdir()) == []

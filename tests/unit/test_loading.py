@@ -102,3 +102,23 @@ def test_an_openclip_config_without_its_towers_is_refused(tmp_path):
     (tmp_path / "open_clip_pytorch_model.bin").write_bytes(b"\0" * 16)
     with pytest.raises(ModelLayoutError, match="open_clip_config.json has no model_cfg with embed_dim, vision_cfg"):
         detect(tmp_path)
+
+
+def test_a_list_of_model_directories_serves_the_first_that_holds_anything(tmp_path, tiny_model):
+    from vectorizer_module.models.loading import choose_model_dir
+
+    empty, missing, stray = tmp_path / "empty", tmp_path / "missing", tmp_path / "stray"
+    (empty / "lost+found").mkdir(parents=True)  # a fresh volume
+    (empty / ".keep").write_text("")
+    stray.mkdir()
+    (stray / "notes.txt").write_text("not a model")
+    folder, skipped = choose_model_dir(f"{missing}:{empty}:{tiny_model}:{stray}")
+    assert folder == tiny_model and skipped == [f"{missing} (missing)", f"{empty} (empty)"]
+    # a directory with files but no model is chosen, and its own error says so (no silent fallback)
+    folder, _ = choose_model_dir(f"{stray}:{tiny_model}")
+    assert folder == stray
+    with pytest.raises(ModelLayoutError):
+        detect(folder)
+    with pytest.raises(ModelLayoutError, match="none of the model directories"):
+        choose_model_dir(f"{missing}:{empty}")
+    assert choose_model_dir(str(missing)) == (missing, [f"{missing} (missing)"])  # detect() says why

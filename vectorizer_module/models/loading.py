@@ -251,6 +251,39 @@ def detect(path: str | Path) -> ModelSource:
     raise ModelLayoutError(f"{root} is not a CLIP model directory ({problem}; it holds: {_listing(root)}). {EXPECTED}")
 
 
+# entries of a directory that say nothing about a model in it: a fresh ext4 volume's lost+found, dotfiles
+_NOT_A_MODEL = ("lost+found",)
+
+
+def _holds_anything(folder: Path) -> bool:
+    try:
+        return any(not e.name.startswith(".") and e.name not in _NOT_A_MODEL for e in folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def choose_model_dir(setting: str) -> tuple[Path, list[str]]:
+    """The directory to serve from the model setting, which may list several separated by ``:``: the
+    first that holds anything (a directory that is missing or empty, such as an unmounted volume's
+    mount point, is passed over). Also what was passed over and why, for the start-up log.
+
+    The container image lists the reference image's ``/app/models`` before the model baked into it, so
+    a volume mounted where the reference reads its model wins, as it does there. A directory that holds
+    files but no model is served and fails with its own error: it never falls back silently."""
+    candidates = [part for part in setting.split(":") if part]
+    if not candidates:
+        raise ModelLayoutError("the model setting names no directory")
+    skipped = []
+    for candidate in candidates:
+        folder = Path(candidate)
+        if _holds_anything(folder):
+            return folder, skipped
+        skipped.append(f"{candidate} ({'empty' if folder.is_dir() else 'missing'})")
+    if len(candidates) == 1:
+        return Path(candidates[0]), skipped  # detect() says what is wrong with it
+    raise ModelLayoutError(f"none of the model directories holds anything: {', '.join(skipped)}")
+
+
 BUILTIN_DEMO_DIR = Path(__file__).resolve().parent.parent / "default_model"
 BUILTIN_DEMO_NAME = "clip-vectorizer-demo-shapes"
 

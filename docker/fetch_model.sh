@@ -1,0 +1,31 @@
+#!/bin/sh
+# The model stage's step: put the model the build arguments name into TARGET.
+#   MODEL_ID=local   the model directory in docker/model/ (copied to /local-model by the Dockerfile)
+#   MODEL_ID=none    nothing (TARGET stays empty: mount a model at run time)
+#   otherwise        docker/download_model.py downloads it from the Hugging Face hub, with its own
+#                    huggingface_hub in a throwaway virtual environment of this stage
+set -eu
+target="$1"
+local_model="${LOCAL_MODEL_DIR:-/local-model}"
+mkdir -p "$target"
+case "${MODEL_ID:-}" in
+local)
+    if [ -z "$(find "$local_model" -mindepth 1 ! -name README.md ! -name .gitignore -print -quit)" ]; then
+        echo "fetch_model.sh: MODEL_ID=local but docker/model/ holds no model: put a model directory's files there" >&2
+        exit 1
+    fi
+    cp -a "$local_model"/. "$target"/
+    rm -f "$target/README.md" "$target/.gitignore"
+    ;;
+none)
+    ;;
+*)
+    if ls /build-certs/*.crt >/dev/null 2>&1; then
+        cat /build-certs/*.crt > /tmp/build-ca.pem
+        export PIP_CERT=/tmp/build-ca.pem REQUESTS_CA_BUNDLE=/tmp/build-ca.pem SSL_CERT_FILE=/tmp/build-ca.pem
+    fi
+    python3 -m venv /tmp/download-env
+    /tmp/download-env/bin/python -m pip install --no-cache-dir "huggingface_hub>=0.30"
+    /tmp/download-env/bin/python /download_model.py "$target"
+    ;;
+esac
