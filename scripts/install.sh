@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="2.13.0"
 WEAVIATE_VERSION="v1.39.0"   # the real Weaviate the end-to-end tests and `clip-weaviate` run
+# the deployment tests' tools (keep in step with tests/k8s_tools.py): helm and kubeconform, and the
+# Kubernetes release whose OpenAPI document gives the schemas every rendered object is validated against
+HELM_VERSION="v4.3.2"
+KUBECONFORM_VERSION="v0.8.0"
+KUBERNETES_VERSION="v1.36.3"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -43,16 +48,23 @@ elif [ -z "$GO" ]; then
 else
     GOBIN_DIR="$("$GO" env GOBIN)"
     if [ -z "$GOBIN_DIR" ]; then GOBIN_DIR="$("$GO" env GOPATH | cut -d: -f1)/bin"; fi
-    WEAVIATE_BIN="${GOBIN_DIR}/weaviate-server"
-    built_version() {
-        "$GO" version -m "$WEAVIATE_BIN" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/weaviate/weaviate" { print $3 }'
+    # go_tool BINARY MODULE PACKAGE VERSION: go install, unless the binary there was built from that
+    # module version (read from its embedded build info), so a cached build is kept between runs
+    go_tool() {
+        local bin="${GOBIN_DIR}/$1" module="$2" package="$3" version="$4" built
+        built="$("$GO" version -m "$bin" 2>/dev/null | awk -v m="$module" '$1 == "mod" && $2 == m { print $3 }')"
+        if [ -x "$bin" ] && [ "$built" = "$version" ]; then
+            echo "$1 ${version} is already built: ${bin}"
+        else
+            "$GO" install "${package}@${version}"
+            echo "built ${bin} (${version})"
+        fi
     }
-    if [ -x "$WEAVIATE_BIN" ] && [ "$(built_version)" = "$WEAVIATE_VERSION" ]; then
-        echo "weaviate-server ${WEAVIATE_VERSION} is already built: ${WEAVIATE_BIN}"
-    else
-        "$GO" install "github.com/weaviate/weaviate/cmd/weaviate-server@${WEAVIATE_VERSION}"
-        echo "built ${WEAVIATE_BIN} ($(built_version))"
-    fi
+    go_tool weaviate-server github.com/weaviate/weaviate github.com/weaviate/weaviate/cmd/weaviate-server "$WEAVIATE_VERSION"
+    step "helm ${HELM_VERSION}, kubeconform ${KUBECONFORM_VERSION} and Kubernetes ${KUBERNETES_VERSION}'s OpenAPI document"
+    go_tool helm helm.sh/helm/v4 helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
+    go_tool kubeconform github.com/yannh/kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+    "$GO" mod download "k8s.io/kubernetes@${KUBERNETES_VERSION}"
     case ":$PATH:" in
         *":${GOBIN_DIR}:"*) ;;
         *) echo "note: ${GOBIN_DIR} is not on PATH; clip-weaviate and the tests look there anyway" ;;
