@@ -29,3 +29,5 @@ none)
     /tmp/download-env/bin/python /download_model.py "$target"
     ;;
 esac
+# the service runs as an unprivileged user: every baked file readable, every folder enterable
+chmod -R a+rX "$target"

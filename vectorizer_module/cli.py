@@ -42,7 +42,7 @@ def _serve(argv: Sequence[str]) -> int:
     import logging
 
     from vectorizer_module.errors import ModelLayoutError
-    from vectorizer_module.models.loading import builtin_demo_source, choose_model_dir, detect
+    from vectorizer_module.models.loading import builtin_demo_source, choose_model_dir, detect, require_readable
 
     args = _serve_parser().parse_args(argv)
     try:
@@ -55,6 +55,7 @@ def _serve(argv: Sequence[str]) -> int:
         if settings.model:
             folder, skipped = choose_model_dir(settings.model)
             source = detect(folder)
+            require_readable(source)
             logging.getLogger("vectorizer_module.cli").info(
                 "model directory: %s (%s layout)%s",
                 folder,

@@ -122,3 +122,28 @@ def test_a_list_of_model_directories_serves_the_first_that_holds_anything(tmp_pa
     with pytest.raises(ModelLayoutError, match="none of the model directories"):
         choose_model_dir(f"{missing}:{empty}")
     assert choose_model_dir(str(missing)) == (missing, [f"{missing} (missing)"])  # detect() says why
+
+
+def test_model_files_the_service_user_cannot_read_are_named_with_their_mode_and_owner(tmp_path, tiny_model):
+    import os
+
+    from vectorizer_module.models.loading import unreadable_files
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    owner = os.stat(model).st_uid
+    stranger = owner + 10001  # neither the owner nor in the group
+    weights = next(model.glob("*.safetensors"))
+    weights.chmod(0o644)
+    assert unreadable_files(model, uid=stranger, gids=[]) == []
+    weights.chmod(0o600)  # as safetensors writes it (so `make-random-model` leaves it), or a careful umask
+    assert unreadable_files(model, uid=stranger, gids=[]) == [weights]
+    assert unreadable_files(model, uid=owner, gids=[]) == []
+    weights.chmod(0o640)
+    assert unreadable_files(model, uid=stranger, gids=[os.stat(weights).st_gid]) == []
+    model.chmod(0o700)  # a folder that cannot be entered hides everything in it
+    assert model not in unreadable_files(model, uid=stranger, gids=[])  # the root itself is not listed
+    (model / "sub").mkdir()
+    (model / "sub").chmod(0o700)
+    assert model / "sub" in unreadable_files(model, uid=stranger, gids=[])
+    assert unreadable_files(model, uid=0) == []  # root reads everything

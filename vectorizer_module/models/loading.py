@@ -26,6 +26,9 @@ before the server starts; ``load_towers`` imports torch and reads the weights.
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -282,6 +285,40 @@ def choose_model_dir(setting: str) -> tuple[Path, list[str]]:
     if len(candidates) == 1:
         return Path(candidates[0]), skipped  # detect() says what is wrong with it
     raise ModelLayoutError(f"none of the model directories holds anything: {', '.join(skipped)}")
+
+
+def unreadable_files(root: str | Path, uid: int | None = None, gids: Sequence[int] | None = None) -> list[Path]:
+    """Files under ``root`` that the user ``uid`` (default: this process's) cannot read, by their mode
+    bits: a model volume written by another user with mode 0600 is the usual case in a container whose
+    service runs unprivileged, and the libraries that load weights report it as a missing file."""
+    uid = os.geteuid() if uid is None else uid
+    gids = set(os.getgroups() + [os.getegid()] if gids is None else gids)
+    if uid == 0:
+        return []
+    refused = []
+    for path in sorted(Path(root).rglob("*")):
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            continue
+        wanted = stat.S_IRUSR | stat.S_IXUSR if path.is_dir() else stat.S_IRUSR
+        shift = 0 if info.st_uid == uid else 3 if info.st_gid in gids else 6
+        if (info.st_mode & (wanted >> shift)) != wanted >> shift:
+            refused.append(path)
+    return refused
+
+
+def require_readable(source: ModelSource) -> None:
+    """Refuse, saying which files and why, a model this process cannot read in full."""
+    refused = unreadable_files(source.root)
+    if refused:
+        names = ", ".join(
+            f"{p} (mode {stat.S_IMODE(p.stat().st_mode):o}, owner uid {p.stat().st_uid})" for p in refused[:3]
+        )
+        more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+        raise ModelLayoutError(
+            f"cannot read {names}{more} as uid {os.geteuid()}: make the model's files readable "
+            "(chmod -R a+rX) or run the service as their owner"
+        )
 
 
 BUILTIN_DEMO_DIR = Path(__file__).resolve().parent.parent / "default_model"
