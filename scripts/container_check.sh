@@ -29,6 +29,7 @@ export DOCKER_BUILDKIT=0  # the legacy builder: Debian's docker.io has no buildx
 WORK="$(mktemp -d /tmp/container-check.XXXXXX)"
 STAMP="vectorizer_module/_build_stamp.py"
 started_engine=""
+copied_model=""
 containers=()
 figures=()
 
@@ -40,7 +41,9 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 cleanup() {
     local status=$?
     for name in "${containers[@]}"; do docker rm -f "$name" >/dev/null 2>&1 || true; done
-    find docker/model -mindepth 1 ! -name README.md ! -name .gitignore -exec rm -rf {} + 2>/dev/null || true
+    if [ -n "$copied_model" ]; then
+        find docker/model -mindepth 1 ! -name README.md ! -name .gitignore -exec rm -rf {} + 2>/dev/null || true
+    fi
     rm -f docker/build-certs/host-ca.crt "$STAMP"
     if [ "${KEEP_IMAGE:-1}" = "0" ]; then docker rmi -f "$IMAGE" >/dev/null 2>&1 || true; fi
     if [ -n "$started_engine" ]; then
@@ -99,6 +102,12 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
     cp /etc/ssl/certs/ca-certificates.crt docker/build-certs/host-ca.crt
     echo "the host's CA bundle goes to pip in the build and model stages (not to the final image)"
 fi
+if [ -n "$(find docker/model -mindepth 1 ! -name README.md ! -name .gitignore -print -quit)" ]; then
+    echo "docker/model/ holds files of yours: move them away first (this check bakes MODEL_DIR there and" >&2
+    echo "empties the folder when it ends), or name that directory as MODEL_DIR" >&2
+    exit 1
+fi
+copied_model=1
 cp -a "$MODEL_DIR"/. docker/model/
 echo "model baked in: $MODEL_DIR ($(du -sh "$MODEL_DIR" | cut -f1))"
 
@@ -128,12 +137,14 @@ port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)
 containers+=("clip-check-baked")
 started=$(now)
 docker run -d --name clip-check-baked -p "127.0.0.1:$port:8080" "$IMAGE" >/dev/null
-"$PYTHON" scripts/container_stack.py wait-ready "http://127.0.0.1:$port" --timeout 300
+"$PYTHON" scripts/container_stack.py wait-ready "http://127.0.0.1:$port" --timeout 300 --container clip-check-baked
 figure "docker run to ready: $(since "$started") s"
 docker logs clip-check-baked 2>&1 | grep -m1 "model director" || true
 "$PYTHON" scripts/container_stack.py check-service "http://127.0.0.1:$port" --container clip-check-baked \
     --expect-dir /opt/clip-vectorizer/model
-"$PYTHON" scripts/container_stack.py weaviate "http://127.0.0.1:$port" --workdir "$WORK/stack"
+demo_flag=()
+if [ "$(cd "$MODEL_DIR" && pwd -P)" = "$(cd vectorizer_module/default_model && pwd -P)" ]; then demo_flag=(--demo-model); fi
+"$PYTHON" scripts/container_stack.py weaviate "http://127.0.0.1:$port" --workdir "$WORK/stack" "${demo_flag[@]}"
 figure "container memory after the import: $(docker stats --no-stream --format '{{.MemUsage}}' clip-check-baked)"
 
 say "run with a model mounted at /app/models (the reference image's path), read-only, in 2 GiB"
@@ -144,7 +155,7 @@ containers+=("clip-check-mounted")
 # as the Helm chart runs it: a read-only root with /tmp writable, and a memory limit that `auto` reads
 docker run -d --name clip-check-mounted -p "127.0.0.1:$port:8080" -v "$WORK/mounted:/app/models:ro" \
     --read-only --tmpfs /tmp --memory 2g "$IMAGE" >/dev/null
-"$PYTHON" scripts/container_stack.py wait-ready "http://127.0.0.1:$port" --timeout 300
+"$PYTHON" scripts/container_stack.py wait-ready "http://127.0.0.1:$port" --timeout 300 --container clip-check-mounted
 "$PYTHON" scripts/container_stack.py check-service "http://127.0.0.1:$port" --container clip-check-mounted \
     --expect-dir /app/models --expect-workers-line "memory limit 2048 MiB"
 
