@@ -557,9 +557,14 @@ def test_the_model_stage_bakes_a_local_directory_or_nothing_and_refuses_an_empty
     (local / "config.json").write_text("{}")
     (local / "sub").mkdir()
     (local / "sub" / "model.safetensors").write_bytes(b"weights")
+    (local / "sub" / "model.safetensors").chmod(0o600)  # as safetensors writes it
+    (local / "sub").chmod(0o700)
     assert _fetch_model(tmp_path, "local", local).returncode == 0
     baked = sorted(str(p.relative_to(tmp_path / "models")) for p in (tmp_path / "models").rglob("*"))
     assert baked == ["config.json", "sub", "sub/model.safetensors"]
+    # readable by the image's unprivileged user, whoever wrote them
+    assert (tmp_path / "models" / "sub" / "model.safetensors").stat().st_mode & 0o444 == 0o444
+    assert (tmp_path / "models" / "sub").stat().st_mode & 0o555 == 0o555
     shutil.rmtree(tmp_path / "models")
     assert _fetch_model(tmp_path, "none", local).returncode == 0
     assert list((tmp_path / "models").iterdir()) == []
