@@ -51,17 +51,14 @@ def _serve(argv: Sequence[str]) -> int:
         print(f"clip-vectorizer: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
+    notes: list[str] = []  # logged once the port is bound
     try:
         if settings.model:
             folder, skipped = choose_model_dir(settings.model)
             source = detect(folder)
             require_readable(source)
-            logging.getLogger("vectorizer_module.cli").info(
-                "model directory: %s (%s layout)%s",
-                folder,
-                source.layout,
-                f"; passed over: {', '.join(skipped)}" if skipped else "",
-            )
+            passed_over = f"; passed over: {', '.join(skipped)}" if skipped else ""
+            notes.append(f"model directory: {folder} ({source.layout} layout){passed_over}")
         else:
             source = builtin_demo_source()
             logging.getLogger("vectorizer_module.cli").warning(
@@ -77,11 +74,11 @@ def _serve(argv: Sequence[str]) -> int:
 
         plan = auto_workers(settings.enable_cuda, weights_bytes(source.root))
         settings = dataclasses.replace(settings, workers=plan.count)
-        logging.getLogger("vectorizer_module.cli").info("workers (auto): %s", plan.explanation)
+        notes.append(f"workers (auto): {plan.explanation}")
     from vectorizer_module.server.wsgi import PortInUse, serve
 
     try:
-        return serve(settings, source)
+        return serve(settings, source, notes)
     except PortInUse as exc:
         print(f"clip-vectorizer: {exc}", file=sys.stderr)
         return 2

@@ -39,7 +39,7 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -363,10 +363,13 @@ def max_connections(settings: Settings) -> int:
     return max(limit, settings.server_threads + 1)
 
 
-def serve(settings: Settings, source: ModelSource) -> int:
-    """Run the service until it is stopped; its exit status (0, or 3 when a model failed to load)."""
+def serve(settings: Settings, source: ModelSource, notes: Sequence[str] = ()) -> int:
+    """Run the service until it is stopped; its exit status (0, or 3 when a model failed to load).
+    ``notes``: start-up decisions to log once the port is ours (a port in use stays a one-line error)."""
     raise_file_limit()
     listener = open_listener(settings)
+    for note in notes:
+        log.info("%s", note)
     for stale in remove_stale_metrics(tempfile.gettempdir()):
         log.info("removed the metrics folder of a service that is gone: %s", stale)
     shared = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
