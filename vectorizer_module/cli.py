@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from vectorizer_module import __version__
-from vectorizer_module.config import ConfigError, add_arguments, load_settings
+from vectorizer_module.config import ConfigError, add_arguments, enable_cuda_warning, load_settings
 from vectorizer_module.logs import setup_logging
 
 if TYPE_CHECKING:  # the commands import torch only when they run
@@ -51,6 +51,9 @@ def _serve(argv: Sequence[str]) -> int:
         print(f"clip-vectorizer: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
+    cuda_warning = enable_cuda_warning(os.environ)
+    if cuda_warning:
+        logging.getLogger("vectorizer_module.cli").warning(cuda_warning)
     notes: list[str] = []  # logged once the port is bound
     try:
         if settings.model:

@@ -39,6 +39,27 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected one of true/false/1/0/yes/no/on/off, got {text!r}")
 
 
+# The reference image turns CUDA on for exactly these values of ENABLE_CUDA, and off for any other
+# ("True", "yes" and "on" included): a drop-in reads it the same way, and says so when it differs from
+# what the word suggests.
+REFERENCE_CUDA_ON = ("true", "1")
+
+
+def parse_enable_cuda(text: str) -> bool:
+    return text in REFERENCE_CUDA_ON
+
+
+def enable_cuda_warning(environ: Mapping[str, str]) -> str | None:
+    """A warning for an ENABLE_CUDA value that reads as on but is off, as the reference image reads it."""
+    value = environ.get("ENABLE_CUDA")
+    if value is None or value in REFERENCE_CUDA_ON or value.strip().lower() in FALSE_WORDS:
+        return None
+    return (
+        f"ENABLE_CUDA={value!r} leaves CUDA off, as the reference image reads it: only 'true' or '1' "
+        "turn it on"
+    )
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -152,9 +173,10 @@ OPTIONS: tuple[Option, ...] = (
         "enable_cuda",
         "ENABLE_CUDA",
         "--enable-cuda",
-        parse_bool,
+        parse_enable_cuda,
         False,
-        "Run the model on a CUDA GPU (as in the reference image: true or 1).",
+        "Run the model on a CUDA GPU. As in the reference image, only 'true' or '1' turn it on; any other "
+        "value leaves it off (a warning says so for values such as 'True' or 'yes').",
         is_bool=True,
     ),
     Option(

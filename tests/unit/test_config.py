@@ -29,13 +29,32 @@ def test_flags_win_over_environment_which_wins_over_defaults():
 
 
 @pytest.mark.parametrize(
-    "value,enabled", [("true", True), ("1", True), ("TRUE", True), ("false", False), ("0", False), ("", False)]
+    "value,enabled,warned",
+    [
+        ("true", True, False),
+        ("1", True, False),
+        ("false", False, False),
+        ("0", False, False),
+        ("", False, False),
+        # the reference image (app.py, tag 1.5.0) compares with "true" and "1" only
+        ("TRUE", False, True),
+        ("True", False, True),
+        ("yes", False, True),
+        ("on", False, True),
+        (" 1", False, True),
+    ],
 )
-def test_enable_cuda_keeps_the_reference_meaning(value, enabled):
+def test_enable_cuda_keeps_the_reference_meaning(value, enabled, warned):
+    from vectorizer_module.config import enable_cuda_warning
+
     settings = parse(env={"ENABLE_CUDA": value, "CUDA_CORE": "cuda:1"})
     assert settings.enable_cuda is enabled
     assert settings.device == ("cuda:1" if enabled else "cpu")
     assert settings.compute_dtype == ("float16" if enabled else "float32")
+    warning = enable_cuda_warning({"ENABLE_CUDA": value})
+    assert (warning is not None) is warned
+    assert warning is None or repr(value) in warning
+    assert parse("--enable-cuda", env={"ENABLE_CUDA": value}).enable_cuda  # the flag is a plain switch
 
 
 def test_invalid_values_name_their_source():

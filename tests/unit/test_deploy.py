@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.unit.test_docker import DOCKER, env_of, final_stage, instructions
-from vectorizer_module.config import OPTIONS, Settings, parse_bool
+from vectorizer_module.config import OPTIONS, Settings, parse_enable_cuda
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.server.app import create_app
 from vectorizer_module.server.lifecycle import Lifecycle
@@ -208,7 +208,7 @@ def test_the_chart_deploys_the_image_with_the_settings_it_needs(variant):
     assert float(env["VECTORIZER_SHUTDOWN_GRACE"]) < KUBERNETES_DEFAULT_GRACE
     assert EXTRA_SETTINGS["VECTORIZER_WORKERS"].fullmatch(env["VECTORIZER_WORKERS"])
     on, off = CHART_TEMPLATE["enable_cuda_values"]
-    assert parse_bool(on if module["envconfig"]["enable_cuda"] else off) is (variant == "gpu")
+    assert parse_enable_cuda(on if module["envconfig"]["enable_cuda"] else off) is (variant == "gpu")
     assert module["securityContext"]["runAsUser"] == image_uid()
     assert module["replicas"] >= 2  # a rollout or a node drain never leaves Weaviate without one
 
@@ -241,7 +241,7 @@ def test_manifests_set_only_settings_the_service_has_and_values_it_accepts(varia
         assert name in OPTION_BY_ENV, f"{name} is not a setting of the service"
         option = OPTION_BY_ENV[name]
         option.parse(value)  # raises for a value the service refuses
-    assert parse_bool(env["ENABLE_CUDA"]) is (variant == "gpu")
+    assert parse_enable_cuda(env["ENABLE_CUDA"]) is (variant == "gpu")
 
 
 @pytest.mark.parametrize("variant", sorted(MANIFESTS))
