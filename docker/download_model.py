@@ -3,9 +3,12 @@
 MODEL_ID: a transformers CLIP or SigLIP repository, or an OpenCLIP one, downloaded into TARGET itself;
 unset or empty: openai/clip-vit-base-patch32; ``none``: nothing is downloaded (mount a model at run
 time instead). An OpenCLIP repository without tokenizer files gets CLIP's (OpenCLIP's standard models
-use CLIP's BPE). CLIP_MODEL_NAME [+ TEXT_MODEL_NAME]: the reference multi2vec-clip image's build
-arguments, two sentence-transformers repositories downloaded into TARGET/clip and TARGET/text (the
-reference layout).
+use CLIP's BPE). CLIP_MODEL_NAME [+ TEXT_MODEL_NAME, CLIP_MODEL_TYPE, TRUST_REMOTE_CODE]: the reference
+multi2vec-clip image's build arguments, written as its download.py writes them: an OpenAI CLIP
+(``openai/...``, ``facebook/metaclip...`` or CLIP_MODEL_TYPE=openai) into TARGET/openai_clip (config and
+weights) and TARGET/openai_clip_processor (tokenizer and image processor), any other pair as two
+sentence-transformers repositories into TARGET/clip and TARGET/text; and TARGET/trust_remote_code. The
+reference's OpenCLIP, SigLIP and ColPali arguments stop the build with a message (not supported yet).
 
 Only the files the served layout reads are downloaded, not every copy a repository holds: the small
 configuration and tokenizer files, and one weight format per folder (safetensors where the repository
@@ -33,6 +36,16 @@ NO_MODEL = "none"
 CLIP_TOKENIZER_REPO = "openai/clip-vit-base-patch32"
 CLIP_TOKENIZER_FILES = ["vocab.json", "merges.txt"]
 
+# CLIP_MODEL_NAME prefixes the reference's download.py saves in its openai_clip layout (CLIP_MODEL_TYPE=openai
+# does too); MetaCLIP 2 (facebook/metaclip-2-*) takes that path there but is not a CLIP config: see the note
+OPENAI_LAYOUT_PREFIXES = ("openai/", "facebook/metaclip")
+# the reference's other build arguments, refused here rather than ignored
+UNSUPPORTED_REFERENCE_ARGUMENTS = {
+    "OPEN_CLIP_MODEL_NAME": "OpenCLIP",
+    "OPEN_CLIP_PRETRAINED": "OpenCLIP",
+    "SIGLIP_MODEL_NAME": "SigLIP",
+    "COLPALI_ENGINE_MODEL_NAME": "ColPali",
+}
 # model_type values the service reads from a transformers config.json (CLIP, SigLIP, SigLIP 2 NaFlex)
 SERVED_CONFIG_TYPES = frozenset({"clip", "siglip", "siglip2"})
 # One weight format per folder, the first the folder has: a single file, or an index and its shards.
@@ -157,21 +170,52 @@ def download(repo: str, target: str) -> list[str]:
     return files
 
 
+def openai_layout(clip_name: str, clip_type: str) -> bool:
+    """Whether the reference image's download.py (1.5.0) saves CLIP_MODEL_NAME as a transformers CLIP
+    (models/openai_clip + models/openai_clip_processor) rather than two sentence-transformers models."""
+    return clip_name.startswith(OPENAI_LAYOUT_PREFIXES) or clip_type.strip().lower() == "openai"
+
+
+def download_openai_layout(repo: str, models: str) -> None:
+    """The reference's openai_clip folder (config.json and the weights) and openai_clip_processor folder
+    (the tokenizer and image-processor files), from one transformers CLIP repository."""
+    weights_dir, processor_dir = Path(models, "openai_clip"), Path(models, "openai_clip_processor")
+    files = download(repo, str(weights_dir))
+    processor_dir.mkdir(parents=True, exist_ok=True)
+    for name in _support(files):
+        if name != "config.json":
+            shutil.move(str(weights_dir / name), str(processor_dir / name))
+
+
 def main(target: str) -> None:
     model_id = os.environ.get("MODEL_ID", "").strip()
     clip_name = os.environ.get("CLIP_MODEL_NAME", "").strip()
     text_name = os.environ.get("TEXT_MODEL_NAME", "").strip() or clip_name
     if model_id and clip_name:
         sys.exit("set MODEL_ID or CLIP_MODEL_NAME, not both")
+    for variable in UNSUPPORTED_REFERENCE_ARGUMENTS:
+        if os.environ.get(variable, "").strip():
+            sys.exit(
+                f"{variable}: the reference image's {UNSUPPORTED_REFERENCE_ARGUMENTS[variable]} build is not supported "
+                "by this image yet (docs/models.md); building anyway would bake a different model"
+            )
     Path(target).mkdir(parents=True, exist_ok=True)
     try:
-        if clip_name:
+        if clip_name and openai_layout(clip_name, os.environ.get("CLIP_MODEL_TYPE", "")):
+            if text_name != clip_name:
+                sys.exit(
+                    "for OpenAI CLIP models CLIP_MODEL_NAME and TEXT_MODEL_NAME must be the same, as in the reference"
+                )
+            download_openai_layout(clip_name, target)
+        elif clip_name:
             download(clip_name, os.path.join(target, "clip"))
             download(text_name, os.path.join(target, "text"))
         elif model_id.lower() != NO_MODEL:
             download(model_id or DEFAULT_MODEL_ID, target)
     except ModelRepoError as exc:
         sys.exit(str(exc))
+    if clip_name:  # the reference writes this file with every build; the service never runs remote code
+        Path(target, "trust_remote_code").write_text(os.environ.get("TRUST_REMOTE_CODE", "").strip() or "False")
 
 
 if __name__ == "__main__":

@@ -326,12 +326,83 @@ def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, tm
     module = _download_module()
     calls = []
     monkeypatch.setattr(module, "download", lambda repo, target: calls.append((repo, target)))
-    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"):
+    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     module.main(str(tmp_path / "m"))
     assert [(repo, target.replace(str(tmp_path), "")) for repo, target in calls] == expected
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CLIP_MODEL_NAME": "openai/clip-vit-base-patch32", "TEXT_MODEL_NAME": "openai/clip-vit-base-patch32"},
+        {"CLIP_MODEL_NAME": "openai/clip-vit-base-patch32"},  # the text model defaults to the same
+        {"CLIP_MODEL_NAME": "facebook/metaclip-b32-400m", "TEXT_MODEL_NAME": "facebook/metaclip-b32-400m"},
+        {"CLIP_MODEL_NAME": "org/a-clip", "CLIP_MODEL_TYPE": "OpenAI", "TRUST_REMOTE_CODE": "true"},
+    ],
+)
+def test_an_openai_clip_build_argument_writes_the_reference_folders_the_service_serves(
+    monkeypatch, tmp_path, tiny_model, env
+):
+    """The reference's download.py saves these as models/openai_clip (config, weights) and
+    models/openai_clip_processor (tokenizer, processor); our build once put two copies in clip/ and
+    text/, which the service refused."""
+    from vectorizer_module.models.loading import detect
+
+    module = _download_module()
+    names = sorted(p.name for p in tiny_model.iterdir())
+
+    def download(repo, target):  # what download() leaves: the chosen files of a transformers CLIP
+        shutil.copytree(tiny_model, target)
+        return names
+
+    monkeypatch.setattr(module, "download", download)
+    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE", "TRUST_REMOTE_CODE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    models = tmp_path / "models"
+    module.main(str(models))
+    assert sorted(p.name for p in models.iterdir()) == ["openai_clip", "openai_clip_processor", "trust_remote_code"]
+    weights = sorted(p.name for p in (models / "openai_clip").iterdir())
+    assert "config.json" in weights and not any(n.startswith(("tokenizer", "vocab", "merges")) for n in weights)
+    assert (models / "trust_remote_code").read_text() == env.get("TRUST_REMOTE_CODE", "False")
+    source = detect(models)
+    assert (source.layout, source.text_weights.name, source.tokenizer.name) == (
+        "reference-image",
+        "openai_clip",
+        "openai_clip_processor",
+    )
+
+
+@pytest.mark.parametrize("variable", ["OPEN_CLIP_MODEL_NAME", "SIGLIP_MODEL_NAME", "COLPALI_ENGINE_MODEL_NAME"])
+def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_baking_another_model(
+    monkeypatch, tmp_path, variable
+):
+    module = _download_module()
+    calls = []
+    monkeypatch.setattr(module, "download", lambda repo, target: calls.append(repo))
+    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv(variable, "some/model")
+    with pytest.raises(SystemExit, match=variable):
+        module.main(str(tmp_path / "m"))
+    assert calls == []
+    for word, rest in instructions(DOCKER / "Dockerfile"):  # the Dockerfile takes it, so the build sees it
+        if word == "ARG" and rest.split("=")[0] == variable:
+            break
+    else:
+        pytest.fail(f"the Dockerfile has no ARG {variable}")
+
+
+def test_openai_models_need_the_same_text_model_as_in_the_reference(monkeypatch, tmp_path):
+    module = _download_module()
+    monkeypatch.setenv("CLIP_MODEL_NAME", "openai/clip-vit-base-patch32")
+    monkeypatch.setenv("TEXT_MODEL_NAME", "sentence-transformers/clip-ViT-B-32-multilingual-v1")
+    with pytest.raises(SystemExit, match="must be the same"):
+        module.main(str(tmp_path))
 
 
 def test_download_script_refuses_both_kinds_of_model_argument(monkeypatch, tmp_path):
