@@ -397,19 +397,28 @@ def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_b
         pytest.fail(f"the Dockerfile has no ARG {variable}")
 
 
-def test_openai_models_need_the_same_text_model_as_in_the_reference(monkeypatch, tmp_path):
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        # both kinds of model argument
+        (
+            {"MODEL_ID": "openai/clip-vit-base-patch32", "CLIP_MODEL_NAME": "sentence-transformers/clip-ViT-B-32"},
+            "not both",
+        ),
+        # an OpenAI model with another text model, which the reference refuses too
+        (
+            {"CLIP_MODEL_NAME": "openai/clip-vit-base-patch32", "TEXT_MODEL_NAME": "sentence-transformers/x"},
+            "must be the same",
+        ),
+    ],
+)
+def test_download_script_refuses_arguments_that_name_no_one_model(monkeypatch, tmp_path, env, message):
     module = _download_module()
-    monkeypatch.setenv("CLIP_MODEL_NAME", "openai/clip-vit-base-patch32")
-    monkeypatch.setenv("TEXT_MODEL_NAME", "sentence-transformers/clip-ViT-B-32-multilingual-v1")
-    with pytest.raises(SystemExit, match="must be the same"):
-        module.main(str(tmp_path))
-
-
-def test_download_script_refuses_both_kinds_of_model_argument(monkeypatch, tmp_path):
-    module = _download_module()
-    monkeypatch.setenv("MODEL_ID", "openai/clip-vit-base-patch32")
-    monkeypatch.setenv("CLIP_MODEL_NAME", "sentence-transformers/clip-ViT-B-32")
-    with pytest.raises(SystemExit, match="not both"):
+    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit, match=message):
         module.main(str(tmp_path))
 
 
