@@ -54,10 +54,7 @@ def enable_cuda_warning(environ: Mapping[str, str]) -> str | None:
     value = environ.get("ENABLE_CUDA")
     if value is None or value in REFERENCE_CUDA_ON or value.strip().lower() in FALSE_WORDS:
         return None
-    return (
-        f"ENABLE_CUDA={value!r} leaves CUDA off, as the reference image reads it: only 'true' or '1' "
-        "turn it on"
-    )
+    return f"ENABLE_CUDA={value!r} leaves CUDA off, as the reference image reads it: only 'true' or '1' turn it on"
 
 
 def _positive_int(text: str) -> int:
