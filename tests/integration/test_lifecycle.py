@@ -122,7 +122,9 @@ def test_unloadable_weights_stop_the_process_with_status_3(tiny_model, tmp_path)
     "variable,value,says",
     [
         ("VECTORIZER_PORT", "http", "VECTORIZER_PORT"),
-        ("ENABLE_CUDA", "maybe", "ENABLE_CUDA"),
+        ("VECTORIZER_WORKERS", "many", "VECTORIZER_WORKERS"),
+        # not an error, as in the reference image (CUDA stays off), but a warning naming the value
+        ("ENABLE_CUDA", "maybe", "ENABLE_CUDA='maybe' leaves CUDA off"),
     ],
 )
 def test_bad_environment_values_name_the_variable(variable, value, says):

@@ -35,7 +35,7 @@ def test_without_a_memory_limit_auto_is_one_on_a_cpu_host_and_half_the_cores_at_
     monkeypatch, tmp_path, cores, cuda, workers
 ):
     fake_host(monkeypatch, tmp_path, cores)
-    settings = load_settings(environ={"ENABLE_CUDA": str(cuda)})
+    settings = load_settings(environ={"ENABLE_CUDA": "true" if cuda else "false"})
     assert settings.worker_count == workers
     assert settings.worker_count * settings.threads_per_worker <= max(cores, 1)
     assert settings.threads_per_worker == max(1, cores // workers)
