@@ -166,13 +166,20 @@ class Lane:
                 if live:
                     self._run(live)
 
-    def _forward(self, batch: list[_Work]) -> np.ndarray:
-        inputs = self.tower.collate([w.inputs for w in batch], fixed_rows=self.fixed_rows)
-        with torch.inference_mode():
-            output = self.tower(*self.tower.to_model_inputs(inputs))[: len(batch)].float().cpu().numpy()
-        self.metrics.batch_size.labels(self.tower.modality).observe(len(batch))
+    def _forward(self, batch: list[_Work]) -> list[np.ndarray]:
+        """One row per item; one forward pass per group of items the tower lets share one (all of them,
+        but for towers whose rows must not be padded)."""
+        parts = [w.inputs for w in batch]
+        rows: list[np.ndarray] = [np.empty(0)] * len(batch)
+        for group in self.tower.row_groups(parts):
+            inputs = self.tower.collate([parts[i] for i in group], fixed_rows=self.fixed_rows)
+            with torch.inference_mode():
+                output = self.tower(*self.tower.to_model_inputs(inputs))[: len(group)].float().cpu().numpy()
+            for index, row in zip(group, output):
+                rows[index] = row
+            self.metrics.batch_size.labels(self.tower.modality).observe(len(group))
         self.metrics.embedded.labels(self.tower.modality).inc(len(batch))
-        return output
+        return rows
 
     def _run(self, batch: list[_Work]) -> None:
         try:

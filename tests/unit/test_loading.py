@@ -71,9 +71,12 @@ def test_weights_missing(tiny_model, tmp_path):
 
 
 def test_unsupported_reference_image_families_are_named(tmp_path):
-    (tmp_path / "models" / "siglip").mkdir(parents=True)
-    with pytest.raises(ModelLayoutError, match="SigLIP models are not supported yet"):
+    (tmp_path / "models" / "openclip").mkdir(parents=True)
+    with pytest.raises(ModelLayoutError, match="OpenCLIP models are not supported yet"):
         detect(tmp_path)
+    (tmp_path / "colpali" / "models" / "colpali_engine_model").mkdir(parents=True)
+    with pytest.raises(ModelLayoutError, match="ColPali models are not supported yet"):
+        detect(tmp_path / "colpali")
 
 
 def test_a_text_only_sentence_transformers_model_is_refused(tmp_path):

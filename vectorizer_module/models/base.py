@@ -28,7 +28,7 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return False
 
 
-def _pad_rows(parts: Sequence[dict[str, torch.Tensor]], rows: int | None) -> Sequence[dict[str, torch.Tensor]]:
+def pad_rows(parts: Sequence[dict[str, torch.Tensor]], rows: int | None) -> Sequence[dict[str, torch.Tensor]]:
     """``parts`` followed by copies of the first, up to ``rows`` (a filler that is always valid input)."""
     if rows is None or len(parts) >= rows:
         return parts
@@ -70,13 +70,18 @@ class Tower(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    def row_groups(self, parts: Sequence[dict[str, torch.Tensor]]) -> list[list[int]]:
+        """Which items may share one forward pass (indices into ``parts``): all of them, as padding does
+        not change a row's vector; a tower whose rows must not be padded splits them."""
+        return [list(range(len(parts)))]
+
     def collate(
         self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
     ) -> dict[str, torch.Tensor]:
         """Items preprocessed one by one (batch dimension 1) → one batch. With ``fixed_rows``, the batch
         has that many rows whatever the number of items (``VECTORIZER_FIXED_SHAPE``): kernels then see
         one shape, and each row's result depends on that row alone."""
-        parts = _pad_rows(parts, fixed_rows)
+        parts = pad_rows(parts, fixed_rows)
         return {name: torch.cat([part[name] for part in parts]) for name in self.input_names}
 
     def to_model_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -191,7 +196,7 @@ class TextTower(Tower):
         """Pad each item's tokens on the right to ``batch_length``; with ``fixed_rows``, to the context
         (``max_length``), and the batch to that many rows."""
         longest = max(self.max_length, self.batch_length(parts)) if fixed_rows else self.batch_length(parts)
-        parts = _pad_rows(parts, fixed_rows)
+        parts = pad_rows(parts, fixed_rows)
         ids = torch.full((len(parts), longest), self.pad_token_id, dtype=parts[0]["input_ids"].dtype)
         mask = torch.zeros((len(parts), longest), dtype=parts[0]["attention_mask"].dtype)
         for row, part in enumerate(parts):

@@ -17,7 +17,9 @@ Layouts read (chosen by looking at the files, never by name):
 - ``reference-image``: the ``models/`` directory of Weaviate's ``multi2vec-clip`` inference image, either
   ``openai_clip`` + ``openai_clip_processor`` or ``clip`` (vision) + ``text`` (text), each a
   sentence-transformers CLIP directory; or ``text`` a sentence-transformers text model trained into
-  CLIP's space (multilingual CLIP: family ``clip-multilingual``, see ``st_text.py``). ``--model`` may name
+  CLIP's space (multilingual CLIP: family ``clip-multilingual``, see ``st_text.py``); or ``siglip`` (its
+  SigLIP build: config and weights, the processor in a hub cache inside it) + ``model_name``, family
+  ``siglip-reference`` (texts tokenised as the reference does, see ``siglip.py``). ``--model`` may name
   ``models/`` or the folder that holds it.
 
 ``detect`` only reads small JSON files, so the command line can refuse a wrong directory at once,
@@ -46,7 +48,6 @@ PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 SIGLIP_TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer.model")
 UNSUPPORTED_REFERENCE_DIRS = {
     "openclip": "OpenCLIP",
-    "siglip": "SigLIP",
     "colpali_engine_model": "ColPali",
 }
 
@@ -63,7 +64,8 @@ EXPECTED = (
     "  - a sentence-transformers CLIP directory (modules.json with a CLIP module), "
     "as sentence-transformers/clip-ViT-B-32 ships;\n"
     "  - the models/ directory of the multi2vec-clip inference image "
-    "(models/openai_clip + models/openai_clip_processor, or models/clip + models/text)."
+    "(models/openai_clip + models/openai_clip_processor, models/clip + models/text, or "
+    "models/siglip + models/model_name)."
 )
 
 
@@ -145,7 +147,11 @@ def _sentence_transformers_clip_dir(root: Path) -> Path:
 
 def _reference_models_dir(path: Path) -> Path | None:
     for candidate in (path, path / "models"):
-        if (candidate / "openai_clip").is_dir() or ((candidate / "clip").is_dir() and (candidate / "text").is_dir()):
+        if (
+            (candidate / "openai_clip").is_dir()
+            or (candidate / "siglip").is_dir()
+            or ((candidate / "clip").is_dir() and (candidate / "text").is_dir())
+        ):
             return candidate
         for name, family in UNSUPPORTED_REFERENCE_DIRS.items():
             if (candidate / name).is_dir():
@@ -156,7 +162,52 @@ def _reference_models_dir(path: Path) -> Path | None:
     return None
 
 
+def hub_snapshot(cache: Path, repo_id: str) -> Path | None:
+    """The snapshot of ``repo_id`` in a Hugging Face hub cache folder (``models--ORG--NAME/snapshots/REV``,
+    the revision ``refs/main`` names, else the only one), or None."""
+    folder = cache / ("models--" + repo_id.replace("/", "--"))
+    ref = folder / "refs" / "main"
+    if ref.is_file():
+        snapshot = folder / "snapshots" / ref.read_text().strip()
+        return snapshot if snapshot.is_dir() else None
+    snapshots = sorted(p for p in (folder / "snapshots").glob("*") if p.is_dir())
+    return snapshots[0] if len(snapshots) == 1 else None
+
+
+def _detect_reference_siglip(models: Path) -> ModelSource:
+    """The reference's SigLIP folders: ``models/siglip`` (``SiglipModel.save_pretrained``), the processor
+    in a hub cache inside it, and ``models/model_name`` naming the repository that cache holds."""
+    weights = models / "siglip"
+    name_file = models / "model_name"
+    if not name_file.is_file():
+        raise ModelLayoutError(f"reference image layout: {weights} needs {name_file}, the model's name ({EXPECTED})")
+    repo_id = name_file.read_text().strip()
+    config = read_json(weights / "config.json") if (weights / "config.json").is_file() else {}
+    if not isinstance(config, dict) or config.get("model_type") != "siglip":
+        raise ModelLayoutError(
+            f"reference image layout: {weights}/config.json is not a SigLIP model (model_type "
+            f"{config.get('model_type') if isinstance(config, dict) else None!r}; the reference loads it with "
+            "SiglipModel, which takes model_type 'siglip' only)"
+        )
+    if not any((weights / name).is_file() for name in WEIGHT_FILES):
+        raise ModelLayoutError(f"reference image layout: {weights} lacks weights (it holds: {_listing(weights)})")
+    processor = hub_snapshot(weights, repo_id)
+    if processor is None:
+        raise ModelLayoutError(
+            f"reference image layout: no processor for {repo_id!r} in the hub cache {weights} (expected "
+            f"{weights}/models--{repo_id.replace('/', '--')}/snapshots/REVISION with refs/main naming it)"
+        )
+    if not any((processor / name).is_file() for name in SIGLIP_TOKENIZER_FILES) or not _has_processor(processor):
+        raise ModelLayoutError(
+            f"reference image layout: the processor snapshot {processor} lacks tokenizer or image processor "
+            f"files (it holds: {_listing(processor)})"
+        )
+    return ModelSource("reference-image", models, weights, processor, weights, processor, family="siglip-reference")
+
+
 def _detect_reference(models: Path) -> ModelSource:
+    if (models / "siglip").is_dir():
+        return _detect_reference_siglip(models)
     if (models / "openai_clip").is_dir():
         weights, processor = models / "openai_clip", models / "openai_clip_processor"
         problem = _clip_config_problem(weights)
@@ -341,6 +392,10 @@ def tower_classes(family: str) -> tuple[type, type]:
         from vectorizer_module.models.siglip import SiglipTextTower, SiglipVisionTower
 
         return SiglipTextTower, SiglipVisionTower
+    if family == "siglip-reference":
+        from vectorizer_module.models.siglip import SiglipReferenceTextTower, SiglipVisionTower
+
+        return SiglipReferenceTextTower, SiglipVisionTower
     if family == "siglip2":
         from vectorizer_module.models.siglip2 import Siglip2TextTower, Siglip2VisionTower
 

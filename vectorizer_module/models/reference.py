@@ -18,13 +18,15 @@ from typing import Any
 from vectorizer_module.models.files import read_json
 from vectorizer_module.models.loading import ModelSource
 
+SIGLIP_FAMILIES = ("siglip", "siglip2", "siglip-reference")
+
 
 def _sentence_transformers_roots(source: ModelSource) -> tuple[Path, Path] | None:
     """(text root, vision root) of a source the reference image would serve through sentence-transformers,
     each the folder with ``modules.json``; None for the others."""
     if source.layout == "sentence-transformers":
         return source.root, source.root
-    if source.layout == "reference-image" and not (source.root / "openai_clip").is_dir():
+    if source.layout == "reference-image" and (source.root / "clip").is_dir() and (source.root / "text").is_dir():
         return source.root / "text", source.root / "clip"
     return None
 
@@ -40,7 +42,7 @@ def normalization(source: ModelSource) -> dict[str, bool]:
     if roots is not None:
         text, vision = roots
         return {"text": _lists_normalize(text), "image": _lists_normalize(vision)}
-    if source.family in ("siglip", "siglip2"):
+    if source.family in SIGLIP_FAMILIES:
         return {"text": False, "image": False}
     return {"text": True, "image": True}  # transformers' CLIP (its openai_clip path) and OpenCLIP
 
@@ -66,6 +68,6 @@ def meta(source: ModelSource) -> dict[str, Any]:
         return {"clip_model": _config(source.vision_weights), "text_model": _config(source.text_weights)}
     if source.family == "openclip":
         return read_json(source.root / "open_clip_config.json")
-    if source.family in ("siglip", "siglip2"):
-        return read_json(source.root / "config.json")
+    if source.family in SIGLIP_FAMILIES:  # the saved config.json (the reference's models/siglip one)
+        return read_json(source.text_weights / "config.json")
     return _config(source.vision_weights)

@@ -46,7 +46,7 @@ from transformers import (
     SiglipVisionModel,
 )
 
-from vectorizer_module.models.base import TextTower, VisionTower
+from vectorizer_module.models.base import TextTower, VisionTower, pad_rows
 from vectorizer_module.models.hf_common import PretrainedTower
 from vectorizer_module.models.pixels import rescale_and_normalize, resize_bounded
 
@@ -118,6 +118,50 @@ class SiglipTextTower(PretrainedTower, TextTower):
 
     def embedding_prefixes(self) -> list[str]:
         return ["model.embeddings"]
+
+
+class SiglipReferenceTextTower(SiglipTextTower):
+    """SigLIP texts as the reference multi2vec-clip image computes them for its ``models/siglip``
+    folder: ``SiglipProcessor(text=..., padding=True, truncation=True)``, so a text alone is not padded
+    at all, and the last position the model pools is its own last token, not padding. (The reference pads
+    the texts of one request to the longest of them, so its vector of a text depends on what else the
+    request holds; here every text is computed as if alone, which equals the reference for a request
+    with one text, Weaviate's usual, and for texts of one length.) Rows of different lengths cannot share
+    a forward pass without changing each other, so ``row_groups`` splits a batch by length. Not exported
+    to ONNX: the reference's numbers are torch's."""
+
+    onnx_exportable = False
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Each text's tokens, truncated to the context, padded only to the longest of ``items`` (one
+        item at a time in the service: not padded)."""
+        encoded = self.tokenizer(
+            self.cut_to_context(items),
+            padding=True,
+            truncation=True,
+            max_length=self._max_length,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def batch_length(self, parts: Sequence[dict[str, torch.Tensor]]) -> int:
+        return TextTower.batch_length(self, parts)
+
+    def row_groups(self, parts: Sequence[dict[str, torch.Tensor]]) -> list[list[int]]:
+        by_length: dict[int, list[int]] = {}
+        for index, part in enumerate(parts):
+            by_length.setdefault(int(part["input_ids"].shape[1]), []).append(index)
+        return list(by_length.values())
+
+    def collate(
+        self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Rows of one length (``row_groups``), never padded in length; with ``fixed_rows``, in rows only."""
+        if len({int(part["input_ids"].shape[1]) for part in parts}) != 1:
+            raise ValueError("texts of different lengths in one SigLIP reference batch: split them with row_groups")
+        parts = pad_rows(parts, fixed_rows)
+        return {name: torch.cat([part[name] for part in parts]) for name in ("input_ids", "attention_mask")}
 
 
 @dataclass(frozen=True)
