@@ -7,8 +7,10 @@ use CLIP's BPE). CLIP_MODEL_NAME [+ TEXT_MODEL_NAME, CLIP_MODEL_TYPE, TRUST_REMO
 multi2vec-clip image's build arguments, written as its download.py writes them: an OpenAI CLIP
 (``openai/...``, ``facebook/metaclip...`` or CLIP_MODEL_TYPE=openai) into TARGET/openai_clip (config and
 weights) and TARGET/openai_clip_processor (tokenizer and image processor), any other pair as two
-sentence-transformers repositories into TARGET/clip and TARGET/text; and TARGET/trust_remote_code. The
-reference's OpenCLIP, SigLIP and ColPali arguments stop the build with a message (not supported yet).
+sentence-transformers repositories into TARGET/clip and TARGET/text; SIGLIP_MODEL_NAME into TARGET/siglip
+(config, weights, and the processor in a hub cache inside it) and TARGET/model_name; and
+TARGET/trust_remote_code. The reference's OpenCLIP and ColPali arguments stop the build with a message
+(not supported yet).
 
 Only the files the served layout reads are downloaded, not every copy a repository holds: the small
 configuration and tokenizer files, and one weight format per folder (safetensors where the repository
@@ -43,7 +45,6 @@ OPENAI_LAYOUT_PREFIXES = ("openai/", "facebook/metaclip")
 UNSUPPORTED_REFERENCE_ARGUMENTS = {
     "OPEN_CLIP_MODEL_NAME": "OpenCLIP",
     "OPEN_CLIP_PRETRAINED": "OpenCLIP",
-    "SIGLIP_MODEL_NAME": "SigLIP",
     "COLPALI_ENGINE_MODEL_NAME": "ColPali",
 }
 # model_type values the service reads from a transformers config.json (CLIP, SigLIP, SigLIP 2 NaFlex)
@@ -187,12 +188,27 @@ def download_openai_layout(repo: str, models: str) -> None:
             shutil.move(str(weights_dir / name), str(processor_dir / name))
 
 
+def download_siglip_layout(repo: str, models: str) -> None:
+    """The reference's SigLIP folders: models/siglip with the config and weights (what
+    ``SiglipModel.save_pretrained`` writes), the processor files in a hub cache inside it (what
+    ``AutoProcessor.from_pretrained(repo, cache_dir=models/siglip)`` leaves: ``models--ORG--NAME`` with
+    ``refs/main`` and ``snapshots/REV``), and models/model_name naming the repository."""
+    siglip = Path(models, "siglip")
+    files = download(repo, str(siglip))
+    for name in _support(files):
+        hf_hub_download(repo, name, cache_dir=str(siglip))
+        if name != "config.json":
+            (siglip / name).unlink()
+    Path(models, "model_name").write_text(repo)
+
+
 def main(target: str) -> None:
     model_id = os.environ.get("MODEL_ID", "").strip()
     clip_name = os.environ.get("CLIP_MODEL_NAME", "").strip()
     text_name = os.environ.get("TEXT_MODEL_NAME", "").strip() or clip_name
-    if model_id and clip_name:
-        sys.exit("set MODEL_ID or CLIP_MODEL_NAME, not both")
+    siglip_name = os.environ.get("SIGLIP_MODEL_NAME", "").strip()
+    if sum(bool(name) for name in (model_id, clip_name, siglip_name)) > 1:
+        sys.exit("set one of MODEL_ID, CLIP_MODEL_NAME or SIGLIP_MODEL_NAME, not both")
     for variable in UNSUPPORTED_REFERENCE_ARGUMENTS:
         if os.environ.get(variable, "").strip():
             sys.exit(
@@ -201,7 +217,9 @@ def main(target: str) -> None:
             )
     Path(target).mkdir(parents=True, exist_ok=True)
     try:
-        if clip_name and openai_layout(clip_name, os.environ.get("CLIP_MODEL_TYPE", "")):
+        if siglip_name:
+            download_siglip_layout(siglip_name, target)
+        elif clip_name and openai_layout(clip_name, os.environ.get("CLIP_MODEL_TYPE", "")):
             if text_name != clip_name:
                 sys.exit(
                     "for OpenAI CLIP models CLIP_MODEL_NAME and TEXT_MODEL_NAME must be the same, as in the reference"
@@ -214,7 +232,7 @@ def main(target: str) -> None:
             download(model_id or DEFAULT_MODEL_ID, target)
     except ModelRepoError as exc:
         sys.exit(str(exc))
-    if clip_name:  # the reference writes this file with every build; the service never runs remote code
+    if clip_name or siglip_name:  # the reference writes this file with every build; the service never runs remote code
         Path(target, "trust_remote_code").write_text(os.environ.get("TRUST_REMOTE_CODE", "").strip() or "False")
 
 

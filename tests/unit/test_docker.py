@@ -377,7 +377,47 @@ def test_an_openai_clip_build_argument_writes_the_reference_folders_the_service_
     )
 
 
-@pytest.mark.parametrize("variable", ["OPEN_CLIP_MODEL_NAME", "SIGLIP_MODEL_NAME", "COLPALI_ENGINE_MODEL_NAME"])
+def test_a_siglip_build_argument_writes_the_reference_folders_the_service_serves(monkeypatch, tmp_path):
+    """SIGLIP_MODEL_NAME as the reference's download.py saves it: models/siglip (config, weights), the
+    processor in a hub cache inside it, models/model_name. The fake hub download below lays files out
+    as huggingface_hub's cache does (models--ORG--NAME, refs/main, snapshots/REV)."""
+    from vectorizer_module.models.loading import detect
+    from vectorizer_module.models.random.siglip import save_random_model
+
+    module = _download_module()
+    hub = save_random_model(tmp_path / "hub", seed=1)
+    names = sorted(p.name for p in hub.iterdir())
+
+    def download(repo, target):
+        shutil.copytree(hub, target)
+        return names
+
+    def hf_hub_download(repo, name, cache_dir):
+        folder = Path(cache_dir) / ("models--" + repo.replace("/", "--"))
+        (folder / "refs").mkdir(parents=True, exist_ok=True)
+        (folder / "refs" / "main").write_text("rev1")
+        (folder / "snapshots" / "rev1").mkdir(parents=True, exist_ok=True)
+        return shutil.copy(hub / name, folder / "snapshots" / "rev1" / name)
+
+    monkeypatch.setattr(module, "download", download)
+    monkeypatch.setattr(module, "hf_hub_download", hf_hub_download)
+    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE", "TRUST_REMOTE_CODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SIGLIP_MODEL_NAME", "google/siglip-base-patch16-224")
+    models = tmp_path / "models"
+    module.main(str(models))
+    assert sorted(p.name for p in models.iterdir()) == ["model_name", "siglip", "trust_remote_code"]
+    assert (models / "model_name").read_text() == "google/siglip-base-patch16-224"
+    assert sorted(p.name for p in (models / "siglip").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "models--google--siglip-base-patch16-224",
+    ]
+    source = detect(models)
+    assert (source.family, source.tokenizer.parent.name) == ("siglip-reference", "snapshots")
+
+
+@pytest.mark.parametrize("variable", ["OPEN_CLIP_MODEL_NAME", "COLPALI_ENGINE_MODEL_NAME"])
 def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_baking_another_model(
     monkeypatch, tmp_path, variable
 ):
