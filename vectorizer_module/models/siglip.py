@@ -65,6 +65,7 @@ class SiglipTextTower(PretrainedTower, TextTower):
     only), the Gemma tokenizer of the SigLIP 2 checkpoints does."""
 
     input_names: tuple[str, ...] = ("input_ids",)
+    padding: ClassVar[str | bool] = "max_length"
     model_class: ClassVar[type] = SiglipTextModel
     preprocessing_class: ClassVar[type] = AutoTokenizer
     config_of = staticmethod(siglip_tower_config)
@@ -88,7 +89,7 @@ class SiglipTextTower(PretrainedTower, TextTower):
         tokens only: the model does not take it)."""
         encoded = self.tokenizer(
             self.cut_to_context(items),
-            padding="max_length",
+            padding=self.padding,
             truncation=True,
             max_length=self._max_length,
             return_attention_mask=True,
@@ -131,19 +132,7 @@ class SiglipReferenceTextTower(SiglipTextTower):
     to ONNX: the reference's numbers are torch's."""
 
     onnx_exportable = False
-
-    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Each text's tokens, truncated to the context, padded only to the longest of ``items`` (one
-        item at a time in the service: not padded)."""
-        encoded = self.tokenizer(
-            self.cut_to_context(items),
-            padding=True,
-            truncation=True,
-            max_length=self._max_length,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    padding = True  # to the longest of the items tokenised together: one at a time in the service, so none
 
     def batch_length(self, parts: Sequence[dict[str, torch.Tensor]]) -> int:
         return TextTower.batch_length(self, parts)
