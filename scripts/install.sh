@@ -33,6 +33,13 @@ step "open_clip in a folder of its own (.openclip-env), for the OpenCLIP parity 
 "$PYTHON" -m pip install --progress-bar on --no-deps --upgrade --target .openclip-env \
     "open_clip_torch==3.3.0" "torchvision==0.28.0" "ftfy==6.3.1" "wcwidth==0.9.4"
 
+step "the reference image's transformers in a folder of its own (.reference-env), for its MetaCLIP 2 path"
+# Weaviate's multi2vec-clip-inference 1.5.0 pins transformers 4.57.3, whose CLIPModel loads a MetaCLIP 2
+# checkpoint in its own way; tests/unit/test_metaclip2.py runs that code path in a subprocess with this
+# folder (and .openclip-env's torchvision) on PYTHONPATH. Exact versions, no dependencies.
+"$PYTHON" -m pip install --progress-bar on --no-deps --upgrade --target .reference-env \
+    "transformers==4.57.3" "tokenizers==0.22.1" "huggingface_hub==0.36.0"
+
 step "building Weaviate ${WEAVIATE_VERSION} (first build takes a few minutes)"
 # go install puts weaviate-server in $(go env GOBIN) or $(go env GOPATH)/bin; the version is checked from
 # the binary's embedded build info (`go version -m`), so a binary of another version is rebuilt.
