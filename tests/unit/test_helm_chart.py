@@ -46,19 +46,26 @@ def tools():
         pytest.skip(str(exc))
 
 
-def render(*sets: str, chart: Path = CHART, values: Path | None = None) -> list[dict]:
+def template(*sets: str, chart: Path = CHART, values: Path | None = None, flag: str = "--set"):
+    """``helm template`` of ``chart`` with each of ``sets`` given with ``flag`` (the finished process)."""
     args = ["template", "release", str(chart), "--namespace", "search"]
-    args += [item for s in sets for item in ("--set", s)]
+    args += [item for s in sets for item in (flag, s)]
     args += ["--values", str(values)] if values else []
-    result = k8s_tools.helm(*args)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return k8s_tools.helm(*args)
 
 
-def render_text(*sets: str) -> str:
-    result = k8s_tools.helm("template", "release", str(CHART), *[i for s in sets for i in ("--set", s)])
+def render_text(*sets: str, **options) -> str:
+    result = template(*sets, **options)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def documents(text: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def render(*sets: str, **options) -> list[dict]:
+    return documents(render_text(*sets, **options))
 
 
 def by_kind(documents: list[dict]) -> dict[str, dict]:
@@ -116,7 +123,7 @@ def test_the_chart_lints_strictly():
 def test_every_rendered_object_validates_strictly_and_no_budget_has_both_fields(variant):
     text = render_text(*VARIANTS[variant])
     strictly_valid(text)
-    assert not pdb_problems([d for d in yaml.safe_load_all(text) if d])
+    assert not pdb_problems(documents(text))
 
 
 def test_the_default_render_is_a_deployment_a_service_and_a_budget_selecting_the_same_pods():
@@ -150,10 +157,9 @@ def test_probes_are_the_services_endpoints_and_the_pod_outlives_its_shutdown():
 def test_every_setting_of_the_service_is_passable_and_the_service_accepts_the_rendered_environment():
     passable = [o for o in OPTIONS if o.env not in CHART_OWNED and o.env.startswith("VECTORIZER_")]
     values = {o.env: SAMPLES.get(o.env, str(o.default)) for o in passable}
-    args = [item for name, value in values.items() for item in ("--set-string", f"settings.{name}={value}")]
-    result = k8s_tools.helm("template", "release", str(CHART), *args)
-    assert result.returncode == 0, result.stderr
-    container = deployment_container([d for d in yaml.safe_load_all(result.stdout) if d])
+    container = deployment_container(
+        render(*[f"settings.{name}={value}" for name, value in values.items()], flag="--set-string")
+    )
     env = {e["name"]: e.get("value") for e in container["env"]}
     for name, value in values.items():
         assert env.get(name) == value, name
@@ -163,7 +169,7 @@ def test_every_setting_of_the_service_is_passable_and_the_service_accepts_the_re
 
 @pytest.mark.parametrize("owned", sorted(CHART_OWNED) + ["NOT_OURS", "ENABLE_CUDA"])
 def test_the_values_schema_refuses_settings_the_chart_owns_or_the_service_lacks(owned):
-    result = k8s_tools.helm("template", "release", str(CHART), "--set", f"settings.{owned}=1")
+    result = template(f"settings.{owned}=1")
     assert result.returncode != 0 and f"'{owned}'" in result.stderr, result.stderr
 
 
@@ -202,14 +208,12 @@ def test_the_autoscaler_is_off_by_default_and_scales_the_deployment_on_cpu_when_
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["type"] == "Utilization"
     assert "replicas" not in objects["Deployment"]["spec"]  # the autoscaler owns the count
-    refused = k8s_tools.helm(
-        "template", "r", str(CHART), "--set", "autoscaling.enabled=true", "--set", "resources.requests.cpu=null"
-    )
+    refused = template("autoscaling.enabled=true", "resources.requests.cpu=null")
     assert refused.returncode != 0 and "requests.cpu" in refused.stderr
 
 
 def test_a_budget_with_both_fields_is_refused_at_render_time():
-    result = k8s_tools.helm("template", "r", str(CHART), "--set", "podDisruptionBudget.minAvailable=1")
+    result = template("podDisruptionBudget.minAvailable=1")
     assert result.returncode != 0 and "not both" in result.stderr
 
 
@@ -228,7 +232,7 @@ def test_a_model_volume_is_mounted_read_only_where_the_image_looks_first():
 def test_the_plain_manifests_validate_strictly_and_their_budgets_have_one_field():
     for path in MANIFESTS.values():
         strictly_valid(path.read_text())
-        assert not pdb_problems([d for d in yaml.safe_load_all(path.read_text()) if d])
+        assert not pdb_problems(documents(path.read_text()))
 
 
 def _weaviate_chart_budget(tmp_path: Path) -> Path:
