@@ -189,18 +189,17 @@ def _detect_reference_siglip(models: Path) -> ModelSource:
             f"{config.get('model_type') if isinstance(config, dict) else None!r}; the reference loads it with "
             "SiglipModel, which takes model_type 'siglip' only)"
         )
-    if not any((weights / name).is_file() for name in WEIGHT_FILES):
-        raise ModelLayoutError(f"reference image layout: {weights} lacks weights (it holds: {_listing(weights)})")
     processor = hub_snapshot(weights, repo_id)
     if processor is None:
         raise ModelLayoutError(
             f"reference image layout: no processor for {repo_id!r} in the hub cache {weights} (expected "
             f"{weights}/models--{repo_id.replace('/', '--')}/snapshots/REVISION with refs/main naming it)"
         )
-    if not any((processor / name).is_file() for name in SIGLIP_TOKENIZER_FILES) or not _has_processor(processor):
+    missing = _siglip_missing(weights, processor)
+    if missing:
         raise ModelLayoutError(
-            f"reference image layout: the processor snapshot {processor} lacks tokenizer or image processor "
-            f"files (it holds: {_listing(processor)})"
+            f"reference image layout: the SigLIP folders {weights} and {processor} lack {' and '.join(missing)} "
+            f"(they hold: {_listing(weights)}; {_listing(processor)})"
         )
     return ModelSource("reference-image", models, weights, processor, weights, processor, family="siglip-reference")
 
@@ -238,6 +237,19 @@ def _detect_reference(models: Path) -> ModelSource:
     return ModelSource("reference-image", models, text, text, vision, vision)
 
 
+def _siglip_missing(weights: Path, processor: Path) -> list[str]:
+    """What a SigLIP model lacks of its weights (in ``weights``), tokenizer and image processor files (in
+    ``processor``); the same folder in the hub's layout."""
+    missing = []
+    if not any((weights / name).is_file() for name in WEIGHT_FILES):
+        missing.append(f"weights ({' or '.join(WEIGHT_FILES[::2])})")
+    if not any((processor / name).is_file() for name in SIGLIP_TOKENIZER_FILES):
+        missing.append(f"tokenizer files ({', '.join(SIGLIP_TOKENIZER_FILES)})")
+    if not _has_processor(processor):
+        missing.append("an image processor file (preprocessor_config.json or processor_config.json)")
+    return missing
+
+
 def _detect_siglip(root: Path) -> ModelSource | None:
     """The source of a Hugging Face SigLIP directory, or None if ``root`` does not hold one."""
     config_path = root / "config.json"
@@ -245,13 +257,7 @@ def _detect_siglip(root: Path) -> ModelSource | None:
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type not in ("siglip", "siglip2"):
         return None
-    missing = []
-    if not any((root / name).is_file() for name in WEIGHT_FILES):
-        missing.append(f"weights ({' or '.join(WEIGHT_FILES[::2])})")
-    if not any((root / name).is_file() for name in SIGLIP_TOKENIZER_FILES):
-        missing.append(f"tokenizer files ({', '.join(SIGLIP_TOKENIZER_FILES)})")
-    if not _has_processor(root):
-        missing.append("an image processor file (preprocessor_config.json or processor_config.json)")
+    missing = _siglip_missing(root, root)
     if missing:
         kind = "SigLIP 2" if model_type == "siglip2" else "SigLIP"
         raise ModelLayoutError(
@@ -351,7 +357,7 @@ def unreadable_files(root: str | Path, uid: int | None = None, gids: Sequence[in
         info = path.stat()
         if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
             continue
-        wanted = stat.S_IRUSR | stat.S_IXUSR if path.is_dir() else stat.S_IRUSR
+        wanted = stat.S_IRUSR | stat.S_IXUSR if stat.S_ISDIR(info.st_mode) else stat.S_IRUSR
         shift = 0 if info.st_uid == uid else 3 if info.st_gid in gids else 6
         if (info.st_mode & (wanted >> shift)) != wanted >> shift:
             refused.append(path)
