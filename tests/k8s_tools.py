@@ -11,6 +11,7 @@ and optional fields may be null, as the API server accepts them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -72,11 +73,10 @@ def _strict(node: Any, name: str = "") -> Any:
         return node
     if name == QUANTITY or node.get("format") == "int-or-string":
         return {"anyOf": [{"type": "string"}, {"type": "number"}], "description": node.get("description", "")}
-    out = {key: _strict(value) for key, value in node.items() if not key.startswith("x-kubernetes-")}
-    if "properties" in out:
-        out["properties"] = {key: _nullable(value) for key, value in node["properties"].items()}
-        for key in set(out["properties"]) & set(node.get("required", [])):
-            out["properties"][key] = _strict(node["properties"][key])  # required: a value, not null
+    out = {k: _strict(v) for k, v in node.items() if not k.startswith("x-kubernetes-") and k != "properties"}
+    if "properties" in node:
+        required = set(node.get("required", []))  # a required field takes a value, not null
+        out["properties"] = {k: _strict(v) if k in required else _nullable(v) for k, v in node["properties"].items()}
         out.setdefault("additionalProperties", False)
     return out
 
@@ -105,7 +105,9 @@ def _references(node: Any, found: set[str]) -> None:
 def strict_schemas() -> Path:
     """A folder of strict standalone schemas, one per kind and version, made once per Kubernetes
     version and kept in the user's cache."""
-    folder = CACHE / f"{KUBERNETES_VERSION}-standalone-strict"
+    # named by the conversion's own code too, so that a change to it is not hidden by an older cache
+    conversion = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    folder = CACHE / f"{KUBERNETES_VERSION}-standalone-strict-{conversion}"
     if (folder / "COMPLETE").is_file():
         return folder
     definitions = json.loads(openapi_document().read_text())["definitions"]
