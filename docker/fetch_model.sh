@@ -20,10 +20,7 @@ local)
 none)
     ;;
 *)
-    if ls /build-certs/*.crt >/dev/null 2>&1; then
-        cat /build-certs/*.crt > /tmp/build-ca.pem
-        export PIP_CERT=/tmp/build-ca.pem REQUESTS_CA_BUNDLE=/tmp/build-ca.pem SSL_CERT_FILE=/tmp/build-ca.pem
-    fi
+    . /build-certs/use-certs.sh
     python3 -m venv /tmp/download-env
     /tmp/download-env/bin/python -m pip install --no-cache-dir "huggingface_hub>=0.30"
     /tmp/download-env/bin/python /download_model.py "$target"

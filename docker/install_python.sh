@@ -19,10 +19,7 @@ venv="$2"
 shift 2
 
 # extra CA certificates for a build behind an intercepting proxy (docker/build-certs/README.md)
-if ls /build-certs/*.crt >/dev/null 2>&1; then
-    cat /build-certs/*.crt > /tmp/build-ca.pem
-    export PIP_CERT=/tmp/build-ca.pem
-fi
+if [ -f /build-certs/use-certs.sh ]; then . /build-certs/use-certs.sh; fi
 
 case "$step" in
 torch)

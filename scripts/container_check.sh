@@ -34,6 +34,9 @@ containers=()
 figures=()
 
 say() { printf '\n==> %s\n' "$*"; }
+# the files of docker/model/ other than its own README and .gitignore (find's further arguments appended)
+model_files() { find docker/model -mindepth 1 ! -name README.md ! -name .gitignore "$@"; }
+free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 figure() { figures+=("$1"); printf '    %s\n' "$1"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -42,7 +45,7 @@ cleanup() {
     local status=$?
     for name in "${containers[@]}"; do docker rm -f "$name" >/dev/null 2>&1 || true; done
     if [ -n "$copied_model" ]; then
-        find docker/model -mindepth 1 ! -name README.md ! -name .gitignore -exec rm -rf {} + 2>/dev/null || true
+        model_files -exec rm -rf {} + 2>/dev/null || true
     fi
     rm -f docker/build-certs/host-ca.crt "$STAMP"
     if [ "${KEEP_IMAGE:-1}" = "0" ]; then docker rmi -f "$IMAGE" >/dev/null 2>&1 || true; fi
@@ -102,7 +105,7 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
     cp /etc/ssl/certs/ca-certificates.crt docker/build-certs/host-ca.crt
     echo "the host's CA bundle goes to pip in the build and model stages (not to the final image)"
 fi
-if [ -n "$(find docker/model -mindepth 1 ! -name README.md ! -name .gitignore -print -quit)" ]; then
+if [ -n "$(model_files -print -quit)" ]; then
     echo "docker/model/ holds files of yours: move them away first (this check bakes MODEL_DIR there and" >&2
     echo "empties the folder when it ends), or name that directory as MODEL_DIR" >&2
     exit 1
@@ -133,7 +136,7 @@ say "the image's contents"
 "$PYTHON" scripts/container_stack.py inspect-image "$IMAGE"
 
 say "run with the baked model"
-port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 containers+=("clip-check-baked")
 started=$(now)
 docker run -d --name clip-check-baked -p "127.0.0.1:$port:8080" "$IMAGE" >/dev/null
@@ -150,7 +153,7 @@ figure "container memory after the import: $(docker stats --no-stream --format '
 say "run with a model mounted at /app/models (the reference image's path), read-only, in 2 GiB"
 "$PYTHON" -m vectorizer_module make-random-model "$WORK/mounted" --arch tiny --seed 3 >/dev/null
 chmod -R a+rX "$WORK/mounted"
-port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 containers+=("clip-check-mounted")
 # as the Helm chart runs it: a read-only root with /tmp writable, and a memory limit that `auto` reads
 docker run -d --name clip-check-mounted -p "127.0.0.1:$port:8080" -v "$WORK/mounted:/app/models:ro" \
