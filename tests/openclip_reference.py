@@ -1,5 +1,5 @@
 """Run by the tests inside the isolated open_clip environment (``scripts/install.sh`` puts open_clip_torch
-and torchvision in a folder of their own, see ``tests/openclip_env.py``), never imported by the service.
+and torchvision in a folder of their own, see ``tests/isolated_envs.py``), never imported by the service.
 
     python3 tests/openclip_reference.py SPEC.json
 

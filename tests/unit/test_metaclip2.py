@@ -10,9 +10,6 @@ legacy ``argmax`` of the token ids, which for XLM-R's vocabulary is not the end 
 here, so the same vectors."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +19,11 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessorPil, CLIPProcessor, MetaClip2Config, MetaClip2Model, XLMRobertaTokenizer
 
-from tests.openclip_env import OPENCLIP_ENV
+from tests.isolated_envs import run_apart
 from tests.reference import assert_parity
 from vectorizer_module.models.loading import detect, load_towers
 from vectorizer_module.models.reference import meta, normalization
 
-REPO = Path(__file__).resolve().parents[2]
-REFERENCE_ENV = Path(os.environ.get("CLIP_VECTORIZER_REFERENCE_ENV", REPO / ".reference-env"))
 TEXTS = ["a photo of the cat", "two small red dogs on a tree", "a"]
 WORDS = "a photo of the cat dog red blue green square circle house tree two small large on in with".split()
 
@@ -79,21 +74,10 @@ def repo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(repo, tmp_path_factory):
     """The reference's models/ folder and its vectors, made by its code under transformers 4.57.3."""
-    if not (REFERENCE_ENV / "transformers").is_dir() or not (OPENCLIP_ENV / "torchvision").is_dir():
-        pytest.skip(f"the reference's transformers is not in {REFERENCE_ENV}: run scripts/install.sh")
     scratch = tmp_path_factory.mktemp("reference")
     spec = {"repo": str(repo), "models": str(scratch / "models"), "texts": TEXTS, "image_seed": 0}
     spec["out"] = str(scratch / "vectors.json")
-    (scratch / "spec.json").write_text(json.dumps(spec))
-    env = dict(os.environ, PYTHONPATH=f"{REFERENCE_ENV}{os.pathsep}{OPENCLIP_ENV}")
-    done = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "reference_metaclip2.py"), str(scratch / "spec.json")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_apart("reference_metaclip2.py", spec, scratch, reference=True)
     vectors = json.loads(Path(spec["out"]).read_text())
     assert vectors["transformers"] == "4.57.3"
     return Path(spec["models"]), vectors

@@ -1,5 +1,5 @@
 """OpenCLIP checkpoints: detection, refusals, and parity with open_clip itself (tokens, pixels, vectors)
-on random-weight models that open_clip writes and embeds in its own environment (``openclip_env``)."""
+on random-weight models that open_clip writes and embeds in its own environment (``isolated_envs``)."""
 
 import json
 import shutil
@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests import media
 from tests.helpers import make_engine
-from tests.openclip_env import build_with_open_clip
+from tests.isolated_envs import build_with_open_clip
 from tests.reference import assert_parity, unit
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
