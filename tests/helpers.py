@@ -16,7 +16,8 @@ from vectorizer_module.models.loading import detect
 
 def make_engine(model: Path | str, **overrides) -> Engine:
     """A loaded engine over ``model``, with ``Settings`` fields overridden by keyword."""
-    engine = Engine(Settings(model=str(model), **overrides), detect(model))
+    settings = Settings(model=str(model), **overrides)
+    engine = Engine(settings, detect(model, clip_tokenizer=settings.clip_tokenizer))
     engine.load()
     return engine
 

@@ -58,7 +58,7 @@ def _serve(argv: Sequence[str]) -> int:
     try:
         if settings.model:
             folder, skipped = choose_model_dir(settings.model)
-            source = detect(folder)
+            source = detect(folder, clip_tokenizer=settings.clip_tokenizer)
             require_readable(source)
             passed_over = f"; passed over: {', '.join(skipped)}" if skipped else ""
             notes.append(f"model directory: {folder} ({source.layout} layout){passed_over}")

@@ -157,6 +157,18 @@ OPTIONS: tuple[Option, ...] = (
         metavar="DIR[:DIR...]",
     ),
     Option(
+        "clip_tokenizer",
+        "VECTORIZER_CLIP_TOKENIZER",
+        "--clip-tokenizer",
+        str,
+        None,
+        "CLIP's tokenizer for an OpenCLIP model that carries none (the reference image's models/openclip "
+        "never does): OpenCLIP's bpe_simple_vocab_16e6.txt.gz, or a folder with it or with tokenizer.json "
+        "or vocab.json + merges.txt. Without one, an installed open_clip package's is used; the container "
+        "image sets its own copy.",
+        metavar="PATH",
+    ),
+    Option(
         "host",
         "VECTORIZER_HOST",
         "--host",
@@ -426,6 +438,7 @@ class Settings:
     """The service's settings; build it with :func:`load_settings`, not by hand, except in tests."""
 
     model: str | None = None
+    clip_tokenizer: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     enable_cuda: bool = False

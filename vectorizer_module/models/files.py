@@ -1,5 +1,5 @@
-"""Reading a model directory's small files, shared by the loader and the families (which import it,
-never the loader)."""
+"""Reading a model directory's small files and finding the snapshots of a Hugging Face hub cache in it,
+shared by the loader and the families (which import this, never the loader)."""
 
 from __future__ import annotations
 
@@ -16,3 +16,28 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelLayoutError(f"cannot read {path}: {exc}") from None
+
+
+def _snapshot(repo_folder: Path) -> Path | None:
+    ref = repo_folder / "refs" / "main"
+    if ref.is_file():
+        snapshot = repo_folder / "snapshots" / ref.read_text().strip()
+        return snapshot if snapshot.is_dir() else None
+    snapshots = sorted(p for p in (repo_folder / "snapshots").glob("*") if p.is_dir())
+    return snapshots[0] if len(snapshots) == 1 else None
+
+
+def hub_snapshot(cache: Path, repo_id: str) -> Path | None:
+    """The snapshot of ``repo_id`` in a Hugging Face hub cache folder (``models--ORG--NAME/snapshots/REV``,
+    the revision ``refs/main`` names, else the only one), or None."""
+    return _snapshot(cache / ("models--" + repo_id.replace("/", "--")))
+
+
+def hub_snapshots(cache: Path) -> dict[str, Path]:
+    """Repository id → snapshot, for each model repository in a hub cache folder that has one."""
+    found = {}
+    for folder in sorted(cache.glob("models--*")):
+        snapshot = _snapshot(folder)
+        if snapshot is not None:
+            found[folder.name.removeprefix("models--").replace("--", "/")] = snapshot
+    return found

@@ -19,8 +19,12 @@ Layouts read (chosen by looking at the files, never by name):
   sentence-transformers CLIP directory; or ``text`` a sentence-transformers text model trained into
   CLIP's space (multilingual CLIP: family ``clip-multilingual``, see ``st_text.py``); or ``siglip`` (its
   SigLIP build: config and weights, the processor in a hub cache inside it) + ``model_name``, family
-  ``siglip-reference`` (texts tokenised as the reference does, see ``siglip.py``). ``--model`` may name
-  ``models/`` or the folder that holds it.
+  ``siglip-reference`` (texts tokenised as the reference does, see ``siglip.py``); or ``openclip`` (its
+  OpenCLIP build: ``config.json`` naming open_clip's registry pair, the weights in a hub cache inside it),
+  family ``openclip``. ``--model`` may name ``models/`` or the folder that holds it.
+
+An OpenCLIP model carries no tokenizer in the reference's layout and need not in the hub's: CLIP's is then
+read from ``clip_tokenizer`` (``--clip-tokenizer``), else from an installed open_clip.
 
 ``detect`` only reads small JSON files, so the command line can refuse a wrong directory at once,
 before the server starts; ``load_towers`` imports torch and reads the weights.
@@ -35,7 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vectorizer_module.errors import ModelLayoutError
-from vectorizer_module.models.files import read_json
+from vectorizer_module.models.files import hub_snapshot, read_json
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -47,7 +51,6 @@ TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 SIGLIP_TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer.model")
 UNSUPPORTED_REFERENCE_DIRS = {
-    "openclip": "OpenCLIP",
     "colpali_engine_model": "ColPali",
 }
 
@@ -64,8 +67,8 @@ EXPECTED = (
     "  - a sentence-transformers CLIP directory (modules.json with a CLIP module), "
     "as sentence-transformers/clip-ViT-B-32 ships;\n"
     "  - the models/ directory of the multi2vec-clip inference image "
-    "(models/openai_clip + models/openai_clip_processor, models/clip + models/text, or "
-    "models/siglip + models/model_name)."
+    "(models/openai_clip + models/openai_clip_processor, models/clip + models/text, "
+    "models/siglip + models/model_name, or models/openclip)."
 )
 
 
@@ -150,6 +153,7 @@ def _reference_models_dir(path: Path) -> Path | None:
         if (
             (candidate / "openai_clip").is_dir()
             or (candidate / "siglip").is_dir()
+            or (candidate / "openclip").is_dir()
             or ((candidate / "clip").is_dir() and (candidate / "text").is_dir())
         ):
             return candidate
@@ -160,18 +164,6 @@ def _reference_models_dir(path: Path) -> Path | None:
                     f"({candidate / name}); {family} models are not supported yet. {EXPECTED}"
                 )
     return None
-
-
-def hub_snapshot(cache: Path, repo_id: str) -> Path | None:
-    """The snapshot of ``repo_id`` in a Hugging Face hub cache folder (``models--ORG--NAME/snapshots/REV``,
-    the revision ``refs/main`` names, else the only one), or None."""
-    folder = cache / ("models--" + repo_id.replace("/", "--"))
-    ref = folder / "refs" / "main"
-    if ref.is_file():
-        snapshot = folder / "snapshots" / ref.read_text().strip()
-        return snapshot if snapshot.is_dir() else None
-    snapshots = sorted(p for p in (folder / "snapshots").glob("*") if p.is_dir())
-    return snapshots[0] if len(snapshots) == 1 else None
 
 
 def _detect_reference_siglip(models: Path) -> ModelSource:
@@ -204,9 +196,11 @@ def _detect_reference_siglip(models: Path) -> ModelSource:
     return ModelSource("reference-image", models, weights, processor, weights, processor, family="siglip-reference")
 
 
-def _detect_reference(models: Path) -> ModelSource:
+def _detect_reference(models: Path, clip_tokenizer: str | Path | None) -> ModelSource:
     if (models / "siglip").is_dir():
         return _detect_reference_siglip(models)
+    if (models / "openclip").is_dir():
+        return _detect_openclip(models / "openclip", clip_tokenizer, layout="reference-image", root=models)
     if (models / "openai_clip").is_dir():
         weights, processor = models / "openai_clip", models / "openai_clip_processor"
         problem = _clip_config_problem(weights)
@@ -266,26 +260,41 @@ def _detect_siglip(root: Path) -> ModelSource | None:
     return ModelSource("huggingface", root, root, root, root, root, family=model_type)
 
 
-def _detect_openclip(root: Path) -> ModelSource:
-    """An OpenCLIP directory (``open_clip_config.json``, weights, a tokenizer); see ``openclip.py``."""
+def _detect_openclip(
+    folder: Path, clip_tokenizer: str | Path | None, *, layout: str = "openclip", root: Path | None = None
+) -> ModelSource:
+    """An OpenCLIP model: open_clip_config.json and weights in ``folder`` (the hub's layout), or the
+    reference image's config.json and hub cache; a tokenizer in it or found (see ``openclip.py``)."""
     from vectorizer_module.models import openclip
 
-    openclip.read_config(root)  # refuses architectures the conversion does not cover
+    what = "OpenCLIP directory" if layout == "openclip" else "reference image layout: OpenCLIP folder"
+    if layout != "openclip" and not openclip.is_reference_config(folder):
+        raise ModelLayoutError(
+            f"{what} {folder} has no config.json naming model_name, pretrained and model_config, as the "
+            f"reference's download.py writes it (it holds: {_listing(folder)})"
+        )
+    openclip.read_config(folder)  # refuses architectures the conversion does not cover
     missing = []
-    if openclip.weights_file(root) is None:
-        missing.append(f"weights ({' or '.join(openclip.WEIGHT_NAMES)})")
-    if not _has_tokenizer(root) and not (root / openclip.BPE_NAME).is_file():
+    if openclip.weights_file(folder) is None:
+        where = "" if layout == "openclip" else " in it or in a hub cache snapshot inside it (models--ORG--NAME)"
+        missing.append(f"weights ({' or '.join(openclip.WEIGHT_NAMES)}{where})")
+    tokenizer = openclip.find_tokenizer(folder, clip_tokenizer)
+    if tokenizer is None:
+        configured = f" ({clip_tokenizer} holds none)" if clip_tokenizer else ""
         missing.append(
-            f"a tokenizer (tokenizer.json, vocab.json + merges.txt, or OpenCLIP's {openclip.BPE_NAME}; "
-            "CLIP's tokenizer files from openai/clip-vit-base-patch32 fit every standard OpenCLIP model)"
+            f"a tokenizer (tokenizer.json, vocab.json + merges.txt, or OpenCLIP's {openclip.BPE_NAME}), in it "
+            f"or given with --clip-tokenizer / VECTORIZER_CLIP_TOKENIZER{configured}; CLIP's tokenizer files "
+            "from openai/clip-vit-base-patch32 fit every standard OpenCLIP model, and an installed open_clip "
+            "package is used by itself"
         )
     if missing:
-        raise ModelLayoutError(f"OpenCLIP directory {root} lacks {' and '.join(missing)} (it holds: {_listing(root)}).")
-    return ModelSource("openclip", root, root, root, root, root, family="openclip")
+        raise ModelLayoutError(f"{what} {folder} lacks {' and '.join(missing)} (it holds: {_listing(folder)}).")
+    return ModelSource(layout, root or folder, folder, tokenizer, folder, folder, family="openclip")
 
 
-def detect(path: str | Path) -> ModelSource:
-    """The layout of the model directory ``path``, or ModelLayoutError saying what was expected."""
+def detect(path: str | Path, *, clip_tokenizer: str | Path | None = None) -> ModelSource:
+    """The layout of the model directory ``path``, or ModelLayoutError saying what was expected.
+    ``clip_tokenizer``: CLIP's tokenizer for an OpenCLIP model that carries none (a file or folder)."""
     root = Path(path).expanduser()
     if not root.exists():
         raise ModelLayoutError(f"model directory {root} does not exist. {EXPECTED}")
@@ -294,7 +303,7 @@ def detect(path: str | Path) -> ModelSource:
     root = root.resolve()
     models = _reference_models_dir(root)
     if models is not None:
-        return _detect_reference(models)
+        return _detect_reference(models, clip_tokenizer)
     if (root / "modules.json").is_file():
         folder = _sentence_transformers_clip_dir(root)
         _check_preprocessing(folder, "sentence-transformers CLIP module")
@@ -304,7 +313,7 @@ def detect(path: str | Path) -> ModelSource:
         return siglip
     problem = _clip_config_problem(root)
     if problem is not None and (root / "open_clip_config.json").is_file():
-        return _detect_openclip(root)
+        return _detect_openclip(root, clip_tokenizer)
     if problem is None:
         _check_preprocessing(root, "Hugging Face CLIP directory")
         return ModelSource("huggingface", root, root, root, root, root)

@@ -10,15 +10,23 @@ split, into transformers' CLIP towers: the same layers, so the same vectors, thr
 OpenCLIP architectures (timm or Hugging Face towers, ResNets, layer scale, attentional pooling, CoCa)
 are refused by name.
 
+The reference multi2vec-clip image keeps its OpenCLIP model (``OPEN_CLIP_MODEL_NAME`` and
+``OPEN_CLIP_PRETRAINED``) otherwise: ``models/openclip/config.json`` names the registry pair
+(``model_name``, ``pretrained``) and holds the architecture (``model_config``), and the weights sit in
+the hub cache open_clip downloaded them into (``models--ORG--NAME/snapshots/REV/``). The image's
+preprocessing then comes from open_clip's pretrained registry, whose few departures from OpenCLIP's
+default are in ``TAG_PREPROCESSING``; QuickGELU comes from ``model_config`` alone, as in open_clip, which
+only warns when a tag was trained with it and the configuration lacks it. Neither layout needs to hold a
+tokenizer when one is configured (``--clip-tokenizer``) or open_clip is installed (its BPE file).
+
 open_clip itself is not a dependency: it needs torchvision, whose presence changes the image pipeline
 of sentence-transformers (see the README). What OpenCLIP's own pipeline does is reproduced here:
 
-- **Text**: OpenCLIP's tokenizer is OpenAI's CLIP BPE. It is read from the directory: transformers
-  tokenizer files (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``), or OpenCLIP's own BPE file
-  ``bpe_simple_vocab_16e6.txt.gz`` (the file in the open_clip package). Texts are lower-cased and their
-  whitespace collapsed; OpenCLIP also runs ftfy and unescapes HTML entities, which this does not (a
-  text with ``&amp;`` gives other tokens). The vector is taken at the end-of-text token, as OpenCLIP's
-  ``argmax`` pooling does.
+- **Text**: OpenCLIP's tokenizer is OpenAI's CLIP BPE: transformers tokenizer files (``tokenizer.json``,
+  or ``vocab.json`` + ``merges.txt``), or OpenCLIP's own BPE file ``bpe_simple_vocab_16e6.txt.gz`` (the
+  file in the open_clip package). Texts are cleaned as OpenCLIP cleans them (ftfy, HTML entities
+  unescaped twice, whitespace collapsed, lower case). The vector is taken at the end-of-text token, as
+  OpenCLIP's ``argmax`` pooling does.
 - **Images**: ``preprocess_cfg`` (mean, std, interpolation, resize mode ``shortest`` or ``squash``),
   with torchvision's steps: resize the short side (bicubic by default), crop the centre (offsets
   rounded as torchvision rounds them), divide by 255 in float32, normalise.
@@ -27,6 +35,10 @@ of sentence-transformers (see the README). What OpenCLIP's own pipeline does is 
 from __future__ import annotations
 
 import gzip
+import html
+import importlib.util
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +56,13 @@ from transformers import (
 
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.clip_bpe import clip_vocabulary
-from vectorizer_module.models.files import read_json
+from vectorizer_module.models.files import hub_snapshots, read_json
 from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
 from vectorizer_module.models.hf_common import quiet_transformers
 from vectorizer_module.models.pixels import resize_and_crop, resize_bounded, shortest_edge_size
 
 CONFIG_NAME = "open_clip_config.json"
+REFERENCE_CONFIG_NAME = "config.json"  # the reference image's models/openclip/config.json
 WEIGHT_NAMES = (
     "open_clip_model.safetensors",
     "open_clip_pytorch_model.safetensors",
@@ -59,6 +72,18 @@ WEIGHT_NAMES = (
 BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+INCEPTION_MEAN_STD = (0.5, 0.5, 0.5)
+# open_clip's pretrained registry (2.29.0, the reference image's; 3.3.0 agrees) gives every pair of the
+# architectures served here OpenCLIP's default preprocessing (OpenAI's mean and std, bicubic, shortest side
+# resized and the centre cropped) except these; tests/unit/test_openclip_reference.py checks the table
+# against the registry itself.
+TAG_PREPROCESSING: dict[tuple[str, str], dict[str, Any]] = {
+    ("ViT-L-14", "laion2b_s32b_b82k"): {"mean": INCEPTION_MEAN_STD, "std": INCEPTION_MEAN_STD},
+    **{
+        (name, "dfn5b"): {"resize_mode": "squash"}
+        for name in ("ViT-H-14", "ViT-H-14-378", "ViT-H-14-quickgelu", "ViT-H-14-378-quickgelu")
+    },
+}
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 # Settings of OpenCLIP's towers that this conversion does not reproduce, with the value it needs.
@@ -100,17 +125,66 @@ _TEXT_PLAIN = {
 }
 
 
+def _weights_in(folder: Path) -> Path | None:
+    return next((folder / name for name in WEIGHT_NAMES if (folder / name).is_file()), None)
+
+
 def weights_file(root: Path) -> Path | None:
-    return next((root / name for name in WEIGHT_NAMES if (root / name).is_file()), None)
+    """The weights of an OpenCLIP directory: in it, or in the one snapshot of the hub cache in it that
+    holds OpenCLIP weights (the reference image's layout); ModelLayoutError if several snapshots do."""
+    direct = _weights_in(root)
+    if direct is not None:
+        return direct
+    found = {repo: path for repo, snapshot in hub_snapshots(root).items() if (path := _weights_in(snapshot))}
+    if len(found) > 1:
+        raise ModelLayoutError(
+            f"the hub cache {root} holds OpenCLIP weights of several repositories ({', '.join(sorted(found))}): "
+            "keep the one of the model its config.json names"
+        )
+    return next(iter(found.values()), None)
+
+
+def is_reference_config(root: Path) -> bool:
+    """Whether ``root`` holds the reference image's config.json (a registry pair and its architecture)."""
+    path = root / REFERENCE_CONFIG_NAME
+    config = read_json(path) if path.is_file() and not (root / CONFIG_NAME).is_file() else None
+    return isinstance(config, dict) and {"model_name", "pretrained", "model_config"} <= set(config)
+
+
+def config_file(root: Path) -> Path:
+    """The file that describes the model: open_clip_config.json, or the reference image's config.json."""
+    return root / (REFERENCE_CONFIG_NAME if is_reference_config(root) else CONFIG_NAME)
+
+
+def tag_preprocessing(model_name: str, pretrained: str) -> dict[str, Any]:
+    """The preprocessing open_clip's registry gives a pair (tags are compared as open_clip compares them)."""
+    return dict(TAG_PREPROCESSING.get((model_name, pretrained.lower().replace("-", "_")), {}))
+
+
+def _configs(root: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    if is_reference_config(root):
+        config = read_json(root / REFERENCE_CONFIG_NAME)
+        return config["model_config"], tag_preprocessing(str(config["model_name"]), str(config["pretrained"]))
+    config = read_json(root / CONFIG_NAME)
+    if not isinstance(config, dict):
+        return None, {}
+    return config.get("model_cfg"), config.get("preprocess_cfg") or {}
 
 
 def read_config(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``model_cfg`` and ``preprocess_cfg`` of an OpenCLIP directory; ModelLayoutError for an
-    architecture the conversion does not cover."""
-    config = read_json(root / CONFIG_NAME)
-    model_cfg = config.get("model_cfg") if isinstance(config, dict) else None
+    """The architecture (``model_cfg``) and ``preprocess_cfg`` of an OpenCLIP directory; ModelLayoutError
+    for an architecture the conversion does not cover."""
+    model_cfg, preprocess = _configs(root)
+    key = "model_config" if is_reference_config(root) else "model_cfg"
+    check_config(model_cfg, preprocess, f"{config_file(root)}'s {key}")
+    return model_cfg, preprocess
+
+
+def check_config(model_cfg: Any, preprocess: dict[str, Any], where: str = "the model config") -> None:
+    """ModelLayoutError unless ``model_cfg`` is an architecture this conversion covers and ``preprocess``
+    a preprocessing it reproduces (``where``: what they were read from, for the message)."""
     if not isinstance(model_cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(model_cfg):
-        raise ModelLayoutError(f"{root / CONFIG_NAME} has no model_cfg with embed_dim, vision_cfg and text_cfg")
+        raise ModelLayoutError(f"{where} is missing or lacks embed_dim, vision_cfg or text_cfg")
     problems = []
     if model_cfg.get("custom_text") or model_cfg.get("multimodal_cfg"):
         problems.append("a custom text tower (custom_text / CoCa)")
@@ -125,19 +199,17 @@ def read_config(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             for key, want in plain.items()
             if cfg.get(key, want) not in (want, {}, "default")
         ]
-    preprocess = config.get("preprocess_cfg") or {}
     if preprocess.get("resize_mode", "shortest") not in ("shortest", "squash"):
         problems.append(f"preprocess_cfg.resize_mode={preprocess['resize_mode']!r}")
     if preprocess.get("interpolation", "bicubic") not in RESAMPLE:
         problems.append(f"preprocess_cfg.interpolation={preprocess['interpolation']!r}")
     if problems:
         raise ModelLayoutError(
-            f"{root} is an OpenCLIP checkpoint of an architecture that is not supported ({', '.join(problems)}); "
+            f"{where} describes an OpenCLIP architecture that is not supported ({', '.join(problems)}); "
             "supported: the standard ViT image tower and causal text transformer (ViT-B-32, ViT-L-14, ...). "
             "If the hub repository also ships Hugging Face CLIP files (config.json, model.safetensors), "
             "serve those instead."
         )
-    return model_cfg, preprocess
 
 
 def _act(model_cfg: dict[str, Any]) -> str:
@@ -299,16 +371,53 @@ def bpe_tokenizer(bpe_file: Path, context_length: int) -> CLIPTokenizer:
         )
 
 
-def load_tokenizer(root: Path, context_length: int) -> CLIPTokenizer:
-    if (root / "tokenizer.json").is_file() or ((root / "vocab.json").is_file() and (root / "merges.txt").is_file()):
-        with quiet_transformers():
-            return CLIPTokenizer.from_pretrained(str(root), local_files_only=True, model_max_length=context_length)
-    if (root / BPE_NAME).is_file():
-        return bpe_tokenizer(root / BPE_NAME, context_length)
-    raise ModelLayoutError(
-        f"OpenCLIP directory {root} has no tokenizer: add CLIP's tokenizer files (tokenizer.json, or "
-        f"vocab.json and merges.txt, e.g. from openai/clip-vit-base-patch32) or OpenCLIP's {BPE_NAME}"
+def _has_transformers_tokenizer(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or (
+        (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
     )
+
+
+def has_tokenizer(location: Path) -> bool:
+    """Whether ``location`` is OpenCLIP's BPE file or a folder with CLIP's tokenizer files or that file."""
+    if location.is_file():
+        return location.name.endswith(".txt.gz")
+    return _has_transformers_tokenizer(location) or (location / BPE_NAME).is_file()
+
+
+def installed_bpe() -> Path | None:
+    """The BPE file of an installed open_clip package, found without importing it (it needs torchvision)."""
+    spec = importlib.util.find_spec("open_clip")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    return next((Path(folder) / BPE_NAME for folder in folders if (Path(folder) / BPE_NAME).is_file()), None)
+
+
+def find_tokenizer(root: Path, configured: str | Path | None = None) -> Path | None:
+    """Where the CLIP tokenizer of the OpenCLIP model in ``root`` is read from: ``root`` itself, else the
+    configured file or folder, else the BPE file of an installed open_clip."""
+    candidates = [root] + ([Path(configured).expanduser()] if configured else []) + [installed_bpe()]
+    return next((c for c in candidates if c is not None and has_tokenizer(c)), None)
+
+
+def load_tokenizer(location: Path, context_length: int) -> CLIPTokenizer:
+    """CLIP's tokenizer from a folder (transformers' files or OpenCLIP's BPE file) or the BPE file itself."""
+    if location.is_dir() and _has_transformers_tokenizer(location):
+        with quiet_transformers():
+            return CLIPTokenizer.from_pretrained(str(location), local_files_only=True, model_max_length=context_length)
+    bpe = location if location.is_file() else location / BPE_NAME
+    if bpe.is_file():
+        return bpe_tokenizer(bpe, context_length)
+    raise ModelLayoutError(
+        f"no CLIP tokenizer in {location}: add CLIP's tokenizer files (tokenizer.json, or vocab.json and "
+        f"merges.txt, e.g. from openai/clip-vit-base-patch32) or OpenCLIP's {BPE_NAME}"
+    )
+
+
+def clean_text(text: str) -> str:
+    """OpenCLIP's text cleaning: ftfy, HTML entities unescaped twice, whitespace collapsed, lower case."""
+    import ftfy
+
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 @dataclass(frozen=True)
@@ -343,13 +452,17 @@ class OpenClipImageRecipe:
 
 class OpenClipTextTower(HFClipTextTower):
     @classmethod
-    def from_dir(cls, weights_dir: Path, tokenizer_dir: Path | None = None) -> OpenClipTextTower:
+    def from_dir(cls, weights_dir: Path, tokenizer: Path | None = None) -> OpenClipTextTower:
+        """``tokenizer``: a folder or OpenCLIP's BPE file (see ``find_tokenizer``); default ``weights_dir``."""
         model_cfg, _ = read_config(weights_dir)
         config = text_config(model_cfg)
         with quiet_transformers():
             model = CLIPTextModelWithProjection(config)
         model = _load(model, text_state(read_state_dict(weights_dir, "text"), config), weights_dir)
-        return cls(model, load_tokenizer(tokenizer_dir or weights_dir, config.max_position_embeddings))
+        return cls(model, load_tokenizer(tokenizer or weights_dir, config.max_position_embeddings))
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        return super().preprocess([clean_text(text) for text in items])
 
 
 class OpenClipVisionTower(HFClipVisionTower):

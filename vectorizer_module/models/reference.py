@@ -66,8 +66,10 @@ def meta(source: ModelSource) -> dict[str, Any]:
     roots = _sentence_transformers_roots(source)
     if roots is not None:
         return {"clip_model": _config(source.vision_weights), "text_model": _config(source.text_weights)}
-    if source.family == "openclip":
-        return read_json(source.root / "open_clip_config.json")
+    if source.family == "openclip":  # open_clip_config.json, or the reference's models/openclip/config.json
+        from vectorizer_module.models.openclip import config_file
+
+        return read_json(config_file(source.vision_weights))
     if source.family in SIGLIP_FAMILIES:  # the saved config.json (the reference's models/siglip one)
         return read_json(source.text_weights / "config.json")
     return _config(source.vision_weights)
