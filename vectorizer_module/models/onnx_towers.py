@@ -56,11 +56,13 @@ def export_tower(tower: Tower, path: Path) -> Path:
 
 
 def cache_key(weights: Path, modality: str) -> str:
-    """Changes whenever the weights file changes (size or modification time) or our version does."""
+    """Changes whenever a weights file changes (size or modification time) or our version does. Weights
+    in subfolders count: a hub cache's snapshot (the reference image's models/openclip) links them there."""
     from vectorizer_module import __version__
 
-    files = sorted(p for p in Path(weights).iterdir() if p.suffix in (".safetensors", ".bin", ".pth"))
-    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    root = Path(weights)
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".safetensors", ".bin", ".pth") and p.is_file())
+    stamp = "|".join(f"{p.relative_to(root)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
     digest = hashlib.sha256(f"{Path(weights).resolve()}|{stamp}|{torch.__version__}|{__version__}".encode())
     return f"{modality}-{digest.hexdigest()[:16]}.onnx"
 
