@@ -8,9 +8,11 @@ multi2vec-clip image's build arguments, written as its download.py writes them: 
 (``openai/...``, ``facebook/metaclip...`` or CLIP_MODEL_TYPE=openai) into TARGET/openai_clip (config and
 weights) and TARGET/openai_clip_processor (tokenizer and image processor), any other pair as two
 sentence-transformers repositories into TARGET/clip and TARGET/text; SIGLIP_MODEL_NAME into TARGET/siglip
-(config, weights, and the processor in a hub cache inside it) and TARGET/model_name; and
-TARGET/trust_remote_code. The reference's OpenCLIP and ColPali arguments stop the build with a message
-(not supported yet).
+(config, weights, and the processor in a hub cache inside it) and TARGET/model_name; OPEN_CLIP_MODEL_NAME +
+OPEN_CLIP_PRETRAINED into TARGET/openclip (the pair checked against open_clip's registry, the weights in a
+hub cache there, config.json naming the pair and its architecture: open_clip 2.29.0's, the reference's
+pin, read from the package without importing it, which would need torch); and TARGET/trust_remote_code.
+The reference's ColPali argument stops the build with a message (not supported yet).
 
 Only the files the served layout reads are downloaded, not every copy a repository holds: the small
 configuration and tokenizer files, and one weight format per folder (safetensors where the repository
@@ -22,6 +24,9 @@ open_clip_config.json otherwise makes it OpenCLIP.
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
+import importlib.util
 import json
 import os
 import re
@@ -43,8 +48,6 @@ CLIP_TOKENIZER_FILES = ["vocab.json", "merges.txt"]
 OPENAI_LAYOUT_PREFIXES = ("openai/", "facebook/metaclip")
 # the reference's other build arguments, refused here rather than ignored
 UNSUPPORTED_REFERENCE_ARGUMENTS = {
-    "OPEN_CLIP_MODEL_NAME": "OpenCLIP",
-    "OPEN_CLIP_PRETRAINED": "OpenCLIP",
     "COLPALI_ENGINE_MODEL_NAME": "ColPali",
 }
 # model_type values the service reads from a transformers config.json (CLIP, SigLIP, SigLIP 2 NaFlex)
@@ -202,13 +205,69 @@ def download_siglip_layout(repo: str, models: str) -> None:
     Path(models, "model_name").write_text(repo)
 
 
+def open_clip_registry(package: Path | None = None) -> Any:
+    """open_clip's ``pretrained`` module (its registry of model/tag pairs and their hub repositories),
+    imported from the installed package folder (or ``package``) without running the package's
+    ``__init__``, which imports torch and torchvision; sys.modules is left as it was."""
+    if package is None:
+        spec = importlib.util.find_spec("open_clip")
+        if spec is None or not spec.submodule_search_locations:
+            sys.exit("OPEN_CLIP_MODEL_NAME: open_clip_torch is not installed in the download environment")
+        package = Path(list(spec.submodule_search_locations)[0])
+    saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "open_clip"}
+    stub = importlib.util.module_from_spec(importlib.machinery.ModuleSpec("open_clip", None, is_package=True))
+    stub.__path__ = [str(package)]
+    sys.modules["open_clip"] = stub
+    try:
+        registry = importlib.import_module("open_clip.pretrained")
+    finally:
+        for name in [name for name in sys.modules if name.split(".")[0] == "open_clip"]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+    registry.model_configs = package / "model_configs"
+    return registry
+
+
+def download_openclip_layout(model_name: str, pretrained: str, models: str, package: Path | None = None) -> None:
+    """The reference's models/openclip: its download.py checks the pair against open_clip's registry,
+    lets ``create_model_and_transforms(cache_dir=models/openclip)`` download the weights (safetensors where
+    the hub repository has them, as open_clip tries first), and writes config.json with the architecture."""
+    registry = open_clip_registry(package)
+    if (model_name, pretrained) not in registry.list_pretrained():
+        pairs = "\n".join(f"  model: {name} pretrained: {tag}" for name, tag in registry.list_pretrained())
+        sys.exit(f"Available pairs are:\n{pairs}\nno OPEN_CLIP model {model_name} with pretrained {pretrained}")
+    cache_dir = "./models/openclip"
+    folder = Path(models, "openclip")
+    model_id, filename = os.path.split(registry.get_pretrained_cfg(model_name, pretrained)["hf_hub"])
+    filename = filename or registry.HF_WEIGHTS_NAME
+    for name in [*registry._get_safe_alternatives(filename), filename]:
+        try:
+            hf_hub_download(model_id, name, cache_dir=str(folder))
+            break
+        except Exception as exc:  # noqa: BLE001 - open_clip tries the next name on any failure
+            failure = exc
+    else:
+        sys.exit(f"{model_id}: cannot download {filename} ({failure})")
+    config = {
+        "model_name": model_name,
+        "pretrained": pretrained,
+        "model_config": json.loads((registry.model_configs / f"{model_name}.json").read_text(encoding="utf-8")),
+        "cache_dir": cache_dir,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    print(f"{model_name} {pretrained} ({model_id}) -> {folder}", flush=True)
+
+
 def main(target: str) -> None:
     model_id = os.environ.get("MODEL_ID", "").strip()
     clip_name = os.environ.get("CLIP_MODEL_NAME", "").strip()
     text_name = os.environ.get("TEXT_MODEL_NAME", "").strip() or clip_name
     siglip_name = os.environ.get("SIGLIP_MODEL_NAME", "").strip()
-    if sum(bool(name) for name in (model_id, clip_name, siglip_name)) > 1:
-        sys.exit("set one of MODEL_ID, CLIP_MODEL_NAME or SIGLIP_MODEL_NAME, not both")
+    open_clip = [os.environ.get(f"OPEN_CLIP_{key}", "").strip() for key in ("MODEL_NAME", "PRETRAINED")]
+    if sum(bool(name) for name in (model_id, clip_name, siglip_name, open_clip[0])) > 1:
+        sys.exit("set one of MODEL_ID, CLIP_MODEL_NAME, SIGLIP_MODEL_NAME or OPEN_CLIP_MODEL_NAME, not both")
+    if any(open_clip) and not all(open_clip):
+        sys.exit("OPEN_CLIP_MODEL_NAME and OPEN_CLIP_PRETRAINED go together (as in the reference)")
     for variable in UNSUPPORTED_REFERENCE_ARGUMENTS:
         if os.environ.get(variable, "").strip():
             sys.exit(
@@ -217,7 +276,9 @@ def main(target: str) -> None:
             )
     Path(target).mkdir(parents=True, exist_ok=True)
     try:
-        if siglip_name:
+        if all(open_clip):
+            download_openclip_layout(*open_clip, target)
+        elif siglip_name:
             download_siglip_layout(siglip_name, target)
         elif clip_name and openai_layout(clip_name, os.environ.get("CLIP_MODEL_TYPE", "")):
             if text_name != clip_name:
@@ -232,7 +293,8 @@ def main(target: str) -> None:
             download(model_id or DEFAULT_MODEL_ID, target)
     except ModelRepoError as exc:
         sys.exit(str(exc))
-    if clip_name or siglip_name:  # the reference writes this file with every build; the service never runs remote code
+    # the reference writes this file with every build; the service never runs remote code
+    if clip_name or siglip_name or all(open_clip):
         Path(target, "trust_remote_code").write_text(os.environ.get("TRUST_REMOTE_CODE", "").strip() or "False")
 
 

@@ -3,7 +3,8 @@
 #   MODEL_ID=local   the model directory in docker/model/ (copied to /local-model by the Dockerfile)
 #   MODEL_ID=none    nothing (TARGET stays empty: mount a model at run time)
 #   otherwise        docker/download_model.py downloads it from the Hugging Face hub, with its own
-#                    huggingface_hub in a throwaway virtual environment of this stage
+#                    huggingface_hub (and for OPEN_CLIP_MODEL_NAME open_clip's package, without its
+#                    dependencies) in a throwaway virtual environment of this stage
 set -eu
 target="$1"
 local_model="${LOCAL_MODEL_DIR:-/local-model}"
@@ -23,6 +24,10 @@ none)
     . /build-certs/use-certs.sh
     python3 -m venv /tmp/download-env
     /tmp/download-env/bin/python -m pip install --no-cache-dir "huggingface_hub>=0.30"
+    if [ -n "${OPEN_CLIP_MODEL_NAME:-}" ]; then  # its registry, read without torch (download_model.py)
+        /tmp/download-env/bin/python -m pip install --no-cache-dir --no-deps \
+            "open_clip_torch==${OPEN_CLIP_VERSION:?set OPEN_CLIP_VERSION}"
+    fi
     /tmp/download-env/bin/python /download_model.py "$target"
     ;;
 esac

@@ -4,6 +4,7 @@
 #
 #   sh docker/install_python.sh torch VENV             # a virtual environment with torch from TORCH_INDEX
 #   sh docker/install_python.sh package VENV [PIP...]  # this package (the current directory) into it
+#   sh docker/install_python.sh clip-tokenizer VENV    # CLIP's BPE file, from open_clip's wheel, into VENV/share
 #   sh docker/install_python.sh strip VENV             # pip and caches out of it: the image runs, never installs
 #
 # torch comes first, from TORCH_INDEX (PyTorch's CPU index, or a CUDA one), at the version pyproject.toml
@@ -34,11 +35,21 @@ torch)
 package)
     "$venv/bin/python" -m pip install --no-cache-dir "$@" .
     ;;
+clip-tokenizer)
+    # the wheel only (open_clip itself needs torchvision, which the service does without)
+    wheels="$(mktemp -d)"
+    "$venv/bin/python" -m pip download --no-cache-dir --no-deps --dest "$wheels" \
+        "open_clip_torch==${OPEN_CLIP_VERSION:?set OPEN_CLIP_VERSION}"
+    "$venv/bin/python" -m zipfile -e "$wheels"/open_clip_torch-*.whl "$wheels/unpacked"
+    mkdir -p "$venv/share/clip-tokenizer"
+    cp "$wheels/unpacked/open_clip/bpe_simple_vocab_16e6.txt.gz" "$venv/share/clip-tokenizer/"
+    rm -rf "$wheels"
+    ;;
 strip)
     "$venv/bin/python" -m pip uninstall --yes --quiet pip
     ;;
 *)
-    echo "usage: install_python.sh torch|package|strip VENV [PIP OPTIONS]" >&2
+    echo "usage: install_python.sh torch|package|clip-tokenizer|strip VENV [PIP OPTIONS]" >&2
     exit 2
     ;;
 esac

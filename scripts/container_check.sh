@@ -12,7 +12,9 @@
 #   4. runs it, checks live, ready, /meta and /vectorize from the host, then starts the go-built Weaviate
 #      on the host with CLIP_INFERENCE_API pointing at the container, imports the demo sample set and
 #      runs a nearText search with clip-weaviate (scripts/container_stack.py);
-#   5. runs it again with a random-weight model mounted at /app/models, which must win over the baked one;
+#   5. runs it again with a random-weight model mounted at /app/models, which must win over the baked one,
+#      and once more with the reference image's models/openclip mounted there (made by the reference's own
+#      code path, tests/reference_openclip.py, under .reference-env), whose vectors it must give;
 #   6. removes the containers and the files it put in the build context, and prints the figures.
 # Usage: bash scripts/container_check.sh      (as root, or as a user of the docker group with the engine up)
 # Environment: IMAGE (default clip-vectorizer:check), BASE_IMAGE, MODEL_DIR, TORCH_INDEX, KEEP_IMAGE=0 to
@@ -161,6 +163,15 @@ docker run -d --name clip-check-mounted -p "127.0.0.1:$port:8080" -v "$WORK/moun
 "$PYTHON" scripts/container_stack.py wait-ready "http://127.0.0.1:$port" --timeout 300 --container clip-check-mounted
 "$PYTHON" scripts/container_stack.py check-service "http://127.0.0.1:$port" --container clip-check-mounted \
     --expect-dir /app/models --expect-workers-line "memory limit 2048 MiB"
+
+say "run with the reference image's OpenCLIP folder mounted at /app/models (no tokenizer in it)"
+"$PYTHON" scripts/container_stack.py reference-openclip "$WORK/reference-openclip"
+port=$(free_port)
+containers+=("clip-check-openclip")
+docker run -d --name clip-check-openclip -p "127.0.0.1:$port:8080" \
+    -v "$WORK/reference-openclip/models:/app/models:ro" "$IMAGE" >/dev/null
+"$PYTHON" scripts/container_stack.py wait-ready "http://127.0.0.1:$port" --timeout 300 --container clip-check-openclip
+"$PYTHON" scripts/container_stack.py check-reference-openclip "http://127.0.0.1:$port" "$WORK/reference-openclip"
 
 say "figures"
 printf '    %s\n' "${figures[@]}"

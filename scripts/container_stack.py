@@ -5,6 +5,8 @@ the go-built Weaviate on the host driven through the container by ``clip-weaviat
     python3 scripts/container_stack.py wait-ready URL [--timeout S]
     python3 scripts/container_stack.py check-service URL --container NAME --expect-dir DIR
     python3 scripts/container_stack.py weaviate URL --workdir DIR
+    python3 scripts/container_stack.py reference-openclip DIR
+    python3 scripts/container_stack.py check-reference-openclip URL DIR
 
 Each prints what it checked and exits non-zero, saying why, on the first check that fails.
 """
@@ -15,6 +17,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,6 +35,15 @@ from plugin_api.sample import write_sample  # noqa: E402
 from plugin_api.stack import WeaviateServer  # noqa: E402
 
 QUERY = "a red circle"  # the demo sample set holds red circles in every size and position
+# the reference image's OpenCLIP folder, made by its own code path (tests/reference_openclip.py) under its
+# own packages, on a tiny random model registered under a real registry pair
+REFERENCE_ENVS = (ROOT / ".reference-env", ROOT / ".openclip-env")
+OPENCLIP_TEXTS = ["a red circle", "it’s a “quoted” word &amp; more"]
+TINY_OPENCLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
 
 
 class CheckFailed(Exception):
@@ -184,6 +196,40 @@ def weaviate(url: str, workdir: Path, knows_shapes: bool) -> None:
         server.stop()
 
 
+def reference_openclip(folder: Path) -> None:
+    """FOLDER/models as the reference's download.py leaves it for OPEN_CLIP_MODEL_NAME=ViT-B-32,
+    OPEN_CLIP_PRETRAINED=laion2b_s34b_b79k, and the vectors its clip.py gives (FOLDER/models/reference.npz)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 48), (200, 0, 0)).save(folder / "red.png")
+    variant = {"models": str(folder / "models"), "model_name": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}
+    variant.update(model_cfg=TINY_OPENCLIP, weights="open_clip_model.safetensors", seed=0)
+    spec = {"variants": [variant], "texts": OPENCLIP_TEXTS, "images": [str(folder / "red.png")]}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    env = dict(os.environ, PYTHONPATH=":".join(map(str, REFERENCE_ENVS)))
+    script = ROOT / "tests" / "reference_openclip.py"
+    done = subprocess.run([sys.executable, str(script), str(folder / "spec.json")], env=env, capture_output=True)
+    failure = "" if done.returncode == 0 else f": {done.stderr.decode(errors='replace')[-2000:]}"
+    check(done.returncode == 0, f"the reference's OpenCLIP folder made in {folder / 'models'}{failure}")
+    subprocess.run(["chmod", "-R", "a+rX", str(folder)], check=True)
+
+
+def check_reference_openclip(url: str, folder: Path) -> None:
+    import numpy as np
+
+    image = base64.b64encode((folder / "red.png").read_bytes()).decode()
+    status, body = http(url + "/vectorize", {"texts": OPENCLIP_TEXTS, "images": [image]})
+    check(status == 200, f"/vectorize answers 200 on the reference's models/openclip ({status})")
+    answer, reference = json.loads(body), np.load(folder / "models" / "reference.npz")
+    ours = np.asarray(answer["textVectors"] + answer["imageVectors"])
+    theirs = np.concatenate([reference["texts"], reference["images"]])
+    cosines = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+    check(bool(cosines.min() >= 0.99999), f"the reference's vectors, cosine >= {cosines.min():.7f}")
+    meta = json.loads(http(url + "/meta")[1])
+    meta.pop("clip-vectorizer")
+    saved = json.loads((folder / "models" / "openclip" / "config.json").read_text())
+    check(meta == saved, "/meta is the reference's config.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     stack.add_argument("url")
     stack.add_argument("--workdir", type=Path, required=True)
     stack.add_argument("--demo-model", action="store_true", help="the container serves the demo model")
+    commands.add_parser("reference-openclip").add_argument("folder", type=Path)
+    openclip = commands.add_parser("check-reference-openclip")
+    openclip.add_argument("url")
+    openclip.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect-image":
@@ -209,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready(args.url, args.timeout, args.container)
         elif args.command == "check-service":
             check_service(args.url, args.container, args.expect_dir, args.expect_workers_line)
+        elif args.command == "reference-openclip":
+            reference_openclip(args.folder)
+        elif args.command == "check-reference-openclip":
+            check_reference_openclip(args.url, args.folder)
         else:
             weaviate(args.url, args.workdir, args.demo_model)
     except CheckFailed as exc:

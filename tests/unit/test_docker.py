@@ -7,6 +7,7 @@ the image for real (opt-in: it needs a Docker engine)."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
@@ -241,10 +242,12 @@ def run_build_stage(dockerfile: Path, tmp: Path, pip_options: list[str]) -> Path
     env.update(PATH=f"{base / 'bin'}:/usr/local/bin:/usr/bin:/bin", HOME=str(tmp), PIP_DISABLE_PIP_VERSION_CHECK="1")
     workdir = "/"
     runs: list[tuple[str, str]] = []
+    first_from = next(i for i, (word, _) in enumerate(pairs) if word == "FROM")
+    global_args = dict(rest.partition("=")[::2] for word, rest in pairs[:first_from] if word == "ARG")
     for word, rest in named_stage(pairs, "build")[1:]:
-        if word == "ARG":
-            name, _, default = rest.partition("=")
-            env[name] = default.strip('"')
+        if word == "ARG":  # a bare ARG takes the default of the global one (before the first FROM)
+            name, has_default, default = rest.partition("=")
+            env[name] = (default if has_default else global_args.get(name, "")).strip('"')
         elif word == "ENV":
             env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
         elif word == "WORKDIR":
@@ -296,6 +299,11 @@ def test_the_image_install_steps_resolve_torch_once(tmp_path):
         text=True,
     )
     assert kept.stdout.strip() == f"{_torch_pin()}+cpu"  # the one torch is the index's
+    # CLIP's BPE file, in the environment the final stage copies, where the final stage points the service
+    bpe = made / "share" / "clip-tokenizer" / "bpe_simple_vocab_16e6.txt.gz"
+    assert gzip.decompress(bpe.read_bytes()).decode().splitlines()[1] == "i n"  # CLIP's first merge
+    setting = env_of(final_stage(instructions(DOCKER / "Dockerfile")))["VECTORIZER_CLIP_TOKENIZER"]
+    assert setting == "/opt/venv/share/clip-tokenizer/bpe_simple_vocab_16e6.txt.gz" and made.name == "venv"
 
 
 # --- the model download ---------------------------------------------------------------------------------
@@ -417,7 +425,70 @@ def test_a_siglip_build_argument_writes_the_reference_folders_the_service_serves
     assert (source.family, source.tokenizer.parent.name) == ("siglip-reference", "snapshots")
 
 
-@pytest.mark.parametrize("variable", ["OPEN_CLIP_MODEL_NAME", "COLPALI_ENGINE_MODEL_NAME"])
+def _openclip_build(monkeypatch, tmp_path, name: str, tag: str):
+    """download_model.main with OPEN_CLIP_MODEL_NAME / OPEN_CLIP_PRETRAINED, open_clip 2.29.0's registry
+    (the reference's pin, from .reference-env) and a fake hub whose repositories hold only the .bin
+    weights (the hub answers 404 for the safetensors name open_clip tries first); returns the models/
+    folder and the (repository, file) pairs asked for."""
+    from tests.isolated_envs import REFERENCE_ENV
+
+    if not (REFERENCE_ENV / "open_clip").is_dir():
+        pytest.skip(f"open_clip 2.29.0 is not in {REFERENCE_ENV}: run scripts/install.sh")
+    module = _download_module()
+    registry = module.open_clip_registry
+    monkeypatch.setattr(module, "open_clip_registry", lambda package=None: registry(REFERENCE_ENV / "open_clip"))
+    asked = []
+
+    def hf_hub_download(repo, name, cache_dir):
+        asked.append((repo, name))
+        if name.endswith(".safetensors"):
+            raise FileNotFoundError(f"404: {repo} has no {name}")
+        folder = Path(cache_dir) / ("models--" + repo.replace("/", "--"))
+        (folder / "refs").mkdir(parents=True, exist_ok=True)
+        (folder / "refs" / "main").write_text("rev1")
+        (folder / "snapshots" / "rev1").mkdir(parents=True, exist_ok=True)
+        (folder / "snapshots" / "rev1" / name).write_bytes(b"weights")
+
+    monkeypatch.setattr(module, "hf_hub_download", hf_hub_download)
+    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "SIGLIP_MODEL_NAME", "TRUST_REMOTE_CODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OPEN_CLIP_MODEL_NAME", name)
+    monkeypatch.setenv("OPEN_CLIP_PRETRAINED", tag)
+    models = tmp_path / "models"
+    module.main(str(models))
+    return models, asked
+
+
+def test_an_openclip_build_argument_writes_the_reference_folder_the_service_detects(monkeypatch, tmp_path):
+    from tests.isolated_envs import REFERENCE_ENV
+    from vectorizer_module.models.loading import detect
+
+    models, asked = _openclip_build(monkeypatch, tmp_path, "ViT-B-32", "laion2b_s34b_b79k")
+    repo = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+    assert asked == [(repo, "open_clip_model.safetensors"), (repo, "open_clip_pytorch_model.bin")]
+    assert sorted(p.name for p in models.iterdir()) == ["openclip", "trust_remote_code"]
+    config = json.loads((models / "openclip" / "config.json").read_text())
+    architecture = json.loads((REFERENCE_ENV / "open_clip" / "model_configs" / "ViT-B-32.json").read_text())
+    assert config == {
+        "model_name": "ViT-B-32",
+        "pretrained": "laion2b_s34b_b79k",
+        "model_config": architecture,
+        "cache_dir": "./models/openclip",
+    }
+    source = detect(models, clip_tokenizer=REFERENCE_ENV / "open_clip")
+    assert (source.layout, source.family) == ("reference-image", "openclip")
+
+
+def test_an_openclip_pair_open_clip_does_not_know_stops_the_build(monkeypatch, tmp_path):
+    with pytest.raises(SystemExit, match="model: ViT-B-32 pretrained: laion2b_s34b_b79k"):  # the pairs listed
+        _openclip_build(monkeypatch, tmp_path, "ViT-B-32", "laion5b")
+    assert not (tmp_path / "models" / "openclip").exists()
+    monkeypatch.delenv("OPEN_CLIP_PRETRAINED")
+    with pytest.raises(SystemExit, match="go together"):
+        _download_module().main(str(tmp_path / "other"))
+
+
+@pytest.mark.parametrize("variable", ["COLPALI_ENGINE_MODEL_NAME"])
 def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_baking_another_model(
     monkeypatch, tmp_path, variable
 ):
