@@ -44,7 +44,7 @@ CLIP_TOKENIZER_REPO = "openai/clip-vit-base-patch32"
 CLIP_TOKENIZER_FILES = ["vocab.json", "merges.txt"]
 
 # CLIP_MODEL_NAME prefixes the reference's download.py saves in its openai_clip layout (CLIP_MODEL_TYPE=openai
-# does too); MetaCLIP 2 (facebook/metaclip-2-*) takes that path there but is not a CLIP config: see the note
+# does too), MetaCLIP 2 (facebook/metaclip-2-*, model_type metaclip_2) included: see metaclip2_as_clip
 OPENAI_LAYOUT_PREFIXES = ("openai/", "facebook/metaclip")
 # the reference's other build arguments, refused here rather than ignored
 UNSUPPORTED_REFERENCE_ARGUMENTS = {
@@ -52,6 +52,8 @@ UNSUPPORTED_REFERENCE_ARGUMENTS = {
 }
 # model_type values the service reads from a transformers config.json (CLIP, SigLIP, SigLIP 2 NaFlex)
 SERVED_CONFIG_TYPES = frozenset({"clip", "siglip", "siglip2"})
+# ... and those the openai_clip layout also takes, saved as a CLIP (see metaclip2_as_clip)
+OPENAI_LAYOUT_CONFIG_TYPES = SERVED_CONFIG_TYPES | {"metaclip_2"}
 # One weight format per folder, the first the folder has: a single file, or an index and its shards.
 TRANSFORMERS_WEIGHTS = (
     ("model.safetensors", "model.safetensors.index.json", re.compile(r"model-\d+-of-\d+\.safetensors")),
@@ -115,10 +117,16 @@ def _folder(
     return [prefix + f for f in sorted(_support(files) + chosen)]
 
 
-def choose_files(repo: str, names: Iterable[str], read_json: Callable[[str], Any]) -> list[str]:
+def choose_files(
+    repo: str,
+    names: Iterable[str],
+    read_json: Callable[[str], Any],
+    config_types: frozenset[str] = SERVED_CONFIG_TYPES,
+) -> list[str]:
     """The files of ``repo`` (listed in ``names``) that its served layout needs, in the order the
     service looks for layouts. ``read_json(name)`` returns a small JSON file of the repository
-    (modules.json, config.json), read only where the choice depends on it."""
+    (modules.json, config.json), read only where the choice depends on it; ``config_types``: the
+    transformers model types taken."""
     names = sorted(set(names))
     if "modules.json" in names:  # sentence-transformers: the root and each module's folder
         modules = read_json("modules.json")
@@ -131,14 +139,14 @@ def choose_files(repo: str, names: Iterable[str], read_json: Callable[[str], Any
     has_openclip = "open_clip_config.json" in root
     # transformers CLIP or SigLIP (OpenCLIP's copy of the weights, if any, left out); a CLIP config.json
     # without transformers weights beside OpenCLIP's files is served as OpenCLIP, as the service does
-    if model_type in SERVED_CONFIG_TYPES and (_transformers_weights(root) or not has_openclip):
+    if model_type in config_types and (_transformers_weights(root) or not has_openclip):
         chosen = _folder(names, "", _transformers_weights, repo, required=True)
         return [f for f in chosen if not f.startswith("open_clip_")]
     if has_openclip:  # OpenCLIP; a config.json here may be another library's (timm's)
         return _folder(names, "", _openclip_weights, repo, required=True)
     raise ModelRepoError(
         f"{repo} is not a model the service serves: it needs modules.json (sentence-transformers), a "
-        f"config.json with model_type {' or '.join(sorted(SERVED_CONFIG_TYPES))} (config.json says "
+        f"config.json with model_type {' or '.join(sorted(config_types))} (config.json says "
         f"{model_type!r}), or open_clip_config.json; it holds: {', '.join(root)}"
     )
 
@@ -162,9 +170,9 @@ def fetch_json(repo: str, name: str, target: str) -> Any:
     return json.loads(Path(hf_hub_download(repo, name, local_dir=target)).read_text(encoding="utf-8"))
 
 
-def download(repo: str, target: str) -> list[str]:
+def download(repo: str, target: str, config_types: frozenset[str] = SERVED_CONFIG_TYPES) -> list[str]:
     """Download what ``repo``'s served layout needs into ``target``; the files chosen."""
-    files = choose_files(repo, repo_files(repo), lambda name: fetch_json(repo, name, target))
+    files = choose_files(repo, repo_files(repo), lambda name: fetch_json(repo, name, target), config_types)
     snapshot_download(repo, local_dir=target, allow_patterns=files)
     if needs_clip_tokenizer(files):
         snapshot_download(CLIP_TOKENIZER_REPO, local_dir=target, allow_patterns=CLIP_TOKENIZER_FILES)
@@ -180,11 +188,25 @@ def openai_layout(clip_name: str, clip_type: str) -> bool:
     return clip_name.startswith(OPENAI_LAYOUT_PREFIXES) or clip_type.strip().lower() == "openai"
 
 
+def metaclip2_as_clip(config: dict[str, Any]) -> dict[str, Any]:
+    """A MetaCLIP 2 config.json as the reference's download.py saves it: it loads the checkpoint with
+    ``CLIPModel`` (transformers 4.57.3), so the fields are read as a CLIPConfig's (those MetaCLIP 2's file
+    leaves out take CLIP's defaults, here as there), the tensors keep their names, and it saves a CLIP.
+    tests/unit/test_metaclip2.py serves both folders and compares them."""
+    clip = dict(config, model_type="clip", architectures=["CLIPModel"])
+    for part, model_type in (("text_config", "clip_text_model"), ("vision_config", "clip_vision_model")):
+        clip[part] = dict(config.get(part) or {}, model_type=model_type)
+    return clip
+
+
 def download_openai_layout(repo: str, models: str) -> None:
     """The reference's openai_clip folder (config.json and the weights) and openai_clip_processor folder
-    (the tokenizer and image-processor files), from one transformers CLIP repository."""
+    (the tokenizer and image-processor files), from one transformers CLIP or MetaCLIP 2 repository."""
     weights_dir, processor_dir = Path(models, "openai_clip"), Path(models, "openai_clip_processor")
-    files = download(repo, str(weights_dir))
+    files = download(repo, str(weights_dir), OPENAI_LAYOUT_CONFIG_TYPES)
+    config = json.loads((weights_dir / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") == "metaclip_2":
+        (weights_dir / "config.json").write_text(json.dumps(metaclip2_as_clip(config), indent=2))
     processor_dir.mkdir(parents=True, exist_ok=True)
     for name in _support(files):
         if name != "config.json":

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import threading
 from pathlib import Path
+from types import ModuleType
 
 import requests
 
 from vectorizer_module.config import Settings
 from vectorizer_module.engine import Engine
 from vectorizer_module.models.loading import detect
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def download_script() -> ModuleType:
+    """docker/download_model.py, the image's model download step, as a module (it is not a package's)."""
+    spec = importlib.util.spec_from_file_location("download_model", REPO / "docker" / "download_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_engine(model: Path | str, **overrides) -> Engine:

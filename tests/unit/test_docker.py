@@ -8,7 +8,6 @@ the image for real (opt-in: it needs a Docker engine)."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import re
@@ -23,6 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.utils import canonicalize_name
+
+from tests.helpers import download_script
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -309,13 +310,6 @@ def test_the_image_install_steps_resolve_torch_once(tmp_path):
 # --- the model download ---------------------------------------------------------------------------------
 
 
-def _download_module():
-    spec = importlib.util.spec_from_file_location("download_model", DOCKER / "download_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(
     "env,expected",
     [
@@ -331,7 +325,7 @@ def _download_module():
     ],
 )
 def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, tmp_path, env, expected):
-    module = _download_module()
+    module = download_script()
     calls = []
     monkeypatch.setattr(module, "download", lambda repo, target: calls.append((repo, target)))
     for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE"):
@@ -359,10 +353,10 @@ def test_an_openai_clip_build_argument_writes_the_reference_folders_the_service_
     text/, which the service refused."""
     from vectorizer_module.models.loading import detect
 
-    module = _download_module()
+    module = download_script()
     names = sorted(p.name for p in tiny_model.iterdir())
 
-    def download(repo, target):  # what download() leaves: the chosen files of a transformers CLIP
+    def download(repo, target, config_types):  # what download() leaves: the chosen files of a transformers CLIP
         shutil.copytree(tiny_model, target)
         return names
 
@@ -392,7 +386,7 @@ def test_a_siglip_build_argument_writes_the_reference_folders_the_service_serves
     from vectorizer_module.models.loading import detect
     from vectorizer_module.models.random.siglip import save_random_model
 
-    module = _download_module()
+    module = download_script()
     hub = save_random_model(tmp_path / "hub", seed=1)
     names = sorted(p.name for p in hub.iterdir())
 
@@ -434,7 +428,7 @@ def _openclip_build(monkeypatch, tmp_path, name: str, tag: str):
 
     if not (REFERENCE_ENV / "open_clip").is_dir():
         pytest.skip(f"open_clip 2.29.0 is not in {REFERENCE_ENV}: run scripts/install.sh")
-    module = _download_module()
+    module = download_script()
     registry = module.open_clip_registry
     monkeypatch.setattr(module, "open_clip_registry", lambda package=None: registry(REFERENCE_ENV / "open_clip"))
     asked = []
@@ -485,14 +479,14 @@ def test_an_openclip_pair_open_clip_does_not_know_stops_the_build(monkeypatch, t
     assert not (tmp_path / "models" / "openclip").exists()
     monkeypatch.delenv("OPEN_CLIP_PRETRAINED")
     with pytest.raises(SystemExit, match="go together"):
-        _download_module().main(str(tmp_path / "other"))
+        download_script().main(str(tmp_path / "other"))
 
 
 @pytest.mark.parametrize("variable", ["COLPALI_ENGINE_MODEL_NAME"])
 def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_baking_another_model(
     monkeypatch, tmp_path, variable
 ):
-    module = _download_module()
+    module = download_script()
     calls = []
     monkeypatch.setattr(module, "download", lambda repo, target: calls.append(repo))
     for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"):
@@ -524,7 +518,7 @@ def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_b
     ],
 )
 def test_download_script_refuses_arguments_that_name_no_one_model(monkeypatch, tmp_path, env, message):
-    module = _download_module()
+    module = download_script()
     for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
@@ -611,7 +605,7 @@ def test_the_download_takes_one_weight_format_and_the_files_the_layout_reads(rep
         read.append(name)
         return small_files[name]
 
-    chosen = _download_module().choose_files(repo, names, read_json)
+    chosen = download_script().choose_files(repo, names, read_json)
     assert chosen == expected
     assert set(read) <= set(small_files)
 
@@ -619,7 +613,7 @@ def test_the_download_takes_one_weight_format_and_the_files_the_layout_reads(rep
 def test_sharded_weights_come_with_their_index_and_exported_copies_stay_behind():
     """Synthetic listings: a sharded checkpoint in both formats, and a sentence-transformers repository
     with ONNX and OpenVINO exports and a CLIP module in its root (sentence-transformers 6)."""
-    module = _download_module()
+    module = download_script()
     shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
     bins = ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin", "pytorch_model.bin.index.json"]
     names = ["config.json", "preprocessor_config.json", "tokenizer.json", *shards, *bins]
@@ -646,13 +640,13 @@ def test_sharded_weights_come_with_their_index_and_exported_copies_stay_behind()
     ],
 )
 def test_a_repository_without_a_served_layout_fails_the_build_saying_why(names, small_files, message):
-    module = _download_module()
+    module = download_script()
     with pytest.raises(module.ModelRepoError, match=message):
         module.choose_files("some/repo", names, small_files.get)
 
 
 def test_download_fetches_only_the_chosen_files_and_clips_tokenizer_for_an_openclip_repository(monkeypatch, tmp_path):
-    module = _download_module()
+    module = download_script()
     names, small_files, expected = LISTINGS["timm/vit_base_patch16_clip_224.openai"]
     calls = []
     monkeypatch.setattr(module, "repo_files", lambda repo: names)

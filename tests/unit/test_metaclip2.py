@@ -10,6 +10,7 @@ legacy ``argmax`` of the token ids, which for XLM-R's vocabulary is not the end 
 here, so the same vectors."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessorPil, CLIPProcessor, MetaClip2Config, MetaClip2Model, XLMRobertaTokenizer
 
+from tests.helpers import download_script
 from tests.isolated_envs import run_apart
 from tests.reference import assert_parity
 from vectorizer_module.models.loading import detect, load_towers
@@ -102,3 +104,46 @@ def test_texts_and_images_get_the_references_vectors(reference):
     # the reference asks for the fast image processor (use_fast=True: torchvision's resize), the service
     # follows the PIL one: on this image, pixels up to 0.015 apart on 0.4 % of the values, vectors ~1e-4
     assert_parity(image / np.linalg.norm(image, axis=1, keepdims=True), vectors["image"], max_abs=1e-3)
+
+
+def _described(config: dict) -> dict:
+    """A /meta body without what says where and by which transformers it was saved (4.57.3 also writes
+    each part's dtype)."""
+    drop = ("transformers_version", "dtype", "_name_or_path")
+    return {k: _described(v) if isinstance(v, dict) else v for k, v in config.items() if k not in drop}
+
+
+def test_our_images_build_of_a_metaclip2_repository_serves_the_references_vectors(
+    repo, reference, tmp_path, monkeypatch
+):
+    """CLIP_MODEL_NAME=facebook/metaclip-2-... in our image: the files of the repository chosen as for any
+    openai_clip build (metaclip_2 taken there), the config saved as the CLIP the reference saves; served,
+    it gives the vectors and /meta of the reference's own folders."""
+    module = download_script()
+    names = sorted(p.name for p in repo.iterdir())
+
+    def download(name, target, config_types=module.SERVED_CONFIG_TYPES):  # the hub stands in for repo
+        files = module.choose_files(name, names, lambda f: json.loads((repo / f).read_text()), config_types)
+        Path(target).mkdir(parents=True)
+        for file in files:
+            shutil.copy(repo / file, Path(target) / file)
+        return files
+
+    monkeypatch.setattr(module, "download", download)
+    for key in ("MODEL_ID", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE", "SIGLIP_MODEL_NAME", "OPEN_CLIP_MODEL_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CLIP_MODEL_NAME", "facebook/metaclip-2-worldwide-s16")
+    ours = tmp_path / "models"
+    module.main(str(ours))
+    theirs, vectors = reference
+    source = detect(ours)
+    assert (source.layout, source.family, source.tokenizer.name) == ("reference-image", "clip", "openai_clip_processor")
+    assert _described(meta(source)) == _described(meta(detect(theirs)))
+    towers, reference_towers = load_towers(source), load_towers(detect(theirs))
+    assert np.array_equal(towers.query.embed(TEXTS).numpy(), reference_towers.query.embed(TEXTS).numpy())
+    image = [Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 56, 3), dtype=np.uint8))]
+    assert np.array_equal(towers.items.embed(image).numpy(), reference_towers.items.embed(image).numpy())
+    texts = towers.query.embed(TEXTS).numpy()
+    assert_parity(texts / np.linalg.norm(texts, axis=1, keepdims=True), vectors["text"])
+    with pytest.raises(module.ModelRepoError, match="metaclip_2"):  # a MetaCLIP 2 is taken there only
+        module.choose_files("facebook/metaclip-2-worldwide-s16", names, lambda f: json.loads((repo / f).read_text()))
