@@ -79,6 +79,11 @@ def decode_base64_image(value: str, label: str, max_bytes: int) -> bytes:
         raise BadInput(
             f"{label} is a data URI without ';base64,': only base64 data URIs are accepted", reason="invalid_base64"
         )
+    decoded = _plain_base64(text)
+    if decoded is not None:
+        if len(decoded) > max_bytes:
+            raise _image_too_large(label, len(decoded), max_bytes)
+        return decoded
     text = _WHITESPACE.sub("", text).replace("-", "+").replace("_", "/")
     if not text:
         raise BadInput(f"{label} is empty: expected a base64-encoded image", reason="empty_image")
@@ -94,6 +99,16 @@ def decode_base64_image(value: str, label: str, max_bytes: int) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadInput(f"{label} is not valid base64: {exc}", reason="invalid_base64") from None
+
+
+def _plain_base64(text: str) -> bytes | None:
+    """The bytes of standard, padded base64 with no line breaks (what Weaviate sends), in one pass of C
+    code; None for anything else, which the cleaning path handles. The cleaning's regular expressions
+    hold the GIL for about a millisecond per photo, while the probes wait on the event loop."""
+    try:
+        return base64.b64decode(text, validate=True) or None
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _image_too_large(label: str, size: int, max_bytes: int) -> TooLarge:
