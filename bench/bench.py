@@ -3,6 +3,7 @@
     python3 -m bench.bench --clients 8 --seconds 30                            # 2-core CPU: the two modes
     python3 -m bench.bench --modes dynamic --workers-sweep auto,1,2            # a sweep of worker counts
     python3 -m bench.bench --cuda --clients 64 --workers-sweep 1,4,8 --rate objects=750 --rate texts=1500
+    python3 -m bench.bench --modes dynamic --reference ../multi2vec-clip-inference   # ours over the reference
 
 For each batching mode (``dynamic``, and ``per-request``: the reference image's one-request-at-a-time
 design) and each worker count it starts ``clip-vectorizer`` with the same model (by default the
@@ -19,6 +20,11 @@ It reports requests/s, p50/p95/p99 latency, the batch sizes reached (from /metri
 service and the load generator each used (so that a saturated generator shows), the service's peak
 RSS (all its processes) and, on a GPU, its GPU memory. The load runs in ``--processes`` client
 processes (default: one per 8 clients, at most 8), each with its share of the client threads.
+
+With ``--reference DIR`` (a checkout of Weaviate's multi2vec-clip-inference), the reference server runs
+the same loads on the same model afterwards (``bench/reference.py``: its packages installed apart, its
+``uvicorn app:app``), after a check that both give the same vectors, and the first run's requests/s over
+the reference's are reported.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +52,9 @@ import numpy as np
 import requests
 from PIL import Image
 
+from bench.reference import ReferenceServer
+from bench.reference import install as install_reference
+from bench.reference import write_models as write_reference_models
 from tests.server_process import ServerProcess
 
 WORDS = "a the red blue green large small dog cat car tree house photo of on in with near bright dark".split()
@@ -275,33 +285,74 @@ def bench_config(model: str, mode: str, workers: str, args: argparse.Namespace) 
     server.start()
     try:
         server.wait_ready(600)
-        run_load(server, "objects", min(args.clients, 4), 3, 1)  # warm-up
         meta = requests.get(server.url + "/meta", timeout=10).json()
         result: dict = {"mode": mode, "workers": workers, "meta_workers": meta["clip-vectorizer"]["workers"]}
-        gpu_peak = None
-        if "objects" in args.loads:
-            stop, probes = threading.Event(), {}
-            prober = threading.Thread(target=probe, args=(server.url, stop, probes))
-            prober.start()
-            result["objects"] = run_load(server, "objects", args.clients, args.seconds, args.processes)
-            stop.set()
-            prober.join()
-            result["probes_under_object_load"] = probes
-            gpu_peak = gpu_memory_mb(service_pids(server)) if args.cuda else None
-        if "texts" in args.loads:
-            result["texts"] = run_load(server, "texts", args.clients, args.seconds, args.processes)
-        for load, rate in args.rate:
-            at_rate = run_load(server, load, args.clients, args.seconds, args.processes, rate)
-            result[f"{load}_at_{rate:g}_per_s"] = at_rate
-        result["batch_sizes"] = batch_sizes(server.url)
-        result["peak_rss_mb"] = peak_rss_mb(service_pids(server))
-        if args.cuda:
-            result["gpu_memory_mb"] = gpu_peak
+        result.update(measure(server, args, ours=True))
         return result
     finally:
         server.stop()
         if server.process.returncode not in (0, None):
             print(server.log[-3000:])
+
+
+def measure(server: ServerProcess | ReferenceServer, args: argparse.Namespace, *, ours: bool) -> dict:
+    """The loads ``args`` names, on a ready server: ours, or the reference (no /metrics, one process)."""
+    run_load(server, "objects", min(args.clients, 4), 3, 1)  # warm-up
+    result: dict = {}
+    gpu_peak = None
+    if "objects" in args.loads:
+        stop, probes = threading.Event(), {}
+        prober = threading.Thread(target=probe, args=(server.url, stop, probes))
+        prober.start()
+        result["objects"] = run_load(server, "objects", args.clients, args.seconds, args.processes)
+        stop.set()
+        prober.join()
+        result["probes_under_object_load"] = probes
+        gpu_peak = gpu_memory_mb(service_pids(server)) if args.cuda else None
+    if "texts" in args.loads:
+        result["texts"] = run_load(server, "texts", args.clients, args.seconds, args.processes)
+    for load, rate in args.rate:
+        at_rate = run_load(server, load, args.clients, args.seconds, args.processes, rate)
+        result[f"{load}_at_{rate:g}_per_s"] = at_rate
+    if ours:
+        result["batch_sizes"] = batch_sizes(server.url)
+    result["peak_rss_mb"] = peak_rss_mb(service_pids(server))
+    if args.cuda:
+        result["gpu_memory_mb"] = gpu_peak
+    return result
+
+
+def same_vectors(ours: str, theirs: str) -> dict:
+    """The cosine of the two servers' vectors for one caption and one photo: the same model in both."""
+    body = {"texts": [caption(random.Random(0))], "images": jpeg_pool(0, count=1)}
+    answers = [requests.post(url + "/vectorize", json=body, timeout=120).json() for url in (ours, theirs)]
+
+    def cosine(key: str) -> float:
+        a, b = (np.asarray(answer[key][0], dtype=np.float64) for answer in answers)
+        return round(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)), 6)
+
+    return {"text_cosine": cosine("textVectors"), "image_cosine": cosine("imageVectors")}
+
+
+def bench_reference(model: str, checkout: Path, args: argparse.Namespace) -> dict:
+    """The reference server (``bench/reference.py``) on the same model and loads."""
+    packages = install_reference(checkout)
+    workdir = Path(tempfile.mkdtemp(prefix="reference-bench-"))
+    write_reference_models(Path(model), workdir)
+    server = ReferenceServer(checkout, packages, workdir).start()
+    ours = ServerProcess(model, "--cache-size", "0", "--log-level", "warning").start()
+    try:
+        server.wait_ready(600)
+        ours.wait_ready(600)
+        result: dict = {"mode": "reference", "checkout": str(checkout), "vectors": same_vectors(ours.url, server.url)}
+        ours.stop()
+        result.update(measure(server, args, ours=False))
+        return result
+    finally:
+        server.stop()
+        if ours.process.poll() is None:
+            ours.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def parse_rate(text: str) -> tuple[str, float]:
@@ -331,6 +382,12 @@ def main() -> int:
         action="append",
         default=[],
         help="extra flag for clip-vectorizer, e.g. --server-arg=--jpeg-draft (repeatable)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="a checkout of weaviate/multi2vec-clip-inference: also run it on the same model and loads "
+        "(its packages installed apart, see bench/reference.py) and report ours over it",
     )
     parser.add_argument("--out", help="write the results as JSON here too")
     args = parser.parse_args()
@@ -364,6 +421,15 @@ def main() -> int:
             }
     if ratios:
         results["dynamic_over_per_request"] = ratios
+    if args.reference:
+        reference = bench_reference(model, args.reference.resolve(), args)
+        results["reference"] = reference
+        first = runs[0]
+        results[f"{first['mode']}_{first['workers']}_over_reference"] = {
+            load: round(first[load]["requests_per_s"] / reference[load]["requests_per_s"], 2)
+            for load in ("objects", "texts")
+            if load in args.loads and reference[load]["requests_per_s"]
+        }
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
