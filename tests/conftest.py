@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.server_process import ServerProcess
+
+# The parity tests compare with float32 references: every service and engine the tests start computes in
+# float32 unless a test asks for another dtype (VECTORIZER_DTYPE=auto picks bfloat16 on CPUs with native
+# bfloat16; tests/unit/test_precision.py covers that choice and its bounds).
+os.environ.setdefault("VECTORIZER_DTYPE", "float32")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vectorizer_module.limits import MAX_AUTO_WORKERS, auto_workers, available_cores
+from vectorizer_module.precision import Choice
+from vectorizer_module.precision import resolve as resolve_precision
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
@@ -220,7 +222,9 @@ OPTIONS: tuple[Option, ...] = (
         "--dtype",
         _choice(DTYPES),
         "auto",
-        "Compute precision: auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16. "
+        "Compute precision: auto (float16 on CUDA; on a CPU with native bfloat16, avx512_bf16 or AMX, "
+        "bfloat16 with the torch backend if the model's vectors stay at cosine >= 0.999 to float32's; "
+        "else float32), float32, float16 or bfloat16. float32 gives the reference image's vectors. "
         "Vectors are always returned as float32.",
     ),
     Option(
@@ -511,11 +515,10 @@ class Settings:
         return self.enable_cuda if self.fixed_shape == "auto" else bool(self.fixed_shape)
 
     @property
-    def compute_dtype(self) -> str:
-        """The precision the towers run in, with ``auto`` resolved for the device."""
-        if self.dtype != "auto":
-            return self.dtype
-        return "float16" if self.enable_cuda else "float32"
+    def precision(self) -> Choice:
+        """The precision the towers run in, with ``auto`` resolved for this host; a bfloat16 choice is
+        checked on the model at load (``precision.py``)."""
+        return resolve_precision(self.dtype, enable_cuda=self.enable_cuda, backend=self.backend)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

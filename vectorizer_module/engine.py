@@ -77,6 +77,7 @@ class Engine:
         self.cache = VectorCache(settings.cache_size)
         self.pixels = PixelBudget(settings.max_image_pixels)
         self.normalize = {"text": settings.normalize is True, "image": settings.normalize is True}  # set at load
+        self.precision = settings.precision  # a bfloat16 choice is checked at load
         self._ready = threading.Event()
 
     @property
@@ -104,10 +105,13 @@ class Engine:
                 f"ENABLE_CUDA is on (CUDA_CORE={self.settings.cuda_core}) but torch "
                 f"{torch.__version__} sees no CUDA device"
             )
-        dtype = getattr(torch, self.settings.compute_dtype)
         towers = load_towers(self.source)
         if self.settings.normalize == "auto":
             self.normalize = reference.normalization(self.source)
+        self.precision = self.settings.precision
+        if self.precision.checked:
+            towers = self._check_precision(towers)
+        dtype = getattr(torch, self.precision.dtype)
         if self.settings.backend == "onnx":
             towers = self._to_onnx(towers, device, dtype)
         else:
@@ -132,7 +136,7 @@ class Engine:
             towers.info.name,
             towers.info.layout,
             self.settings.device,
-            self.settings.compute_dtype,
+            self.precision.dtype,
             str(towers.info.dimension),
         ).set(1)
         self._ready.set()
@@ -142,9 +146,34 @@ class Engine:
             towers.info.layout,
             towers.info.dimension,
             device,
-            self.settings.compute_dtype,
+            self.precision.dtype,
             self.load_seconds,
         )
+
+    def _check_precision(self, towers: Towers) -> Towers:
+        """Keep ``auto``'s bfloat16 only if this model's vectors stay close to float32's; else load the
+        towers again in float32 (the check converted them). One log line says what was kept and why."""
+        import dataclasses
+
+        import torch
+
+        from vectorizer_module.models.loading import load_towers
+        from vectorizer_module.precision import MIN_COSINE, holds
+
+        started = time.perf_counter()
+        cosine = holds(towers, getattr(torch, self.precision.dtype))
+        if cosine >= MIN_COSINE:
+            why = f"{self.precision.reason}; this model's vectors at cosine {cosine:.5f} to float32's"
+            self.precision = dataclasses.replace(self.precision, reason=why)
+        else:
+            why = (
+                f"{self.precision.reason}, but this model's bfloat16 vectors are at cosine {cosine:.5f} to "
+                f"float32's, below {MIN_COSINE}"
+            )
+            self.precision = dataclasses.replace(self.precision, dtype="float32", reason=why)
+            towers = load_towers(self.source)
+        log.info("precision %s (%s; checked in %.1f s)", self.precision.dtype, why, time.perf_counter() - started)
+        return towers
 
     def _to_onnx(self, towers: Towers, device: Any, dtype: Any) -> Towers:
         from pathlib import Path
@@ -205,7 +234,8 @@ class Engine:
             },
             "device": self.settings.device,
             "backend": self.settings.backend,
-            "dtype": self.settings.compute_dtype,
+            "dtype": self.precision.dtype,
+            "dtype_reason": self.precision.reason,
             "batching": {
                 "mode": self.settings.batching,
                 "max_batch_size": self.settings.batch_size,

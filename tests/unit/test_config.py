@@ -18,7 +18,7 @@ def parse(*argv, env=None):
 def test_defaults():
     settings = parse()
     assert settings == Settings()
-    assert settings.port == 8080 and settings.device == "cpu" and settings.compute_dtype == "float32"
+    assert settings.port == 8080 and settings.device == "cpu" and settings.dtype == "auto"
 
 
 def test_flags_win_over_environment_which_wins_over_defaults():
@@ -50,7 +50,7 @@ def test_enable_cuda_keeps_the_reference_meaning(value, enabled, warned):
     settings = parse(env={"ENABLE_CUDA": value, "CUDA_CORE": "cuda:1"})
     assert settings.enable_cuda is enabled
     assert settings.device == ("cuda:1" if enabled else "cpu")
-    assert settings.compute_dtype == ("float16" if enabled else "float32")
+    assert settings.precision.dtype == "float16" if enabled else settings.precision.dtype != "float16"
     warning = enable_cuda_warning({"ENABLE_CUDA": value})
     assert (warning is not None) is warned
     assert warning is None or repr(value) in warning
