@@ -30,7 +30,6 @@ from bench.bench import build_model, caption, jpeg_pool
 from bench.reference import ReferenceServer
 from bench.reference import install as install_reference
 from bench.reference import write_models as write_reference_models
-from plugin_api.binary import find_weaviate_server
 from plugin_api.connection import connect
 from plugin_api.search import near_text
 from plugin_api.stack import WeaviateServer
@@ -51,24 +50,25 @@ def write_photos(folder: Path, count: int) -> Path:
     return folder
 
 
-def through_weaviate(inference_url: str, photos: Path, workdir: Path, queries: int) -> dict:
-    server = WeaviateServer(
-        find_weaviate_server(),
-        inference_url=inference_url,
-        data_dir=workdir / "weaviate-data",
-        log_path=workdir / "weaviate.log",
+def run_import(server: WeaviateServer, folder: Path, collection: str) -> tuple[subprocess.CompletedProcess, float]:
+    """``clip-weaviate import FOLDER`` into ``server``, as a user runs it (its start-up included); the
+    finished process and the seconds it took."""
+    connection = ["--url", server.url, "--grpc-port", str(server.grpc_port), "--collection", collection]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "plugin_api", "import", str(folder), *connection, "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
+    return done, time.perf_counter() - started
+
+
+def through_weaviate(inference_url: str, photos: Path, workdir: Path, queries: int) -> dict:
+    server = WeaviateServer.in_folder(inference_url, workdir)
     server.start()
     try:
-        connection = ["--url", server.url, "--grpc-port", str(server.grpc_port), "--collection", COLLECTION]
-        started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "plugin_api", "import", str(photos), *connection, "--quiet"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        seconds = time.perf_counter() - started
+        done, seconds = run_import(server, photos, COLLECTION)
         if done.returncode != 0:
             raise RuntimeError(f"clip-weaviate import failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         count = len(list(photos.glob("*.jpg")))

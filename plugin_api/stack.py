@@ -150,6 +150,17 @@ class WeaviateServer:
             ready_statuses=(200,),
         )
 
+    @classmethod
+    def in_folder(cls, inference_url: str, workdir: Path) -> WeaviateServer:
+        """The ``weaviate-server`` found on this machine, keeping its data in ``workdir/weaviate-data`` and its
+        log in ``workdir/weaviate.log``."""
+        return cls(
+            find_weaviate_server(),
+            inference_url=inference_url,
+            data_dir=workdir / "weaviate-data",
+            log_path=workdir / "weaviate.log",
+        )
+
     def start(self, timeout: float = WEAVIATE_READY_TIMEOUT) -> WeaviateServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process.start()

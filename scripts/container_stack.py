@@ -30,7 +30,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: the stack and sample modules of this one
 
-from plugin_api.binary import find_weaviate_server  # noqa: E402
+from bench.weaviate_import import run_import  # noqa: E402
 from plugin_api.sample import write_sample  # noqa: E402
 from plugin_api.stack import WeaviateServer  # noqa: E402
 
@@ -155,25 +155,13 @@ def check_service(url: str, container: str, expect_dir: str, workers_line: str |
 
 def weaviate(url: str, workdir: Path, knows_shapes: bool) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    server = WeaviateServer(
-        find_weaviate_server(),
-        inference_url=url,
-        data_dir=workdir / "weaviate-data",
-        log_path=workdir / "weaviate.log",
-    )
+    server = WeaviateServer.in_folder(url, workdir)
     server.start()
     try:
         print(f"    Weaviate {server.url} (gRPC {server.grpc_port}), CLIP_INFERENCE_API={url}")
         sample = write_sample(workdir / "sample")
+        imported, seconds = run_import(server, sample, "ContainerCheck")
         connection = ["--url", server.url, "--grpc-port", str(server.grpc_port), "--collection", "ContainerCheck"]
-        started = time.perf_counter()
-        imported = subprocess.run(
-            [sys.executable, "-m", "plugin_api", "import", str(sample), *connection, "--quiet"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        seconds = time.perf_counter() - started
         print(imported.stdout.strip())
         count = len(list(sample.glob("*.png")))
         check(imported.returncode == 0, f"clip-weaviate import stored the {count} sample images in {seconds:.1f} s")

@@ -26,6 +26,28 @@ def download_script() -> ModuleType:
     return module
 
 
+# the build arguments docker/download_model.py reads: the image's own and the reference image's
+BUILD_ARGUMENTS = (
+    "MODEL_ID",
+    "CLIP_MODEL_NAME",
+    "TEXT_MODEL_NAME",
+    "CLIP_MODEL_TYPE",
+    "TRUST_REMOTE_CODE",
+    "SIGLIP_MODEL_NAME",
+    "OPEN_CLIP_MODEL_NAME",
+    "OPEN_CLIP_PRETRAINED",
+    "COLPALI_ENGINE_MODEL_NAME",
+)
+
+
+def build_arguments(monkeypatch, **values: str) -> None:
+    """The model stage's environment for a test: exactly these build arguments set, the others unset."""
+    for key in BUILD_ARGUMENTS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+
+
 def make_engine(model: Path | str, **overrides) -> Engine:
     """A loaded engine over ``model``, with ``Settings`` fields overridden by keyword."""
     overrides.setdefault("dtype", "float32")  # as every test service (conftest.py); auto: test_precision.py

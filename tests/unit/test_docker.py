@@ -23,7 +23,7 @@ import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
-from tests.helpers import download_script
+from tests.helpers import build_arguments, download_script
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -328,10 +328,7 @@ def test_download_script_downloads_what_the_build_arguments_name(monkeypatch, tm
     module = download_script()
     calls = []
     monkeypatch.setattr(module, "download", lambda repo, target: calls.append((repo, target)))
-    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    build_arguments(monkeypatch, **env)
     module.main(str(tmp_path / "m"))
     assert [(repo, target.replace(str(tmp_path), "")) for repo, target in calls] == expected
 
@@ -361,10 +358,7 @@ def test_an_openai_clip_build_argument_writes_the_reference_folders_the_service_
         return names
 
     monkeypatch.setattr(module, "download", download)
-    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE", "TRUST_REMOTE_CODE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    build_arguments(monkeypatch, **env)
     models = tmp_path / "models"
     module.main(str(models))
     assert sorted(p.name for p in models.iterdir()) == ["openai_clip", "openai_clip_processor", "trust_remote_code"]
@@ -403,9 +397,7 @@ def test_a_siglip_build_argument_writes_the_reference_folders_the_service_serves
 
     monkeypatch.setattr(module, "download", download)
     monkeypatch.setattr(module, "hf_hub_download", hf_hub_download)
-    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE", "TRUST_REMOTE_CODE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SIGLIP_MODEL_NAME", "google/siglip-base-patch16-224")
+    build_arguments(monkeypatch, SIGLIP_MODEL_NAME="google/siglip-base-patch16-224")
     models = tmp_path / "models"
     module.main(str(models))
     assert sorted(p.name for p in models.iterdir()) == ["model_name", "siglip", "trust_remote_code"]
@@ -444,10 +436,7 @@ def _openclip_build(monkeypatch, tmp_path, name: str, tag: str):
         (folder / "snapshots" / "rev1" / name).write_bytes(b"weights")
 
     monkeypatch.setattr(module, "hf_hub_download", hf_hub_download)
-    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "SIGLIP_MODEL_NAME", "TRUST_REMOTE_CODE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("OPEN_CLIP_MODEL_NAME", name)
-    monkeypatch.setenv("OPEN_CLIP_PRETRAINED", tag)
+    build_arguments(monkeypatch, OPEN_CLIP_MODEL_NAME=name, OPEN_CLIP_PRETRAINED=tag)
     models = tmp_path / "models"
     module.main(str(models))
     return models, asked
@@ -489,9 +478,7 @@ def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_b
     module = download_script()
     calls = []
     monkeypatch.setattr(module, "download", lambda repo, target: calls.append(repo))
-    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv(variable, "some/model")
+    build_arguments(monkeypatch, **{variable: "some/model"})
     with pytest.raises(SystemExit, match=variable):
         module.main(str(tmp_path / "m"))
     assert calls == []
@@ -519,10 +506,7 @@ def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_b
 )
 def test_download_script_refuses_arguments_that_name_no_one_model(monkeypatch, tmp_path, env, message):
     module = download_script()
-    for key in ("MODEL_ID", "CLIP_MODEL_NAME", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    build_arguments(monkeypatch, **env)
     with pytest.raises(SystemExit, match=message):
         module.main(str(tmp_path))
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessorPil, CLIPProcessor, MetaClip2Config, MetaClip2Model, XLMRobertaTokenizer
 
-from tests.helpers import download_script
+from tests.helpers import build_arguments, download_script
 from tests.isolated_envs import run_apart
 from tests.reference import assert_parity
 from vectorizer_module.models.loading import detect, load_towers
@@ -130,9 +130,7 @@ def test_our_images_build_of_a_metaclip2_repository_serves_the_references_vector
         return files
 
     monkeypatch.setattr(module, "download", download)
-    for key in ("MODEL_ID", "TEXT_MODEL_NAME", "CLIP_MODEL_TYPE", "SIGLIP_MODEL_NAME", "OPEN_CLIP_MODEL_NAME"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("CLIP_MODEL_NAME", "facebook/metaclip-2-worldwide-s16")
+    build_arguments(monkeypatch, CLIP_MODEL_NAME="facebook/metaclip-2-worldwide-s16")
     ours = tmp_path / "models"
     module.main(str(ours))
     theirs, vectors = reference
