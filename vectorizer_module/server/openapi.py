@@ -103,6 +103,7 @@ SCHEMAS: dict[str, Any] = {
                     "device": {"type": "string"},
                     "backend": {"type": "string"},
                     "dtype": {"type": "string"},
+                    "dtype_reason": {"type": "string", "description": "why this dtype (VECTORIZER_DTYPE=auto)"},
                     "batching": {"type": "object"},
                     "workers": {
                         "type": "object",
