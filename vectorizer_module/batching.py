@@ -17,12 +17,21 @@ shapes the batch is padded to ``max_batch`` rows and texts to the model's contex
 result depends on that row alone; otherwise texts are padded to the longest in the batch. Each future
 gets its own row. If a pass fails, its items are retried one by one, so one input that breaks the
 model fails only its own request.
+
+Where the forward passes run: on the lane's thread, or, given a ``ModelThread``, on the thread that
+serves it (a worker's initial thread). torch's intra-op threads are OpenMP's, and libgomp keeps its
+workers spinning between a team's parallel regions only while the threads it manages are no more than
+the CPUs; a team started by any other thread than the process's first counts that thread too, so on a
+small host its workers sleep and wake at every operator (a ViT-B/32 text batch: 27 ms on a lane's
+thread, 17 ms on the initial one, two cores).
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -53,8 +62,35 @@ class _Work:
     request: object  # shared by the items of one submission
 
 
+class ModelThread:
+    """Runs work handed over by the lanes on the one thread that calls ``serve`` (see above)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], Future]] = queue.SimpleQueue()
+
+    def run(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the serving thread and wait for it to finish (its exception is raised here)."""
+        done: Future = Future()
+        self._jobs.put((work, done))
+        done.result()
+
+    def serve(self, until: Callable[[], bool], poll: float = 0.1) -> None:
+        """Run the work handed over, one at a time, until ``until()`` (checked at least every ``poll`` s)."""
+        while not until():
+            try:
+                work, done = self._jobs.get(timeout=poll)
+            except queue.Empty:
+                continue
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 - the lane that handed it over gets it
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+
 class Lane:
-    """The queue and model thread of one tower."""
+    """The queue and the thread of one tower."""
 
     def __init__(
         self,
@@ -67,8 +103,10 @@ class Lane:
         fixed_shape: bool,
         budget: QueueBudget,
         metrics: Metrics,
+        model_thread: ModelThread | None = None,
     ) -> None:
         self.tower = tower
+        self.model_thread = model_thread
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.per_request = per_request
@@ -163,7 +201,9 @@ class Lane:
         while self._wait_for_work():
             with self._model_lock:
                 live = self._admit(self._take())
-                if live:
+                if live and self.model_thread is not None:
+                    self.model_thread.run(functools.partial(self._run, live))
+                elif live:
                     self._run(live)
 
     def _forward(self, batch: list[_Work]) -> list[np.ndarray]:
@@ -242,6 +282,7 @@ class Batcher:
         budget: QueueBudget,
         metrics: Metrics,
         prepare: Mapping[str, Prepare] | None = None,
+        model_thread: ModelThread | None = None,
     ) -> None:
         lock = threading.Lock()
         self.budget = budget
@@ -258,6 +299,7 @@ class Batcher:
                 fixed_shape=fixed_shape,
                 budget=budget,
                 metrics=metrics,
+                model_thread=model_thread,
             )
             for tower in (towers.query, towers.items)
         }

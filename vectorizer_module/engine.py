@@ -38,7 +38,7 @@ from vectorizer_module.protocols.common import dumps
 if TYPE_CHECKING:  # torch is imported only once the model loads
     import torch
 
-    from vectorizer_module.batching import Batcher
+    from vectorizer_module.batching import Batcher, ModelThread
     from vectorizer_module.models.base import Towers
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,12 @@ class Engine:
         source: ModelSource,
         metrics: Metrics | None = None,
         budget: QueueBudget | None = None,
+        model_thread: ModelThread | None = None,
     ) -> None:
+        """``model_thread``: where the forward passes run (a worker's initial thread serves it; see
+        ``batching.py``); without one, on the lanes' own threads."""
         self.settings = settings
+        self.model_thread = model_thread
         self.source = source
         self.metrics = metrics or Metrics()
         self.budget = budget or QueueBudget(settings.max_queue)
@@ -127,6 +131,7 @@ class Engine:
             budget=self.budget,
             metrics=self.metrics,
             prepare={"image": self._prepare_image},
+            model_thread=self.model_thread,
         )
         self._warm_up()
         self.load_seconds = time.perf_counter() - started

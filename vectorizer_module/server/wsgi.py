@@ -129,12 +129,26 @@ class ModelWorker(Worker):
         service.wake = self.front.wake
         if not self.alive:  # SIGTERM came while the front was being built
             self._drain("SIGTERM received")
-        drained = self.front.run()
+        # The HTTP front runs on a thread of its own; this, the worker's initial thread, runs the forward
+        # passes (batching.py says why) until the front has drained, and still takes the signals.
+        outcome: dict[str, Any] = {}
+        front = threading.Thread(target=self._serve_http, args=(outcome,), name="http-front", daemon=True)
+        front.start()
+        service.model_thread.serve(until=lambda: not front.is_alive())
+        if "error" in outcome:
+            raise outcome["error"]
+        drained = outcome["drained"]
         service.report_exit(drained)
         # Exit now: nothing is left to flush (answers are in the kernel's buffers, metrics in shared files),
         # and the interpreter's teardown with torch loaded added 0.1-0.45 s to a SIGTERM's exit here.
         logging.shutdown()
         os._exit(0)
+
+    def _serve_http(self, outcome: dict[str, Any]) -> None:
+        try:
+            outcome["drained"] = self.front.run()
+        except BaseException as exc:  # noqa: BLE001 - raised again on the initial thread
+            outcome["error"] = exc
 
     def _tick(self) -> None:
         self.notify()  # the arbiter's heartbeat
@@ -185,7 +199,10 @@ class WorkerService:
         metrics.worker_starts.inc()
         metrics.set_worker_ready(False)
         budget = QueueBudget(settings.max_queue, board.waiting_cells(), self.slot)
-        self.engine = Engine(settings, source, metrics, budget)
+        from vectorizer_module.batching import ModelThread
+
+        self.model_thread = ModelThread()  # served by the worker's initial thread (ModelWorker.run)
+        self.engine = Engine(settings, source, metrics, budget, self.model_thread)
         self.lifecycle = Lifecycle(gauge=metrics.in_flight, peers_loading=board.peers_loading)
         self.wsgi = self.lifecycle.wrap(create_app(self.engine, self.lifecycle))
         self.wake: Callable[[], None] = lambda: None  # the front's, once it runs
