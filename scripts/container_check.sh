@@ -168,7 +168,8 @@ say "run with the reference image's OpenCLIP folder mounted at /app/models (no t
 "$PYTHON" scripts/container_stack.py reference-openclip "$WORK/reference-openclip"
 port=$(free_port)
 containers+=("clip-check-openclip")
-docker run -d --name clip-check-openclip -p "127.0.0.1:$port:8080" \
+# float32, as the parity tests compare (auto picks bfloat16 on CPUs with it: cosine >= 0.999, precision.py)
+docker run -d --name clip-check-openclip -p "127.0.0.1:$port:8080" -e VECTORIZER_DTYPE=float32 \
     -v "$WORK/reference-openclip/models:/app/models:ro" "$IMAGE" >/dev/null
 "$PYTHON" scripts/container_stack.py wait-ready "http://127.0.0.1:$port" --timeout 300 --container clip-check-openclip
 "$PYTHON" scripts/container_stack.py check-reference-openclip "http://127.0.0.1:$port" "$WORK/reference-openclip"
