@@ -161,22 +161,24 @@ def tag_preprocessing(model_name: str, pretrained: str) -> dict[str, Any]:
     return dict(TAG_PREPROCESSING.get((model_name, pretrained.lower().replace("-", "_")), {}))
 
 
-def _configs(root: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def _configs(root: Path) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
+    """The architecture, the preprocessing and what they were read from (for messages)."""
     if is_reference_config(root):
         config = read_json(root / REFERENCE_CONFIG_NAME)
-        return config["model_config"], tag_preprocessing(str(config["model_name"]), str(config["pretrained"]))
+        preprocess = tag_preprocessing(str(config["model_name"]), str(config["pretrained"]))
+        return config["model_config"], preprocess, f"{root / REFERENCE_CONFIG_NAME}'s model_config"
     config = read_json(root / CONFIG_NAME)
+    where = f"{root / CONFIG_NAME}'s model_cfg"
     if not isinstance(config, dict):
-        return None, {}
-    return config.get("model_cfg"), config.get("preprocess_cfg") or {}
+        return None, {}, where
+    return config.get("model_cfg"), config.get("preprocess_cfg") or {}, where
 
 
 def read_config(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The architecture (``model_cfg``) and ``preprocess_cfg`` of an OpenCLIP directory; ModelLayoutError
     for an architecture the conversion does not cover."""
-    model_cfg, preprocess = _configs(root)
-    key = "model_config" if is_reference_config(root) else "model_cfg"
-    check_config(model_cfg, preprocess, f"{config_file(root)}'s {key}")
+    model_cfg, preprocess, where = _configs(root)
+    check_config(model_cfg, preprocess, where)
     return model_cfg, preprocess
 
 
