@@ -1,5 +1,6 @@
-"""Reading a model directory's small files and finding the snapshots of a Hugging Face hub cache in it,
-shared by the loader and the families (which import this, never the loader)."""
+"""Reading a model directory's small files, telling whether it holds CLIP's tokenizer files, and finding
+the snapshots of a Hugging Face hub cache in it; shared by the loader and the families (which import
+this, never the loader)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelLayoutError(f"cannot read {path}: {exc}") from None
+
+
+# transformers' CLIP tokenizer files: any one group, whole
+TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+
+
+def has_tokenizer_files(folder: Path) -> bool:
+    """Whether ``folder`` holds transformers' files of a CLIP tokenizer (``TOKENIZER_FILES``)."""
+    return any(all((folder / name).is_file() for name in group) for group in TOKENIZER_FILES)
 
 
 def _snapshot(repo_folder: Path) -> Path | None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vectorizer_module.errors import ModelLayoutError
-from vectorizer_module.models.files import hub_snapshot, read_json
+from vectorizer_module.models.files import has_tokenizer_files, hub_snapshot, read_json
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -47,7 +47,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 SIGLIP_TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer.model")
 UNSUPPORTED_REFERENCE_DIRS = {
@@ -109,17 +108,13 @@ def _clip_config_problem(path: Path) -> str | None:
     return None
 
 
-def _has_tokenizer(path: Path) -> bool:
-    return any(all((path / name).is_file() for name in group) for group in TOKENIZER_FILES)
-
-
 def _has_processor(path: Path) -> bool:
     return any((path / name).is_file() for name in PROCESSOR_FILES)
 
 
 def _check_preprocessing(path: Path, what: str) -> None:
     missing = []
-    if not _has_tokenizer(path):
+    if not has_tokenizer_files(path):
         missing.append("tokenizer files (tokenizer.json, or vocab.json and merges.txt)")
     if not _has_processor(path):
         missing.append("an image processor file (preprocessor_config.json or processor_config.json)")

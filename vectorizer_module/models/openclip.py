@@ -56,7 +56,7 @@ from transformers import (
 
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.clip_bpe import clip_vocabulary
-from vectorizer_module.models.files import hub_snapshots, read_json
+from vectorizer_module.models.files import has_tokenizer_files, hub_snapshots, read_json
 from vectorizer_module.models.hf_clip import HFClipTextTower, HFClipVisionTower
 from vectorizer_module.models.hf_common import quiet_transformers
 from vectorizer_module.models.pixels import resize_and_crop, resize_bounded, shortest_edge_size
@@ -373,17 +373,11 @@ def bpe_tokenizer(bpe_file: Path, context_length: int) -> CLIPTokenizer:
         )
 
 
-def _has_transformers_tokenizer(folder: Path) -> bool:
-    return (folder / "tokenizer.json").is_file() or (
-        (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-    )
-
-
 def has_tokenizer(location: Path) -> bool:
     """Whether ``location`` is OpenCLIP's BPE file or a folder with CLIP's tokenizer files or that file."""
     if location.is_file():
         return location.name.endswith(".txt.gz")
-    return _has_transformers_tokenizer(location) or (location / BPE_NAME).is_file()
+    return has_tokenizer_files(location) or (location / BPE_NAME).is_file()
 
 
 def installed_bpe() -> Path | None:
@@ -402,7 +396,7 @@ def find_tokenizer(root: Path, configured: str | Path | None = None) -> Path | N
 
 def load_tokenizer(location: Path, context_length: int) -> CLIPTokenizer:
     """CLIP's tokenizer from a folder (transformers' files or OpenCLIP's BPE file) or the BPE file itself."""
-    if location.is_dir() and _has_transformers_tokenizer(location):
+    if location.is_dir() and has_tokenizer_files(location):
         with quiet_transformers():
             return CLIPTokenizer.from_pretrained(str(location), local_files_only=True, model_max_length=context_length)
     bpe = location if location.is_file() else location / BPE_NAME
