@@ -373,6 +373,16 @@ def test_an_openai_clip_build_argument_writes_the_reference_folders_the_service_
     )
 
 
+def hub_cache_path(cache_dir: str, repo: str, name: str) -> Path:
+    """Where huggingface_hub's cache keeps ``name`` of ``repo`` (revision ``rev1``, named by refs/main),
+    its folders made: what a fake hf_hub_download writes to."""
+    folder = Path(cache_dir) / ("models--" + repo.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text("rev1")
+    (folder / "snapshots" / "rev1").mkdir(parents=True, exist_ok=True)
+    return folder / "snapshots" / "rev1" / name
+
+
 def test_a_siglip_build_argument_writes_the_reference_folders_the_service_serves(monkeypatch, tmp_path):
     """SIGLIP_MODEL_NAME as the reference's download.py saves it: models/siglip (config, weights), the
     processor in a hub cache inside it, models/model_name. The fake hub download below lays files out
@@ -389,11 +399,7 @@ def test_a_siglip_build_argument_writes_the_reference_folders_the_service_serves
         return names
 
     def hf_hub_download(repo, name, cache_dir):
-        folder = Path(cache_dir) / ("models--" + repo.replace("/", "--"))
-        (folder / "refs").mkdir(parents=True, exist_ok=True)
-        (folder / "refs" / "main").write_text("rev1")
-        (folder / "snapshots" / "rev1").mkdir(parents=True, exist_ok=True)
-        return shutil.copy(hub / name, folder / "snapshots" / "rev1" / name)
+        return shutil.copy(hub / name, hub_cache_path(cache_dir, repo, name))
 
     monkeypatch.setattr(module, "download", download)
     monkeypatch.setattr(module, "hf_hub_download", hf_hub_download)
@@ -429,11 +435,7 @@ def _openclip_build(monkeypatch, tmp_path, name: str, tag: str):
         asked.append((repo, name))
         if name.endswith(".safetensors"):
             raise FileNotFoundError(f"404: {repo} has no {name}")
-        folder = Path(cache_dir) / ("models--" + repo.replace("/", "--"))
-        (folder / "refs").mkdir(parents=True, exist_ok=True)
-        (folder / "refs" / "main").write_text("rev1")
-        (folder / "snapshots" / "rev1").mkdir(parents=True, exist_ok=True)
-        (folder / "snapshots" / "rev1" / name).write_bytes(b"weights")
+        hub_cache_path(cache_dir, repo, name).write_bytes(b"weights")
 
     monkeypatch.setattr(module, "hf_hub_download", hf_hub_download)
     build_arguments(monkeypatch, OPEN_CLIP_MODEL_NAME=name, OPEN_CLIP_PRETRAINED=tag)
