@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from vectorizer_module import __version__
+from vectorizer_module import __version__, answers
 from vectorizer_module.admission import Cancelled, PixelBudget, QueueBudget, never_cancelled
+from vectorizer_module.answers import Answer
 from vectorizer_module.cache import VectorCache, content_key
 from vectorizer_module.config import Settings
 from vectorizer_module.errors import still_loading
@@ -56,6 +57,24 @@ class EncodedImage:
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, np.float32(1e-12))
+
+
+class Embedder(Protocol):
+    """What the HTTP app needs of an engine: this module's ``Engine``, or a worker's ``RemoteEngine``
+    (``server/model_process.py``), which answers with an ``Engine`` in a process of its own."""
+
+    settings: Settings
+    metrics: Metrics
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def meta_body(self) -> bytes: ...
+
+    def answer(
+        self, route: str, body: bytes, *, deadline: float | None = None, cancelled: Cancelled = never_cancelled
+    ) -> Answer: ...
 
 
 class Engine:
@@ -288,6 +307,12 @@ class Engine:
             text_job.cancel()  # no-op for finished work; a request that failed frees its queued items
             image_job.cancel()
         return text_vectors, image_vectors
+
+    def answer(
+        self, route: str, body: bytes, *, deadline: float | None = None, cancelled: Cancelled = never_cancelled
+    ) -> Answer:
+        """The whole work of an embedding route (``answers.py``) on this engine."""
+        return answers.answer(self, route, body, deadline=deadline, cancelled=cancelled)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text as the text tower sees it: after truncation to the context, special

@@ -12,9 +12,8 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vectorizer_module.admission import Cancelled, never_cancelled
-from vectorizer_module.engine import Engine
+from vectorizer_module.engine import Embedder
 from vectorizer_module.errors import Unauthorized, body_too_large, shutting_down, still_loading
-from vectorizer_module.protocols import multi2vec_clip, openai, vectors
 from vectorizer_module.server import access
 from vectorizer_module.server.errors import register_error_handlers
 from vectorizer_module.server.lifecycle import Lifecycle
@@ -44,7 +43,7 @@ def _deadline(environ: dict[str, Any], seconds: float) -> float:
     return environ.get("clip.received", time.monotonic()) + seconds
 
 
-def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
+def create_app(engine: Embedder, lifecycle: Lifecycle | None = None) -> Flask:
     settings, metrics = engine.settings, engine.metrics
     lifecycle = lifecycle or Lifecycle(gauge=metrics.in_flight)
     app = Flask("vectorizer_module")
@@ -121,58 +120,26 @@ def create_app(engine: Engine, lifecycle: Lifecycle | None = None) -> Flask:
     def prometheus() -> Response:
         return Response(metrics.render(), status=200, content_type=CONTENT_TYPE_LATEST)
 
+    def embedding_route(route: str) -> Response:
+        """The work of an embedding route (``answers.py``), wherever the engine runs it."""
+        require_serving()
+        deadline = _deadline(request.environ, settings.request_deadline)
+        found = engine.answer(route, read_body(), deadline=deadline, cancelled=_client_gone(request.environ))
+        g.sizes = found.sizes
+        return Response(found.body, status=200, mimetype=JSON)
+
     @app.post("/vectorize")
     def vectorize() -> Response:
-        require_serving()
-        parsed = multi2vec_clip.parse_vectorize(read_body(), settings)
-        g.sizes = {
-            "texts": len(parsed.texts),
-            "images": len(parsed.images),
-            "image_bytes": sum(len(i) for i in parsed.images),
-        }
-        text_vectors, image_vectors = engine.embed(
-            parsed.texts, parsed.images, deadline=deadline(), cancelled=disconnected()
-        )
-        return Response(multi2vec_clip.vectorize_response(text_vectors, image_vectors), status=200, mimetype=JSON)
-
-    def deadline() -> float:
-        return _deadline(request.environ, settings.request_deadline)
-
-    def disconnected() -> Cancelled:
-        return _client_gone(request.environ)
+        return embedding_route("vectorize")
 
     @app.post("/v1/embeddings")
     def openai_embeddings() -> Response:
-        require_serving()
-        parsed = openai.parse_embeddings(read_body(), settings, engine.dimension)
-        g.sizes = {
-            "texts": len(parsed.texts),
-            "images": len(parsed.images),
-            "image_bytes": sum(len(i) for i in parsed.images),
-        }
-        tokens = sum(engine.token_counts(parsed.texts))
-        text_vectors, image_vectors = engine.embed(
-            parsed.texts, parsed.images, deadline=deadline(), cancelled=disconnected()
-        )
-        found = text_vectors if parsed.modality == "text" else image_vectors
-        body = openai.embeddings_response(found, parsed.encoding_format, engine.model_name, tokens)
-        return Response(body, status=200, mimetype=JSON)
+        return embedding_route("openai_embeddings")
 
     @app.post("/vectors")
     @app.post("/vectors/")
     def weaviate_vectors() -> Response:
-        require_serving()
-        parsed = vectors.parse_vectors(read_body(), settings, engine.dimension)
-        g.sizes = {
-            "texts": len(parsed.texts),
-            "images": len(parsed.images),
-            "image_bytes": sum(len(i) for i in parsed.images),
-        }
-        text_vectors, image_vectors = engine.embed(
-            parsed.texts, parsed.images, deadline=deadline(), cancelled=disconnected()
-        )
-        found = image_vectors if parsed.kind == "image" else text_vectors
-        return Response(vectors.vectors_response(parsed, found, engine.dimension), status=200, mimetype=JSON)
+        return embedding_route("weaviate_vectors")
 
     @app.get("/openapi.json")
     def openapi_description() -> Response:
