@@ -150,7 +150,8 @@ def client_worker(url: str, kind: str, threads: int, seconds: float, seed: int, 
 
 
 def service_pids(server: ServerProcess) -> list[int]:
-    return [server.process.pid, *sorted(server.worker_pids())]
+    """The arbiter, its workers and the workers' model processes."""
+    return [server.process.pid, *sorted(server.worker_pids()), *sorted(server.model_pids())]
 
 
 def cpu_ticks(pids: list[int]) -> int:

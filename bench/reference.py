@@ -121,6 +121,9 @@ class ReferenceServer:
     def worker_pids(self) -> set[int]:
         return set()  # one process
 
+    def model_pids(self) -> set[int]:
+        return set()
+
     def wait_ready(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
