@@ -21,7 +21,7 @@ from vectorizer_module.precision import resolve as resolve_precision
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "text")
 BATCHING_MODES = ("dynamic", "per-request")
@@ -233,6 +233,7 @@ OPTIONS: tuple[Option, ...] = (
         "Compute precision: auto (float16 on CUDA; on a CPU with native bfloat16, avx512_bf16 or AMX, "
         "bfloat16 with the torch backend if the model's vectors stay at cosine >= 0.999 to float32's; "
         "else float32), float32, float16 or bfloat16. float32 gives the reference image's vectors. "
+        "int8 (with the onnx backend only): the exported graphs' matrix products dynamically quantised. "
         "Vectors are always returned as float32.",
     ),
     Option(
@@ -569,4 +570,9 @@ def load_settings(args: argparse.Namespace | None = None, environ: Mapping[str, 
             values[option.field] = option.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"invalid value for {source}: {exc}") from None
+    if values["dtype"] == "int8" and values["backend"] != "onnx":
+        raise ConfigError(
+            "VECTORIZER_DTYPE=int8 (--dtype int8) quantises the ONNX graphs: set VECTORIZER_BACKEND=onnx "
+            "(--backend onnx) too, or choose another dtype"
+        )
     return Settings(**values)

@@ -134,7 +134,8 @@ class Engine:
         self.precision = self.settings.precision
         if self.precision.checked:
             towers = self._check_precision(towers)
-        dtype = getattr(torch, self.precision.dtype)
+        int8 = self.precision.dtype == "int8"  # the onnx backend's quantised graphs, not a torch dtype
+        dtype = None if int8 else getattr(torch, self.precision.dtype)
         if self.settings.backend == "onnx":
             towers = self._to_onnx(towers, device, dtype)
         else:
@@ -206,13 +207,14 @@ class Engine:
 
         from vectorizer_module.models.onnx_towers import to_onnx
 
-        if device.type != "cpu" or dtype != torch.float32:
+        if device.type != "cpu" or dtype not in (torch.float32, None):
             raise RuntimeError(
-                "VECTORIZER_BACKEND=onnx runs on the CPU in float32: turn ENABLE_CUDA off and "
-                "leave VECTORIZER_DTYPE at auto or float32"
+                "VECTORIZER_BACKEND=onnx runs on the CPU in float32 or int8: turn ENABLE_CUDA off and "
+                "set VECTORIZER_DTYPE to auto, float32 or int8"
             )
         weights = {"text": self.source.text_weights, "image": self.source.vision_weights}
-        return to_onnx(towers, weights, Path(self.settings.onnx_cache).expanduser(), self.settings.threads_per_worker)
+        cache = Path(self.settings.onnx_cache).expanduser()
+        return to_onnx(towers, weights, cache, self.settings.threads_per_worker, int8=dtype is None)
 
     def _warm_up(self) -> None:
         """One text and one image through the batcher, at the shapes serving will use."""

@@ -49,5 +49,36 @@ def test_onnx_refuses_cuda(tiny_model):
     from vectorizer_module.models.loading import detect
 
     engine = Engine(Settings(model=str(tiny_model), backend="onnx", dtype="float16"), detect(tiny_model))
-    with pytest.raises(RuntimeError, match="onnx runs on the CPU in float32"):
+    with pytest.raises(RuntimeError, match="onnx runs on the CPU in float32 or int8"):
         engine.load()
+
+
+def test_int8_quantises_the_matrix_products_once_and_keeps_the_vectors_close(engines, tiny_model):
+    import onnx
+
+    torch_engine, _, cache = engines
+    int8 = make_engine(tiny_model, cache_size=0, backend="onnx", dtype="int8", onnx_cache=str(cache))
+    quantised = sorted(cache.glob("*-int8.onnx"))
+    assert [p.name.split("-")[0] for p in quantised] == ["image", "text"]
+    for path in quantised:
+        operators = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert {"DynamicQuantizeLinear", "MatMulInteger"} <= operators
+        assert path.stat().st_size < path.with_name(path.name.replace("-int8", "")).stat().st_size
+    assert b'"dtype":"int8"' in int8.meta_body
+    texts = ["a photo of a cat", "a red circle on a blue background"]
+    images = [media.encode(media.photo(640, 480, seed=s), "PNG") for s in (4, 5)]
+    for got, want in zip(int8.embed(texts, images), torch_engine.embed(texts, images)):
+        for g, w in zip(got, want):
+            assert 0.95 <= cosine(g, w) < 1.0  # close, and not the float32 graph's
+    stamps = [p.stat().st_mtime_ns for p in quantised]
+    again = make_engine(tiny_model, cache_size=0, backend="onnx", dtype="int8", onnx_cache=str(cache))
+    assert [p.stat().st_mtime_ns for p in quantised] == stamps
+    assert np.array_equal(again.embed(texts, [])[0], int8.embed(texts, [])[0])
+
+
+def test_int8_needs_the_onnx_backend():
+    from vectorizer_module.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="VECTORIZER_BACKEND=onnx"):
+        load_settings(environ={"VECTORIZER_DTYPE": "int8"})
+    assert load_settings(environ={"VECTORIZER_DTYPE": "int8", "VECTORIZER_BACKEND": "onnx"}).dtype == "int8"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from vectorizer_module.models.base import TextTower, Tower, Towers, VisionTower
 log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "embeddings"
+MATRIX_PRODUCTS = ["MatMul", "Gemm"]  # what int8 quantises: the linear layers and attention's products
 
 
 def _dynamic_shapes(tower: Tower) -> dict[str, dict[int, Any]]:
@@ -133,8 +135,40 @@ class OnnxVisionTower(_OnnxMixin, VisionTower):
         return (torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)),)
 
 
-def to_onnx(towers: Towers, weights: dict[str, Path], cache_dir: Path, threads: int) -> Towers:
-    """``towers`` with both forwards running in onnxruntime (exported on first use, then cached)."""
+def quantize(path: Path) -> Path:
+    """The int8 graph of the float32 graph at ``path`` (made once beside it): onnxruntime's dynamic
+    quantisation of the matrix products, weights int8 per tensor and activations quantised per batch."""
+    target = path.with_name(path.stem + "-int8.onnx")
+    if target.exists():
+        return target
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    started = time.perf_counter()
+    temporary = target.with_suffix(f".tmp{os.getpid()}.onnx")
+    root = logging.getLogger()
+    advice = _Drop("pre-processing before quantization")  # a warning about static quantisation's calibration
+    root.addFilter(advice)
+    try:
+        quantize_dynamic(str(path), str(temporary), weight_type=QuantType.QInt8, op_types_to_quantize=MATRIX_PRODUCTS)
+    finally:
+        root.removeFilter(advice)
+    temporary.replace(target)
+    log.info("quantised %s to int8 in %.1f s (once per model)", path.name, time.perf_counter() - started)
+    return target
+
+
+class _Drop(logging.Filter):
+    def __init__(self, words: str) -> None:
+        super().__init__()
+        self.words = words
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.words not in record.getMessage()
+
+
+def to_onnx(towers: Towers, weights: dict[str, Path], cache_dir: Path, threads: int, *, int8: bool = False) -> Towers:
+    """``towers`` with both forwards running in onnxruntime (exported on first use, then cached; with
+    ``int8``, the quantised graphs)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -153,6 +187,8 @@ def to_onnx(towers: Towers, weights: dict[str, Path], cache_dir: Path, threads: 
         if not path.exists():
             log.info("exporting the %s tower to ONNX at %s (once per model)", tower.modality, path)
             export_tower(tower, path)
+        if int8:
+            path = quantize(path)
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         tower.to("meta")  # its weights now live in the session; keep only the preprocessing
         converted.append(wrapper(tower, session))
