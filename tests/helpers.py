@@ -51,6 +51,7 @@ def build_arguments(monkeypatch, **values: str) -> None:
 def make_engine(model: Path | str, **overrides) -> Engine:
     """A loaded engine over ``model``, with ``Settings`` fields overridden by keyword."""
     overrides.setdefault("dtype", "float32")  # as every test service (conftest.py); auto: test_precision.py
+    overrides.setdefault("backend", "torch")  # auto would run float32 in ONNX Runtime (precision.py)
     settings = Settings(model=str(model), **overrides)
     engine = Engine(settings, detect(model, clip_tokenizer=settings.clip_tokenizer))
     engine.load()

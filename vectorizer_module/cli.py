@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vectorizer_module import __version__
@@ -22,7 +23,15 @@ from vectorizer_module.logs import setup_logging
 if TYPE_CHECKING:  # the commands import torch only when they run
     from vectorizer_module.finetune.demo import DemoRecipe
 
-COMMANDS = ("serve", "make-random-model", "finetune", "make-shapes-data", "train-demo-model", "score-shapes")
+COMMANDS = (
+    "serve",
+    "export-onnx",
+    "make-random-model",
+    "finetune",
+    "make-shapes-data",
+    "train-demo-model",
+    "score-shapes",
+)
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -85,6 +94,34 @@ def _serve(argv: Sequence[str]) -> int:
     except PortInUse as exc:
         print(f"clip-vectorizer: {exc}", file=sys.stderr)
         return 2
+
+
+def _export_onnx(argv: Sequence[str]) -> int:
+    """Export the model ``serve`` would serve to ONNX, into VECTORIZER_ONNX_CACHE, so that a service started
+    later (VECTORIZER_BACKEND onnx, or auto on a CPU without native bfloat16) finds it made; the container
+    image runs this at build time. Takes serve's options; with --dtype int8, the int8 graphs too."""
+    from vectorizer_module.errors import ModelLayoutError
+    from vectorizer_module.models.loading import builtin_demo_source, choose_model_dir, detect, load_towers
+    from vectorizer_module.models.onnx_towers import to_onnx, weights_of
+
+    parser = argparse.ArgumentParser(prog="clip-vectorizer export-onnx", description=_export_onnx.__doc__)
+    add_arguments(parser)
+    try:
+        settings = load_settings(parser.parse_args(argv))
+        setup_logging(settings.log_level, settings.log_format)
+        folder = choose_model_dir(settings.model)[0] if settings.model else None
+        source = detect(folder, clip_tokenizer=settings.clip_tokenizer) if folder else builtin_demo_source()
+    except (ConfigError, ModelLayoutError) as exc:
+        print(f"clip-vectorizer export-onnx: {exc}", file=sys.stderr)
+        return 2
+    towers = load_towers(source)
+    if not all(tower.onnx_exportable for tower in (towers.query, towers.items)):
+        print(f"the {towers.info.family} family's towers do not export to ONNX: the service runs them in torch")
+        return 0
+    cache = os.path.expanduser(settings.onnx_cache)
+    to_onnx(towers, weights_of(source), Path(cache), settings.threads_per_worker, int8=settings.dtype == "int8")
+    print(f"ONNX graphs of {source.root} in {cache}")
+    return 0
 
 
 def _make_random_model(argv: Sequence[str]) -> int:
@@ -359,6 +396,7 @@ def _score_shapes(argv: Sequence[str]) -> int:
 
 
 SUBCOMMANDS = {
+    "export-onnx": _export_onnx,
     "make-random-model": _make_random_model,
     "finetune": _finetune,
     "make-shapes-data": _make_shapes_data,

@@ -25,7 +25,7 @@ DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "text")
 BATCHING_MODES = ("dynamic", "per-request")
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 class ConfigError(ValueError):
@@ -212,8 +212,10 @@ OPTIONS: tuple[Option, ...] = (
         "VECTORIZER_BACKEND",
         "--backend",
         _choice(BACKENDS),
-        "torch",
-        "torch, or onnx: both towers exported to ONNX (once, cached) and run by onnxruntime on the CPU.",
+        "auto",
+        "auto: ONNX Runtime where the towers compute in float32 on the CPU (no native bfloat16) and the "
+        "family exports, else torch; torch; or onnx: both towers exported to ONNX (once, cached) and run "
+        "by onnxruntime on the CPU.",
     ),
     Option(
         "onnx_cache",
@@ -466,7 +468,7 @@ class Settings:
     port: int = 8080
     enable_cuda: bool = False
     cuda_core: str = "cuda:0"
-    backend: str = "torch"
+    backend: str = "auto"
     onnx_cache: str = "~/.cache/clip-vectorizer/onnx"
     dtype: str = "auto"
     normalize: str | bool = "auto"
@@ -538,7 +540,8 @@ class Settings:
     def precision(self) -> Choice:
         """The precision the towers run in, with ``auto`` resolved for this host; a bfloat16 choice is
         checked on the model at load (``precision.py``)."""
-        return resolve_precision(self.dtype, enable_cuda=self.enable_cuda, backend=self.backend)
+        backend = "torch" if self.backend == "auto" else self.backend  # auto follows the dtype (precision.py)
+        return resolve_precision(self.dtype, enable_cuda=self.enable_cuda, backend=backend)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -570,9 +573,9 @@ def load_settings(args: argparse.Namespace | None = None, environ: Mapping[str, 
             values[option.field] = option.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"invalid value for {source}: {exc}") from None
-    if values["dtype"] == "int8" and values["backend"] != "onnx":
+    if values["dtype"] == "int8" and values["backend"] == "torch":
         raise ConfigError(
             "VECTORIZER_DTYPE=int8 (--dtype int8) quantises the ONNX graphs: set VECTORIZER_BACKEND=onnx "
-            "(--backend onnx) too, or choose another dtype"
+            "(--backend onnx) or auto, or choose another dtype"
         )
     return Settings(**values)

@@ -33,6 +33,7 @@ from vectorizer_module.config import Settings
 from vectorizer_module.errors import still_loading
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.loading import ModelSource
+from vectorizer_module.precision import Backend, resolve_backend
 from vectorizer_module.preprocessing.images import load_rgb, open_image
 from vectorizer_module.protocols.common import dumps
 
@@ -101,6 +102,7 @@ class Engine:
         self.pixels = PixelBudget(settings.max_image_pixels)
         self.normalize = {"text": settings.normalize is True, "image": settings.normalize is True}  # set at load
         self.precision = settings.precision  # a bfloat16 choice is checked at load
+        self.backend = Backend(settings.backend, "VECTORIZER_BACKEND")  # auto is resolved at load
         self._ready = threading.Event()
 
     @property
@@ -134,11 +136,18 @@ class Engine:
         self.precision = self.settings.precision
         if self.precision.checked:
             towers = self._check_precision(towers)
+        self.backend = resolve_backend(
+            self.settings.backend,
+            dtype=self.precision.dtype,
+            enable_cuda=self.settings.enable_cuda,
+            exportable=all(t.onnx_exportable for t in (towers.query, towers.items)),
+            family=towers.info.family,
+        )
         int8 = self.precision.dtype == "int8"  # the onnx backend's quantised graphs, not a torch dtype
         dtype = None if int8 else getattr(torch, self.precision.dtype)
-        if self.settings.backend == "onnx":
+        if self.backend.name == "onnx":
             towers = self._to_onnx(towers, device, dtype)
-        else:
+        if self.backend.name == "torch":
             for tower in (towers.query, towers.items):
                 tower.to(device=device, dtype=dtype)
         self.towers = towers
@@ -166,12 +175,14 @@ class Engine:
         ).set(1)
         self._ready.set()
         log.info(
-            "model %s (%s, %d-d) ready on %s in %s after %.1f s",
+            "model %s (%s, %d-d) ready on %s in %s with %s (%s) after %.1f s",
             towers.info.name,
             towers.info.layout,
             towers.info.dimension,
             device,
             self.precision.dtype,
+            self.backend.name,
+            self.backend.reason,
             self.load_seconds,
         )
 
@@ -205,16 +216,23 @@ class Engine:
 
         import torch
 
-        from vectorizer_module.models.onnx_towers import to_onnx
+        from vectorizer_module.models.onnx_towers import to_onnx, weights_of
 
         if device.type != "cpu" or dtype not in (torch.float32, None):
             raise RuntimeError(
                 "VECTORIZER_BACKEND=onnx runs on the CPU in float32 or int8: turn ENABLE_CUDA off and "
                 "set VECTORIZER_DTYPE to auto, float32 or int8"
             )
-        weights = {"text": self.source.text_weights, "image": self.source.vision_weights}
         cache = Path(self.settings.onnx_cache).expanduser()
-        return to_onnx(towers, weights, cache, self.settings.threads_per_worker, int8=dtype is None)
+        try:
+            return to_onnx(towers, weights_of(self.source), cache, self.settings.threads_per_worker, int8=dtype is None)
+        except Exception as exc:
+            if self.settings.backend != "auto" or dtype is None:  # asked for onnx, or for int8: say why it failed
+                raise
+            why = f"auto: the ONNX export failed ({type(exc).__name__}: {exc}); torch instead"
+            log.warning("%s", why)
+            self.backend = Backend("torch", why)
+            return towers
 
     def _warm_up(self) -> None:
         """One text and one image through the batcher, at the shapes serving will use."""
@@ -259,7 +277,8 @@ class Engine:
                 "builtin_demo": info.builtin_demo,
             },
             "device": self.settings.device,
-            "backend": self.settings.backend,
+            "backend": self.backend.name,
+            "backend_reason": self.backend.reason,
             "dtype": self.precision.dtype,
             "dtype_reason": self.precision.reason,
             "batching": {

@@ -1,4 +1,5 @@
-"""``VECTORIZER_DTYPE=auto``: the precision the towers compute in.
+"""``VECTORIZER_DTYPE=auto`` and ``VECTORIZER_BACKEND=auto``: the precision the towers compute in, and what
+runs them.
 
 On CUDA, float16. On a CPU whose instruction set multiplies bfloat16 natively (``avx512_bf16``, or
 Intel's AMX, ``amx_bf16``), bfloat16 with the torch backend: 2.5x the images and 3x the texts per second
@@ -7,6 +8,12 @@ bfloat16 keeps 8 bits of mantissa, so the choice is checked on the model being s
 its towers run their example inputs in float32 and in bfloat16, and bfloat16 stays only if every vector
 is at cosine >= ``MIN_COSINE`` to float32's (``tests/unit/test_precision.py`` also bounds the demo model's
 retrieval loss). A user who needs the reference image's float32 vectors sets ``VECTORIZER_DTYPE=float32``.
+
+The backend follows: torch for CUDA and for bfloat16 or float16; for float32 on a CPU (no native
+bfloat16, or a model that failed the check), ONNX Runtime, whose float32 forward gave 1.5x the objects
+and 1.7x the texts per second of torch's end to end (docs/benchmarks.md), where the family exports and
+onnxruntime is installed; torch otherwise. int8 (opt-in: it failed the demo model's hit@1 bound by 0.0001)
+exists only in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -58,6 +65,32 @@ def resolve(setting: str, *, enable_cuda: bool, backend: str, flags: Sequence[st
     if not flags:
         return Choice("float32", "auto: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16)")
     return Choice("bfloat16", f"auto: the CPU has {' and '.join(flags)}", checked=True)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A resolved backend and why it was chosen (the log and /meta say it)."""
+
+    name: str
+    reason: str
+
+
+def resolve_backend(setting: str, *, dtype: str, enable_cuda: bool, exportable: bool, family: str) -> Backend:
+    """The backend of ``setting`` (VECTORIZER_BACKEND) for towers computing in ``dtype``."""
+    if setting != "auto":
+        return Backend(setting, "VECTORIZER_BACKEND")
+    if dtype == "int8":
+        return Backend("onnx", "auto: int8 runs in ONNX Runtime")
+    if enable_cuda or dtype != "float32":
+        return Backend("torch", f"auto: {dtype}{' on CUDA' if enable_cuda else ''} runs in torch")
+    if not exportable:
+        return Backend("torch", f"auto: the {family} family's towers do not export to ONNX")
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return Backend("torch", "auto: onnxruntime (or onnxscript) is not installed")
+    return Backend("onnx", "auto: float32 on the CPU runs faster in ONNX Runtime")
 
 
 def min_cosine(reference: Sequence, reduced: Sequence) -> float:

@@ -1,5 +1,7 @@
 """The ONNX Runtime backend against the torch towers (cosine >= 0.9999), through the engine."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -35,11 +37,12 @@ def test_onnx_vectors_match_torch(engines):
 
 def test_the_export_is_cached_and_the_meta_says_onnx(engines, tiny_model):
     _, onnx_engine, cache = engines
-    files = sorted(p.name for p in cache.iterdir())
-    assert len(files) == 2 and files[0].startswith("image-") and files[1].startswith("text-")
+    files = sorted(p.name for p in cache.iterdir() if "int8" not in p.name)
+    assert [f.split("-")[0] for f in files] == ["image", "image", "text", "text"]
+    assert [f.endswith(".onnx.data") for f in files] == [False, True, False, True]  # weights apart, mapped
     assert b'"backend":"onnx"' in onnx_engine.meta_body
     again = make_engine(tiny_model, cache_size=0, backend="onnx", onnx_cache=str(cache))
-    assert sorted(p.name for p in cache.iterdir()) == files
+    assert sorted(p.name for p in cache.iterdir() if "int8" not in p.name) == files
     assert np.array_equal(again.embed(["x"], [])[0], onnx_engine.embed(["x"], [])[0])
 
 
@@ -63,7 +66,8 @@ def test_int8_quantises_the_matrix_products_once_and_keeps_the_vectors_close(eng
     for path in quantised:
         operators = {node.op_type for node in onnx.load(str(path)).graph.node}
         assert {"DynamicQuantizeLinear", "MatMulInteger"} <= operators
-        assert path.stat().st_size < path.with_name(path.name.replace("-int8", "")).stat().st_size
+        float32 = path.with_name(path.name.replace("-int8", ""))
+        assert path.stat().st_size < float32.stat().st_size + Path(f"{float32}.data").stat().st_size
     assert b'"dtype":"int8"' in int8.meta_body
     texts = ["a photo of a cat", "a red circle on a blue background"]
     images = [media.encode(media.photo(640, 480, seed=s), "PNG") for s in (4, 5)]
@@ -80,5 +84,27 @@ def test_int8_needs_the_onnx_backend():
     from vectorizer_module.config import ConfigError, load_settings
 
     with pytest.raises(ConfigError, match="VECTORIZER_BACKEND=onnx"):
-        load_settings(environ={"VECTORIZER_DTYPE": "int8"})
-    assert load_settings(environ={"VECTORIZER_DTYPE": "int8", "VECTORIZER_BACKEND": "onnx"}).dtype == "int8"
+        load_settings(environ={"VECTORIZER_DTYPE": "int8", "VECTORIZER_BACKEND": "torch"})
+    for backend in ("onnx", "auto"):
+        assert load_settings(environ={"VECTORIZER_DTYPE": "int8", "VECTORIZER_BACKEND": backend}).dtype == "int8"
+
+
+def test_export_onnx_makes_the_graphs_a_service_then_finds(tiny_model, tmp_path):
+    from vectorizer_module.cli import main
+
+    assert main(["export-onnx", "--model", str(tiny_model), "--onnx-cache", str(tmp_path)]) == 0
+    made = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert sorted(name.split("-")[0] for name in made if name.endswith(".onnx")) == ["image", "text"]
+    engine = make_engine(tiny_model, cache_size=0, backend="onnx", onnx_cache=str(tmp_path))
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == made  # nothing exported again
+    assert engine.embed(["a red circle"], [])[0].shape == (1, engine.dimension)
+
+
+def test_auto_serves_in_torch_when_the_export_cannot_be_written(tiny_model, tmp_path, caplog):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    engine = make_engine(tiny_model, cache_size=0, backend="auto", onnx_cache=str(blocked / "onnx"))
+    assert engine.backend.name == "torch" and "export failed" in engine.backend.reason
+    assert b'"backend":"torch"' in engine.meta_body and "export failed" in caplog.text
+    with pytest.raises(OSError):
+        make_engine(tiny_model, cache_size=0, backend="onnx", onnx_cache=str(blocked / "onnx"))

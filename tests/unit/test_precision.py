@@ -96,3 +96,41 @@ def test_a_model_outside_the_bound_is_served_in_float32_from_its_files(bf16_host
     assert any("below 1.000001" in r.getMessage() for r in caplog.records)
     exact, _ = make_engine(BUILTIN_DEMO_DIR, dtype="float32", cache_size=0).embed(TEXTS, [])
     assert np.array_equal(engine.embed(TEXTS, [])[0], exact)  # reloaded, not converted back from bfloat16
+
+
+@pytest.mark.parametrize(
+    ("setting", "dtype", "cuda", "exportable", "expected"),
+    [
+        ("auto", "float32", False, True, "onnx"),  # a CPU without native bfloat16: ONNX Runtime's float32
+        ("auto", "bfloat16", False, True, "torch"),
+        ("auto", "float32", True, True, "torch"),
+        ("auto", "float16", True, True, "torch"),
+        ("auto", "float32", False, False, "torch"),  # SigLIP 2's vision tower does not export
+        ("auto", "int8", False, True, "onnx"),
+        ("torch", "float32", False, True, "torch"),
+        ("onnx", "float32", False, True, "onnx"),
+    ],
+)
+def test_auto_backend_follows_the_dtype_the_device_and_the_family(setting, dtype, cuda, exportable, expected):
+    choice = precision.resolve_backend(setting, dtype=dtype, enable_cuda=cuda, exportable=exportable, family="siglip")
+    assert choice.name == expected
+    assert choice.reason.startswith("auto" if setting == "auto" else "VECTORIZER_BACKEND")
+
+
+def test_auto_runs_float32_in_onnx_runtime_and_siglip2_in_torch(tiny_model, tmp_path, caplog):
+    """On a CPU without native bfloat16 (float32 by auto, or asked for), the backend auto picks ONNX Runtime
+    for families that export, with the same vectors as torch's float32, and says so."""
+    pytest.importorskip("onnxruntime")
+    from vectorizer_module.models.random.siglip import save_random_model
+
+    caplog.set_level(logging.INFO, logger="vectorizer_module.engine")
+    torch_engine = make_engine(tiny_model, cache_size=0)
+    auto = make_engine(tiny_model, cache_size=0, backend="auto", onnx_cache=str(tmp_path / "onnx"))
+    assert auto.backend.name == "onnx" and b'"backend":"onnx"' in auto.meta_body
+    assert "with onnx (auto: float32 on the CPU" in caplog.text
+    texts, images = ["a red circle", "two dogs"], [media.encode(media.photo(90, 60, seed=3), "PNG")]
+    for got, want in zip(auto.embed(texts, images), torch_engine.embed(texts, images)):
+        assert precision.min_cosine([torch.from_numpy(want)], [torch.from_numpy(got)]) >= 0.9999
+    siglip2 = save_random_model(tmp_path / "siglip2", naflex=True)
+    siglip2 = make_engine(siglip2, backend="auto", onnx_cache=str(tmp_path / "onnx"))
+    assert siglip2.backend.name == "torch" and "do not export" in siglip2.backend.reason
