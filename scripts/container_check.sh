@@ -152,6 +152,17 @@ if [ "$(cd "$MODEL_DIR" && pwd -P)" = "$(cd vectorizer_module/default_model && p
 "$PYTHON" scripts/container_stack.py weaviate "http://127.0.0.1:$port" --workdir "$WORK/stack" "${demo_flag[@]}"
 figure "container memory after the import: $(docker stats --no-stream --format '{{.MemUsage}}' clip-check-baked)"
 
+say "float32 on the CPU (as on a host without native bfloat16): ONNX Runtime on the export made at build time"
+port=$(free_port)
+containers+=("clip-check-onnx")
+docker run -d --name clip-check-onnx -p "127.0.0.1:$port:8080" -e VECTORIZER_DTYPE=float32 "$IMAGE" >/dev/null
+"$PYTHON" scripts/container_stack.py wait-ready "http://127.0.0.1:$port" --timeout 300 --container clip-check-onnx
+backend=$(curl -s "http://127.0.0.1:$port/meta" | "$PYTHON" -c 'import json,sys; m=json.load(sys.stdin)["clip-vectorizer"]; print(m["backend"], "-", m["backend_reason"])')
+echo "backend: $backend"
+case "$backend" in onnx*) ;; *) echo "expected the onnx backend" >&2; exit 1 ;; esac
+if docker logs clip-check-onnx 2>&1 | grep -q "exporting the"; then echo "the service exported again" >&2; exit 1; fi
+figure "float32 (onnx, exported at build) docker run to ready: $(docker logs clip-check-onnx 2>&1 | grep -m1 -o 'after [0-9.]* s')"
+
 say "run with a model mounted at /app/models (the reference image's path), read-only, in 2 GiB"
 "$PYTHON" -m vectorizer_module make-random-model "$WORK/mounted" --arch tiny --seed 3 >/dev/null
 chmod -R a+rX "$WORK/mounted"
