@@ -59,6 +59,22 @@ WORKER_SIGNALS += (signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH)
 PR_SET_PDEATHSIG = 1
 
 
+class _Pipe:
+    """One end of the pipe: any thread sends, one message at a time; False once the other end is gone."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._lock = threading.Lock()
+
+    def send(self, message: tuple) -> bool:
+        try:
+            with self._lock:
+                self.connection.send(message)
+        except OSError:
+            return False
+        return True
+
+
 def metrics_identifier(slot: int) -> str:
     """The name the model process's metric files carry (the worker's carry the slot number alone)."""
     return f"{slot}-model"
@@ -83,8 +99,7 @@ class RemoteEngine:
         self.pid = pid
         self.on_loaded = on_loaded
         self.on_exit = on_exit
-        self._connection = connection
-        self._send_lock = threading.Lock()
+        self._pipe = _Pipe(connection)
         self._ids = itertools.count()
         self._pending: dict[int, Future] = {}
         self._facts: dict[str, Any] = {}
@@ -130,16 +145,13 @@ class RemoteEngine:
             self._pending.pop(call_id, None)
 
     def _send(self, message: tuple) -> None:
-        try:
-            with self._send_lock:
-                self._connection.send(message)
-        except OSError:
-            raise self._gone or Unavailable("the model process is gone; retry") from None
+        if not self._pipe.send(message):
+            raise self._gone or Unavailable("the model process is gone; retry")
 
     def _read(self) -> None:
         try:
             while True:
-                kind, *rest = self._connection.recv()
+                kind, *rest = self._pipe.connection.recv()
                 if kind == "loaded":
                     self._facts = rest[0]
                     self._loaded.set()
@@ -234,13 +246,12 @@ class ModelServer:
 
         if multiprocess():
             values.ValueClass = values.MultiProcessValue(functools.partial(metrics_identifier, slot))
-        self.connection = connection
+        self.pipe = _Pipe(connection)
         self.model_thread = ModelThread()
         budget = QueueBudget(settings.max_queue, board.waiting_cells(), slot)
         self.engine = Engine(settings, source, Metrics(), budget, self.model_thread)
         self.pool = ThreadPoolExecutor(settings.server_threads, thread_name_prefix="model-call")
         self.cancelled: dict[int, threading.Event] = {}
-        self._send_lock = threading.Lock()
         self._closed = threading.Event()
 
     def run(self) -> None:
@@ -270,7 +281,7 @@ class ModelServer:
     def _read(self) -> None:
         try:
             while True:
-                kind, call_id, *rest = self.connection.recv()
+                kind, call_id, *rest = self.pipe.connection.recv()
                 if kind == "cancel":
                     event = self.cancelled.get(call_id)
                     if event is not None:
@@ -296,8 +307,5 @@ class ModelServer:
         self._send(answer)
 
     def _send(self, message: tuple) -> None:
-        try:
-            with self._send_lock:
-                self.connection.send(message)
-        except OSError:
+        if not self.pipe.send(message):
             self._closed.set()
