@@ -10,8 +10,8 @@ is at cosine >= ``MIN_COSINE`` to float32's (``tests/unit/test_precision.py`` al
 retrieval loss). A user who needs the reference image's float32 vectors sets ``VECTORIZER_DTYPE=float32``.
 
 The backend follows: torch for CUDA and for bfloat16 or float16; for float32 on a CPU (no native
-bfloat16, or a model that failed the check), ONNX Runtime, whose float32 forward gave 1.5x the objects
-and 1.7x the texts per second of torch's end to end (docs/benchmarks.md), where the family exports and
+bfloat16, or a model that failed the check), ONNX Runtime, whose float32 forward gave 1.7x the objects
+and texts per second of torch's end to end, in no more memory (docs/benchmarks.md), where the family exports and
 onnxruntime is installed; torch otherwise. int8 (opt-in: it failed the demo model's hit@1 bound by 0.0001)
 exists only in ONNX Runtime.
 """
@@ -19,6 +19,7 @@ exists only in ONNX Runtime.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +86,8 @@ def resolve_backend(setting: str, *, dtype: str, enable_cuda: bool, exportable: 
         return Backend("torch", f"auto: {dtype}{' on CUDA' if enable_cuda else ''} runs in torch")
     if not exportable:
         return Backend("torch", f"auto: the {family} family's towers do not export to ONNX")
-    try:
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
+    # looked up, not imported: onnxscript alone costs 71 MB of memory, and only an export needs it
+    if any(importlib.util.find_spec(name) is None for name in ("onnxruntime", "onnxscript")):
         return Backend("torch", "auto: onnxruntime (or onnxscript) is not installed")
     return Backend("onnx", "auto: float32 on the CPU runs faster in ONNX Runtime")
 
