@@ -14,10 +14,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("vectorizer_module", "plugin_api")
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
-# The parts of docs/architecture.md's lists whose order is checked against the graph: the whole of
-# plugin_api; in vectorizer_module, models/ and protocols/ for now (server/ and the engine are being
-# reshaped; their lines join this check once that has settled).
-CHECKED = ("vectorizer_module.models", "vectorizer_module.protocols", "vectorizer_module.server", "plugin_api")
+# The parts of docs/architecture.md's lists whose order is checked against the graph: all of plugin_api and
+# of vectorizer_module but finetune/, whose shapes data set is listed from the top down (the training code
+# is to move to a package of its own; it joins the check then).
+CHECKED = ("vectorizer_module", "plugin_api")
+UNCHECKED = ("vectorizer_module.finetune",)
 
 
 def module_name(path: Path) -> str:
@@ -119,8 +120,12 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def within(name: str, parts: tuple[str, ...]) -> bool:
+    return any(name == part or name.startswith(part + ".") for part in parts)
+
+
 def checked(name: str) -> bool:
-    return any(name == part or name.startswith(part + ".") for part in CHECKED)
+    return within(name, CHECKED) and not within(name, UNCHECKED)
 
 
 def unnamed_by_the_list(path: Path) -> bool:
@@ -149,6 +154,9 @@ def test_the_documented_order_is_read():
     assert order.index("vectorizer_module.models.files") < order.index("vectorizer_module.models.loading")
     assert "vectorizer_module.models.random.clip" in order and "vectorizer_module.protocols.common" in order
     assert order[-1] == "plugin_api.cli"
+    assert order.index("vectorizer_module.answers") < order.index("vectorizer_module.engine")
+    assert checked("vectorizer_module.engine") and checked("vectorizer_module.server.model_process")
+    assert not checked("vectorizer_module.finetune.scenes")
     text = "```\npkg/\n  a.py   x\n  sub/\n    b.py  y\n  c/d.py z\n  e.py\n```\n"
     assert documented_order(text) == ["pkg.a", "pkg.sub.b", "pkg.c.d", "pkg.e"]
 
