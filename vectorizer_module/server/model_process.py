@@ -15,10 +15,10 @@ it), takes a nice value, ignores the signals (the worker decides; the child ends
 of the pipe closes, or with the worker through ``PR_SET_PDEATHSIG``) and serves the forward passes on
 its initial thread (``batching.ModelThread``). Messages, pickled, on ``multiprocessing.connection``:
 
-- front -> model: ``("call", id, "answer", args, kwargs)`` (an embedding route's body, ``answers.py``, so
+- front -> model: ``("answer", id, route, body, deadline)`` (an embedding route's work, ``answers.py``, so
   that its JSON and base64 work runs at the model's priority too); ``("cancel", id)`` once that
   request's client has gone;
-- model -> front: ``("loaded", facts)`` once the model is loaded and warm; ``("result", id, value)``;
+- model -> front: ``("loaded", meta_body)`` once the model is loaded and warm; ``("result", id, Answer)``;
   ``("error", id, ServiceError)``. A model that cannot load ends the child with ``LOAD_FAILED_EXIT``.
 """
 
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection, Pipe
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from vectorizer_module.admission import Cancelled, never_cancelled
 from vectorizer_module.answers import Answer
@@ -102,7 +102,7 @@ class RemoteEngine:
         self._pipe = _Pipe(connection)
         self._ids = itertools.count()
         self._pending: dict[int, Future] = {}
-        self._facts: dict[str, Any] = {}
+        self._meta_body = b""
         self._loaded = threading.Event()
         self._gone: ServiceError | None = None
         threading.Thread(target=self._read, name="model-process-reader", daemon=True).start()
@@ -113,23 +113,20 @@ class RemoteEngine:
 
     @property
     def meta_body(self) -> bytes:
-        return self._facts["meta_body"]
+        return self._meta_body
 
     def answer(
         self, route: str, body: bytes, *, deadline: float | None = None, cancelled: Cancelled = never_cancelled
     ) -> Answer:
-        if deadline is None:
-            deadline = time.monotonic() + self.settings.request_deadline
-        return self._call("answer", (route, body), {"deadline": deadline}, deadline, cancelled)
-
-    def _call(self, method: str, args: tuple, kwargs: dict, deadline: float, cancelled: Cancelled) -> Any:
         if not self.ready:
             raise self._gone or still_loading()
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.request_deadline
         call_id = next(self._ids)
         future: Future = Future()
         self._pending[call_id] = future
         try:
-            self._send(("call", call_id, method, args, kwargs))
+            self._send(("answer", call_id, route, body, deadline))
             while True:
                 try:
                     return future.result(timeout=CANCEL_POLL_SECONDS)
@@ -153,7 +150,7 @@ class RemoteEngine:
             while True:
                 kind, *rest = self._pipe.connection.recv()
                 if kind == "loaded":
-                    self._facts = rest[0]
+                    self._meta_body = rest[0]
                     self._loaded.set()
                     self.on_loaded()
                     continue
@@ -272,11 +269,10 @@ class ModelServer:
             )
             logging.shutdown()
             os._exit(LOAD_FAILED_EXIT)
-        facts = {"meta_body": self.engine.meta_body}
         # torch, transformers and the model leave ~10^5 long-lived objects; a full collection scans them
         # all (140 ms on our 2-core host, every thread stopped). Frozen, they are never scanned again.
         gc.freeze()
-        self._send(("loaded", facts))
+        self._send(("loaded", self.engine.meta_body))
 
     def _read(self) -> None:
         try:
@@ -286,21 +282,21 @@ class ModelServer:
                     event = self.cancelled.get(call_id)
                     if event is not None:
                         event.set()
-                elif kind == "call" and rest[0] == "answer":
+                elif kind == "answer":
                     self.cancelled[call_id] = threading.Event()
-                    self.pool.submit(self._serve, call_id, *rest)
+                    self.pool.submit(self._answer, call_id, *rest)
         except (EOFError, OSError):
             pass  # the worker closed its end: it is exiting
         self._closed.set()
 
-    def _serve(self, call_id: int, method: str, args: tuple, kwargs: dict) -> None:
+    def _answer(self, call_id: int, route: str, body: bytes, deadline: float) -> None:
         try:
-            kwargs = {**kwargs, "cancelled": self.cancelled[call_id].is_set}
-            answer: tuple = ("result", call_id, getattr(self.engine, method)(*args, **kwargs))
+            found = self.engine.answer(route, body, deadline=deadline, cancelled=self.cancelled[call_id].is_set)
+            answer: tuple = ("result", call_id, found)
         except ServiceError as exc:
             answer = ("error", call_id, exc)
         except Exception as exc:  # noqa: BLE001 - the front answers it with a 500
-            log.exception("%s failed in the model process", method)
+            log.exception("%s failed in the model process", route)
             answer = ("error", call_id, ServiceError(f"internal error in the model process: {type(exc).__name__}"))
         finally:
             self.cancelled.pop(call_id, None)
