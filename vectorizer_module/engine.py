@@ -140,14 +140,13 @@ class Engine:
             self.settings.backend,
             dtype=self.precision.dtype,
             enable_cuda=self.settings.enable_cuda,
-            exportable=all(t.onnx_exportable for t in (towers.query, towers.items)),
+            exportable=towers.onnx_exportable,
             family=towers.info.family,
         )
-        int8 = self.precision.dtype == "int8"  # the onnx backend's quantised graphs, not a torch dtype
-        dtype = None if int8 else getattr(torch, self.precision.dtype)
         if self.backend.name == "onnx":
-            towers = self._to_onnx(towers, device, dtype)
-        if self.backend.name == "torch":
+            towers = self._to_onnx(towers, device)
+        if self.backend.name == "torch":  # asked for, or an export that failed under auto
+            dtype = getattr(torch, self.precision.dtype)
             for tower in (towers.query, towers.items):
                 tower.to(device=device, dtype=dtype)
         self.towers = towers
@@ -211,23 +210,22 @@ class Engine:
         log.info("precision %s (%s; checked in %.1f s)", self.precision.dtype, why, time.perf_counter() - started)
         return towers
 
-    def _to_onnx(self, towers: Towers, device: Any, dtype: Any) -> Towers:
+    def _to_onnx(self, towers: Towers, device: Any) -> Towers:
         from pathlib import Path
-
-        import torch
 
         from vectorizer_module.models.onnx_towers import to_onnx, weights_of
 
-        if device.type != "cpu" or dtype not in (torch.float32, None):
+        int8 = self.precision.dtype == "int8"  # the quantised graphs; float32 else
+        if device.type != "cpu" or self.precision.dtype not in ("float32", "int8"):
             raise RuntimeError(
                 "VECTORIZER_BACKEND=onnx runs on the CPU in float32 or int8: turn ENABLE_CUDA off and "
                 "set VECTORIZER_DTYPE to auto, float32 or int8"
             )
         cache = Path(self.settings.onnx_cache).expanduser()
         try:
-            return to_onnx(towers, weights_of(self.source), cache, self.settings.threads_per_worker, int8=dtype is None)
+            return to_onnx(towers, weights_of(self.source), cache, self.settings.threads_per_worker, int8=int8)
         except Exception as exc:
-            if self.settings.backend != "auto" or dtype is None:  # asked for onnx, or for int8: say why it failed
+            if self.settings.backend != "auto" or int8:  # asked for onnx, or for int8: say why it failed
                 raise
             why = f"auto: the ONNX export failed ({type(exc).__name__}: {exc}); torch instead"
             log.warning("%s", why)

@@ -7,7 +7,8 @@ of float32 in a ViT-B/32's forward on two Zen 4 cores. Elsewhere, and with the O
 bfloat16 keeps 8 bits of mantissa, so the choice is checked on the model being served before it is kept:
 its towers run their example inputs in float32 and in bfloat16, and bfloat16 stays only if every vector
 is at cosine >= ``MIN_COSINE`` to float32's (``tests/unit/test_precision.py`` also bounds the demo model's
-retrieval loss). A user who needs the reference image's float32 vectors sets ``VECTORIZER_DTYPE=float32``.
+retrieval loss). A user who needs the reference image's float32 vectors sets ``VECTORIZER_DTYPE=float32``
+and ``VECTORIZER_BACKEND=torch``.
 
 The backend follows: torch for CUDA and for bfloat16 or float16; for float32 on a CPU (no native
 bfloat16, or a model that failed the check), ONNX Runtime, whose float32 forward gave 1.7x the objects

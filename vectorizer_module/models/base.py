@@ -253,3 +253,8 @@ class Towers:
     query: TextTower
     items: VisionTower
     info: ModelInfo
+
+    @property
+    def onnx_exportable(self) -> bool:
+        """Whether both towers export to ONNX (``onnx_towers.py``)."""
+        return self.query.onnx_exportable and self.items.onnx_exportable
