@@ -21,7 +21,9 @@ from vectorizer_module.config import ConfigError, add_arguments, enable_cuda_war
 from vectorizer_module.logs import setup_logging
 
 if TYPE_CHECKING:  # the commands import torch only when they run
+    from vectorizer_module.config import Settings
     from vectorizer_module.finetune.demo import DemoRecipe
+    from vectorizer_module.models.loading import ModelSource
 
 COMMANDS = (
     "serve",
@@ -46,12 +48,26 @@ def _serve_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _served_source(settings: Settings) -> tuple[ModelSource, str | None]:
+    """The model ``serve`` serves: the first directory of ``settings.model`` that holds one, checked
+    readable, with a line for the log; or, with none configured, the built-in demo model (no line).
+    Raises ``ModelLayoutError``."""
+    from vectorizer_module.models.loading import builtin_demo_source, choose_model_dir, detect, require_readable
+
+    if not settings.model:
+        return builtin_demo_source(), None
+    folder, skipped = choose_model_dir(settings.model)
+    source = detect(folder, clip_tokenizer=settings.clip_tokenizer)
+    require_readable(source)
+    passed_over = f"; passed over: {', '.join(skipped)}" if skipped else ""
+    return source, f"model directory: {folder} ({source.layout} layout){passed_over}"
+
+
 def _serve(argv: Sequence[str]) -> int:
     import dataclasses
     import logging
 
     from vectorizer_module.errors import ModelLayoutError
-    from vectorizer_module.models.loading import builtin_demo_source, choose_model_dir, detect, require_readable
 
     args = _serve_parser().parse_args(argv)
     try:
@@ -65,22 +81,18 @@ def _serve(argv: Sequence[str]) -> int:
         logging.getLogger("vectorizer_module.cli").warning(cuda_warning)
     notes: list[str] = []  # logged once the port is bound
     try:
-        if settings.model:
-            folder, skipped = choose_model_dir(settings.model)
-            source = detect(folder, clip_tokenizer=settings.clip_tokenizer)
-            require_readable(source)
-            passed_over = f"; passed over: {', '.join(skipped)}" if skipped else ""
-            notes.append(f"model directory: {folder} ({source.layout} layout){passed_over}")
-        else:
-            source = builtin_demo_source()
-            logging.getLogger("vectorizer_module.cli").warning(
-                "no model configured (--model DIR or VECTORIZER_MODEL): serving the built-in demo model, "
-                "a small CLIP that knows only shapes and colours; it is no replacement for a real CLIP"
-            )
+        source, note = _served_source(settings)
     except ModelLayoutError as exc:
         what = settings.model or "the built-in demo model (clip-vectorizer train-demo-model rebuilds it)"
         print(f"clip-vectorizer: cannot serve {what}: {exc}", file=sys.stderr)
         return 2
+    if note:
+        notes.append(note)
+    else:
+        logging.getLogger("vectorizer_module.cli").warning(
+            "no model configured (--model DIR or VECTORIZER_MODEL): serving the built-in demo model, "
+            "a small CLIP that knows only shapes and colours; it is no replacement for a real CLIP"
+        )
     if settings.workers == "auto":  # resolved once, with the model's size against the memory limit
         from vectorizer_module.limits import auto_workers, weights_bytes
 
@@ -101,7 +113,7 @@ def _export_onnx(argv: Sequence[str]) -> int:
     later (VECTORIZER_BACKEND onnx, or auto on a CPU without native bfloat16) finds it made; the container
     image runs this at build time. Takes serve's options; with --dtype int8, the int8 graphs too."""
     from vectorizer_module.errors import ModelLayoutError
-    from vectorizer_module.models.loading import builtin_demo_source, choose_model_dir, detect, load_towers
+    from vectorizer_module.models.loading import load_towers
     from vectorizer_module.models.onnx_towers import to_onnx, weights_of
 
     parser = argparse.ArgumentParser(prog="clip-vectorizer export-onnx", description=_export_onnx.__doc__)
@@ -109,17 +121,16 @@ def _export_onnx(argv: Sequence[str]) -> int:
     try:
         settings = load_settings(parser.parse_args(argv))
         setup_logging(settings.log_level, settings.log_format)
-        folder = choose_model_dir(settings.model)[0] if settings.model else None
-        source = detect(folder, clip_tokenizer=settings.clip_tokenizer) if folder else builtin_demo_source()
+        source, _ = _served_source(settings)
     except (ConfigError, ModelLayoutError) as exc:
         print(f"clip-vectorizer export-onnx: {exc}", file=sys.stderr)
         return 2
     towers = load_towers(source)
-    if not all(tower.onnx_exportable for tower in (towers.query, towers.items)):
+    if not towers.onnx_exportable:
         print(f"the {towers.info.family} family's towers do not export to ONNX: the service runs them in torch")
         return 0
-    cache = os.path.expanduser(settings.onnx_cache)
-    to_onnx(towers, weights_of(source), Path(cache), settings.threads_per_worker, int8=settings.dtype == "int8")
+    cache = Path(settings.onnx_cache).expanduser()
+    to_onnx(towers, weights_of(source), cache, settings.threads_per_worker, int8=settings.dtype == "int8")
     print(f"ONNX graphs of {source.root} in {cache}")
     return 0
 
