@@ -61,6 +61,8 @@ def export_tower(tower: Tower, path: Path) -> Path:
         external_data=False,
         verbose=False,
     )
+    # saved again by onnx rather than by torch's own external_data=True: torch's weights file left a
+    # ViT-B/32's service 28 MB larger once loaded (1502 against 1474 MB), for the same tensors
     graph = onnx.load(str(temporary))
     temporary.unlink()
     staging = path.parent / f".staging{os.getpid()}"
