@@ -80,8 +80,8 @@ def build_model(target: Path, arch: str = "vit-b-32") -> Path:
     CLIP's real BPE has every word of ``WORDS`` as a single token, so a caption costs its word count plus
     two; the random model's byte-level tokenizer would make each caption 30 to 50 tokens, three to five
     times the text tower's real work."""
-    from vectorizer_module.finetune.vocab import word_level_tokenizer
-    from vectorizer_module.models.random.clip import save_random_model
+    from clip_training.random_models.clip import save_random_model
+    from clip_training.vocab import word_level_tokenizer
 
     save_random_model(target, arch)
     vocab_size = json.loads((target / "config.json").read_text())["text_config"]["vocab_size"]

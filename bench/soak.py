@@ -85,7 +85,7 @@ def main() -> int:
 
     model = args.model
     if model is None:
-        from vectorizer_module.models.random.clip import save_random_model
+        from clip_training.random_models.clip import save_random_model
 
         model = str(save_random_model(Path(tempfile.mkdtemp()) / "tiny", "tiny"))
     server = ServerProcess(model)

@@ -1,5 +1,5 @@
 """The sample set of ``clip-weaviate demo``: pictures of one coloured shape, drawn the way the built-in
-demo model saw them in training (``vectorizer_module.finetune.synthetic``), with a caption per image.
+demo model saw them in training (``clip_training.shapes.synthetic``), with a caption per image.
 
 Every colour x shape appears once, at a seeded size, position and background. Two combinations (a red
 circle and a blue square) appear in every size and position, so that a query such as "a large blue
@@ -33,7 +33,7 @@ class SampleImage:
 
     @property
     def caption(self) -> str:
-        from vectorizer_module.finetune.synthetic import POSITION_PHRASES
+        from clip_training.shapes.synthetic import POSITION_PHRASES
 
         return (
             f"a {self.size} {self.colour} {self.shape} {POSITION_PHRASES[self.position]} "
@@ -44,7 +44,7 @@ class SampleImage:
 def _attributes(seed: int) -> list[dict[str, str]]:
     import numpy as np
 
-    from vectorizer_module.finetune.synthetic import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
+    from clip_training.shapes.synthetic import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
 
     rng = np.random.default_rng(seed)
 
@@ -70,7 +70,7 @@ def sample_images(seed: int = SEED, image_size: int = 64) -> list[SampleImage]:
     was trained on."""
     import numpy as np
 
-    from vectorizer_module.finetune.synthetic import render
+    from clip_training.shapes.synthetic import render
 
     out = []
     for index, attributes in enumerate(_attributes(seed)):

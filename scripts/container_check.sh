@@ -164,7 +164,7 @@ if docker logs clip-check-onnx 2>&1 | grep -q "exporting the"; then echo "the se
 figure "float32 (onnx, exported at build) docker run to ready: $(docker logs clip-check-onnx 2>&1 | grep -m1 -o 'after [0-9.]* s')"
 
 say "run with a model mounted at /app/models (the reference image's path), read-only, in 2 GiB"
-"$PYTHON" -m vectorizer_module make-random-model "$WORK/mounted" --arch tiny --seed 3 >/dev/null
+"$PYTHON" -m clip_training make-random-model "$WORK/mounted" --arch tiny --seed 3 >/dev/null
 chmod -R a+rX "$WORK/mounted"
 port=$(free_port)
 containers+=("clip-check-mounted")

@@ -21,7 +21,7 @@ os.environ.setdefault("VECTORIZER_BACKEND", "torch")
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny random CLIP in the Hugging Face layout (transformers 5 files)."""
-    from vectorizer_module.models.random.clip import save_random_model
+    from clip_training.random_models.clip import save_random_model
 
     return save_random_model(tmp_path_factory.mktemp("models") / "tiny", "tiny", "huggingface", seed=0)
 
@@ -30,7 +30,7 @@ def tiny_model(tmp_path_factory) -> Path:
 def vit_model(tmp_path_factory) -> Path:
     """The exact openai/clip-vit-base-patch32 architecture, random weights (~600 MB, ~15 s to build).
     Slow enough on a CPU to keep the model busy in shutdown and overload tests."""
-    from vectorizer_module.models.random.clip import save_random_model
+    from clip_training.random_models.clip import save_random_model
 
     return save_random_model(tmp_path_factory.mktemp("models") / "vit-b-32", "vit-b-32", "huggingface", seed=3)
 

@@ -77,7 +77,7 @@ def restartable_stack(weaviate_binary, tiny_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def other_model(tmp_path_factory) -> Path:
     """Same tiny architecture as ``tiny_model`` but another seed: different vectors for the same input."""
-    from vectorizer_module.models.random.clip import save_random_model
+    from clip_training.random_models.clip import save_random_model
 
     return save_random_model(tmp_path_factory.mktemp("models") / "tiny-seed1", "tiny", "huggingface", seed=1)
 

@@ -18,7 +18,7 @@ TEXTS = ["a photo of a cat", "a red circle on the left", " ".join(["long"] * 300
 
 @pytest.fixture(scope="module")
 def vit_model(tmp_path_factory):
-    from vectorizer_module.models.random.clip import save_random_model
+    from clip_training.random_models.clip import save_random_model
 
     return save_random_model(tmp_path_factory.mktemp("cuda") / "vit", "vit-b-32", "huggingface", seed=7)
 

@@ -14,11 +14,11 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import AutoTokenizer
 
-from vectorizer_module.finetune import synthetic
-from vectorizer_module.finetune.data import PairSet, read_pairs
-from vectorizer_module.finetune.demo import DemoRecipe, every_caption
-from vectorizer_module.finetune.evaluate import build_eval_set, evaluate
-from vectorizer_module.finetune.vocab import word_level_tokenizer
+from clip_training.data import PairSet, read_pairs
+from clip_training.demo import DemoRecipe, every_caption
+from clip_training.evaluate import build_eval_set, evaluate
+from clip_training.shapes import synthetic
+from clip_training.vocab import word_level_tokenizer
 from vectorizer_module.models.loading import BUILTIN_DEMO_DIR, builtin_demo_source, load_towers
 
 FRESH_SEED = 20240611  # not the seed the model was trained on: every image is new to it
@@ -140,7 +140,7 @@ def test_the_word_level_tokenizer_makes_each_caption_word_one_token(tmp_path):
 
 
 def test_train_demo_model_flags_choose_the_recipe_and_default_to_the_shipped_one():
-    from vectorizer_module.cli import _train_demo_parser, demo_recipe
+    from clip_training.cli import _train_demo_parser, demo_recipe
 
     assert demo_recipe(_train_demo_parser().parse_args(["OUT"])) == DemoRecipe()
     flags = "OUT --image-size 48 --patch-size 8 --vision-width 128 --vision-layers 3 --steps 3700".split()
@@ -162,7 +162,7 @@ def test_an_activation_outside_the_list_is_refused_by_the_recipe():
 def test_the_chosen_activation_is_saved_with_both_towers_and_used_when_served(tmp_path):
     from transformers.activations import ACT2FN
 
-    from vectorizer_module.finetune.demo import initial_model
+    from clip_training.demo import initial_model
     from vectorizer_module.models.loading import detect
 
     recipe = DemoRecipe(activation="gelu", text_width=64, text_layers=1, vision_width=64, vision_layers=1)
@@ -199,7 +199,7 @@ def test_the_chosen_activation_is_saved_with_both_towers_and_used_when_served(tm
     ],
 )
 def test_a_recipe_the_model_cannot_take_is_refused_before_any_work(tmp_path, capsys, flags, message):
-    from vectorizer_module.cli import main
+    from clip_training.cli import main
 
     assert main(["train-demo-model", str(tmp_path / "out"), "--work", str(tmp_path / "work"), *flags]) == 2
     assert message in capsys.readouterr().err
@@ -207,7 +207,7 @@ def test_a_recipe_the_model_cannot_take_is_refused_before_any_work(tmp_path, cap
 
 
 def test_scoring_fresh_draws_scores_each_split_as_finetune_evaluates_it(demo, tmp_path):
-    from vectorizer_module.finetune.draws import mean_score, score_draws
+    from clip_training.draws import mean_score, score_draws
 
     draws = list(score_draws(demo.query, demo.items, "test", seeds=[FRESH_SEED, 1], per_cell=2))
     metrics, gallery = split_metrics(demo, tmp_path, "test", per_cell=2)
@@ -219,14 +219,14 @@ def test_scoring_fresh_draws_scores_each_split_as_finetune_evaluates_it(demo, tm
 
 
 def test_scoring_an_unknown_split_is_refused_at_the_call(demo):
-    from vectorizer_module.finetune.draws import score_draws
+    from clip_training.draws import score_draws
 
     with pytest.raises(ValueError, match="unknown split 'nope'"):
         score_draws(demo.query, demo.items, "nope")  # not iterated: the error must not wait for the first draw
 
 
 def test_score_shapes_prints_a_row_per_draw_and_their_mean(capsys):
-    from vectorizer_module.cli import main
+    from clip_training.cli import main
 
     assert main(["score-shapes", "--split", "test", "--seeds", "3", "4", "--per-cell", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -237,7 +237,7 @@ def test_score_shapes_prints_a_row_per_draw_and_their_mean(capsys):
 
 
 def test_score_shapes_says_what_is_wrong_with_a_missing_model(tmp_path, capsys):
-    from vectorizer_module.cli import main
+    from clip_training.cli import main
 
     assert main(["score-shapes", "--model", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err

@@ -387,8 +387,8 @@ def test_a_siglip_build_argument_writes_the_reference_folders_the_service_serves
     """SIGLIP_MODEL_NAME as the reference's download.py saves it: models/siglip (config, weights), the
     processor in a hub cache inside it, models/model_name. The fake hub download below lays files out
     as huggingface_hub's cache does (models--ORG--NAME, refs/main, snapshots/REV)."""
+    from clip_training.random_models.siglip import save_random_model
     from vectorizer_module.models.loading import detect
-    from vectorizer_module.models.random.siglip import save_random_model
 
     module = download_script()
     hub = save_random_model(tmp_path / "hub", seed=1)

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from vectorizer_module.finetune.data import Pair, PairSet
-from vectorizer_module.finetune.evaluate import relevance_matrix
-from vectorizer_module.finetune.metrics import comparison_table, per_query_metrics, retrieval_metrics
+from clip_training.data import Pair, PairSet
+from clip_training.evaluate import relevance_matrix
+from clip_training.metrics import comparison_table, per_query_metrics, retrieval_metrics
 
 LOG2_3, LOG2_5 = math.log2(3), math.log2(5)
 

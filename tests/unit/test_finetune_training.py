@@ -14,12 +14,12 @@ import pytest
 import torch
 from transformers import CLIPModel
 
+from clip_training.data import PairSet, encode_images, read_pairs, trim
+from clip_training.export import read_logit_scale
+from clip_training.loss import clip_loss
+from clip_training.shapes import synthetic
+from clip_training.train import FinetuneConfig, finetune, load_train_data
 from tests.reference import ReferenceClip
-from vectorizer_module.finetune import synthetic
-from vectorizer_module.finetune.data import PairSet, encode_images, read_pairs, trim
-from vectorizer_module.finetune.export import read_logit_scale
-from vectorizer_module.finetune.loss import clip_loss
-from vectorizer_module.finetune.train import FinetuneConfig, finetune, load_train_data
 from vectorizer_module.models.loading import detect, load_towers
 from vectorizer_module.preprocessing.images import decode_image
 
@@ -159,7 +159,7 @@ def test_held_out_fraction_is_used_without_eval_files(config):
 
 
 def test_the_command_line_trains_from_a_csv_and_prints_the_table(tiny_model, shapes, tmp_path, capsys):
-    from vectorizer_module.cli import main
+    from clip_training.cli import main
 
     rows = [json.loads(line) for line in shapes["train"].read_text().splitlines()][:400]
     csv_file = shapes["train"].parent / "pairs.csv"
@@ -241,7 +241,7 @@ def test_an_unknown_pixel_storage_is_refused(config):
 
 
 def test_a_pairs_file_without_the_needed_columns_is_refused_with_what_is_missing(tmp_path):
-    from vectorizer_module.finetune.data import PairsError
+    from clip_training.data import PairsError
 
     bad = tmp_path / "pairs.csv"
     bad.write_text("image,text\na.png,a cat\n")
@@ -262,7 +262,7 @@ def test_a_pairs_file_without_the_needed_columns_is_refused_with_what_is_missing
 
 @pytest.mark.parametrize("layout", ["sentence-transformers-legacy", "reference-image-st"])
 def test_any_served_layout_can_be_fine_tuned_into_a_hugging_face_directory(config, tiny_model, tmp_path, layout):
-    from vectorizer_module.models.random.clip import write_layout
+    from clip_training.random_models.clip import write_layout
 
     source_dir = write_layout(tiny_model, tmp_path / layout, layout)
     result = finetune(replace(config, model=str(source_dir), steps=2))
@@ -271,8 +271,8 @@ def test_any_served_layout_can_be_fine_tuned_into_a_hugging_face_directory(confi
 
 
 def test_positives_by_attributes_take_every_image_a_caption_describes():
-    from vectorizer_module.finetune.data import Pair, attribute_codes
-    from vectorizer_module.finetune.loss import attribute_positives
+    from clip_training.data import Pair, attribute_codes
+    from clip_training.loss import attribute_positives
 
     images = {
         "a.png": dict(size="large", colour="red", shape="circle", position="left"),
@@ -306,7 +306,7 @@ def test_positives_by_attributes_take_every_image_a_caption_describes():
 
 
 def test_positives_by_attributes_stop_the_loss_from_parting_two_wordings_of_one_query():
-    from vectorizer_module.finetune.loss import attribute_positives
+    from clip_training.loss import attribute_positives
 
     # two red-circle pictures with two wordings of "a red circle", and a blue square: embedded together
     # (both wordings and both pictures alike) or parted (each wording with its own picture only)
@@ -322,7 +322,7 @@ def test_positives_by_attributes_stop_the_loss_from_parting_two_wordings_of_one_
 
 
 def test_positives_by_attributes_need_attributes(config, shapes, tmp_path):
-    from vectorizer_module.finetune.data import PairsError
+    from clip_training.data import PairsError
 
     rows = [json.loads(line) for line in shapes["train"].read_text().splitlines()]
     plain = shapes["train"].parent / "no-attributes.jsonl"

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
+from clip_training.random_models.clip import write_layout
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import detect
-from vectorizer_module.models.random.clip import write_layout
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from clip_training.freezing import freeze_first_layers, trainable_parameter_names
+from clip_training.random_models.clip import save_random_model
+from clip_training.random_models.multilingual import save_random_text_model
 from tests.reference import assert_parity
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import detect, load_towers
-from vectorizer_module.models.random.clip import save_random_model
-from vectorizer_module.models.random.multilingual import save_random_text_model
 from vectorizer_module.models.st_text import SentenceTransformerTextTower
 
 TEXTS = [
@@ -82,9 +83,9 @@ def test_padding_in_a_batch_does_not_change_a_text_beyond_float_noise(multilingu
 
 def test_freezing_the_first_layers_of_the_text_encoder(multilingual):
     tower = load_towers(detect(multilingual)).query
-    frozen = tower.freeze_first_layers(1)
+    frozen = freeze_first_layers(tower, 1)
     assert frozen and all(n.startswith(("encoder.embeddings", "encoder.transformer.layer.0")) for n in frozen)
-    trainable = tower.trainable_parameter_names()
+    trainable = trainable_parameter_names(tower)
     assert any(n.startswith("encoder.transformer.layer.1") for n in trainable)
     assert any(n.startswith("dense.") for n in trainable)
 

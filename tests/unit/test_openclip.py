@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clip_training.freezing import freeze_first_layers, unfreeze
 from tests import media
 from tests.helpers import make_engine
 from tests.isolated_envs import build_with_open_clip
@@ -91,10 +92,10 @@ def test_an_openclip_directory_is_detected_and_described(variant):
         32,
     )
     for tower in (towers.query, towers.items):
-        frozen = tower.freeze_first_layers(1)
+        frozen = freeze_first_layers(tower, 1)
         assert any(".encoder.layers.0." in name for name in frozen)
         assert not any(".encoder.layers.1." in name for name in frozen)
-        tower.unfreeze()
+        unfreeze(tower)
 
 
 def test_tokens_are_open_clips(variant):

@@ -11,10 +11,10 @@ import importlib.util
 import numpy as np
 import pytest
 
+from clip_training.random_models.clip import LAYOUTS, save_random_model, write_layout
 from tests import media
 from tests.reference import ReferenceClip, assert_parity
 from vectorizer_module.models.loading import detect, load_towers
-from vectorizer_module.models.random.clip import LAYOUTS, save_random_model, write_layout
 from vectorizer_module.preprocessing.images import decode_image
 
 TEXTS = ["a photo of a cat", "a red circle on the left", "", "  spaces  and CAPITALS!  ", " ".join(["long"] * 500)]

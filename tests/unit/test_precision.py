@@ -48,7 +48,7 @@ def test_auto_resolves_per_cpu_capability_and_backend(cpuinfo, cuda, backend, se
 def test_the_demo_model_keeps_its_vectors_and_its_retrieval_in_bfloat16():
     """The auto rule's bounds on the shipped demo model: cosine >= 0.999 on real inputs (texts and photos,
     not only the check's examples) and wild-split hit@1 within 0.01 of float32's (two draws)."""
-    from vectorizer_module.finetune.draws import mean_score, score_draws
+    from clip_training.draws import mean_score, score_draws
 
     towers = load_towers(detect(BUILTIN_DEMO_DIR))
     images = [media.photo(w, h, seed) for seed, (w, h) in enumerate([(64, 64), (120, 80), (40, 90)])]
@@ -121,7 +121,7 @@ def test_auto_runs_float32_in_onnx_runtime_and_siglip2_in_torch(tiny_model, tmp_
     """On a CPU without native bfloat16 (float32 by auto, or asked for), the backend auto picks ONNX Runtime
     for families that export, with the same vectors as torch's float32, and says so."""
     pytest.importorskip("onnxruntime")
-    from vectorizer_module.models.random.siglip import save_random_model
+    from clip_training.random_models.siglip import save_random_model
 
     caplog.set_level(logging.INFO, logger="vectorizer_module.engine")
     torch_engine = make_engine(tiny_model, cache_size=0)

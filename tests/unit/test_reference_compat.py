@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from transformers import CLIPConfig
 
+from clip_training.random_models.clip import save_random_model
 from tests import media
 from tests.helpers import make_engine
 from tests.reference import ReferenceClip, assert_parity, unit
-from vectorizer_module.models.random.clip import save_random_model
 
 TEXTS = ["a photo of a cat", "a red circle on the left"]
 

@@ -9,13 +9,14 @@ import pytest
 import torch
 from transformers import AutoProcessor, SiglipModel
 
+from clip_training.freezing import freeze_first_layers, unfreeze
+from clip_training.random_models.siglip import save_random_model
 from tests import media
 from tests.helpers import make_engine
 from tests.reference import assert_parity
 from tests.siglip_reference import LONG_TEXT, TEXTS, reference_images
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
-from vectorizer_module.models.random.siglip import save_random_model
 from vectorizer_module.models.siglip import SiglipTextTower, SiglipVisionTower
 from vectorizer_module.server.app import create_app
 
@@ -82,11 +83,11 @@ def test_towers_describe_the_model(towers):
     for tower in (towers.query, towers.items):
         assert tower(*tower.example_inputs(3)).shape == (3, 32)
         assert len(tower.layer_prefixes()) == 2
-        frozen = tower.freeze_first_layers(1)
+        frozen = freeze_first_layers(tower, 1)
         assert any(name.startswith("model.embeddings") for name in frozen)
         assert any(name.startswith("model.encoder.layers.0.") for name in frozen)
         assert not any(name.startswith("model.encoder.layers.1.") for name in frozen)
-        tower.unfreeze()
+        unfreeze(tower)
 
 
 def test_texts_match_transformers_siglip_pipeline(towers, reference):
@@ -163,7 +164,7 @@ def test_the_onnx_backend_runs_siglip_with_the_same_vectors(siglip_model, towers
 
 
 def test_make_random_model_writes_a_siglip_the_service_detects(tmp_path, capsys):
-    from vectorizer_module.cli import main
+    from clip_training.cli import main
 
     assert main(["make-random-model", str(tmp_path / "sig"), "--family", "siglip", "--seed", "3"]) == 0
     assert "SigLIP" in capsys.readouterr().out
@@ -176,7 +177,7 @@ def test_make_random_model_writes_a_siglip_the_service_detects(tmp_path, capsys)
 def test_a_fixed_resolution_siglip2_with_its_gemma_tokenizer_gets_the_attention_mask(siglip_model, tmp_path):
     """google/siglip2-base-patch16-224 and the like: SiglipModel weights with a Gemma tokenizer that makes an
     attention mask; SiglipProcessor passes it to the model, so the tower does too."""
-    from vectorizer_module.models.random.siglip import gemma_style_tokenizer
+    from clip_training.random_models.siglip import gemma_style_tokenizer
 
     target = tmp_path / "siglip2-fixed"
     shutil.copytree(siglip_model, target)

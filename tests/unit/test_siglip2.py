@@ -9,12 +9,13 @@ import pytest
 import torch
 from transformers import AutoProcessor, Siglip2Model
 
+from clip_training.freezing import freeze_first_layers, unfreeze
+from clip_training.random_models.siglip import save_random_model
 from tests import media
 from tests.helpers import make_engine
 from tests.reference import assert_parity, cosine
 from tests.siglip_reference import LONG_TEXT, TEXTS, reference_images
 from vectorizer_module.models.loading import ModelSource, detect, load_towers
-from vectorizer_module.models.random.siglip import save_random_model
 from vectorizer_module.models.siglip2 import Siglip2TextTower, Siglip2VisionTower
 from vectorizer_module.server.app import create_app
 
@@ -59,10 +60,10 @@ def test_a_siglip2_naflex_directory_is_detected_and_described(model_dir, towers)
     assert (info.family, info.dimension, info.text_max_tokens, info.image_size) == ("siglip2", 32, 64, 256)
     for tower in (towers.query, towers.items):
         assert tower(*tower.example_inputs(3)).shape == (3, 32)
-        frozen = tower.freeze_first_layers(1)
+        frozen = freeze_first_layers(tower, 1)
         assert any(name.startswith("model.encoder.layers.0.") for name in frozen)
         assert not any(name.startswith("model.encoder.layers.1.") for name in frozen)
-        tower.unfreeze()
+        unfreeze(tower)
 
 
 def test_texts_match_transformers_siglip2_pipeline(towers, reference):
@@ -120,7 +121,7 @@ def test_the_onnx_backend_refuses_siglip2_naflex_by_name(model_dir, tmp_path):
 
 
 def test_make_random_model_writes_a_siglip2_the_service_detects(tmp_path, capsys):
-    from vectorizer_module.cli import main
+    from clip_training.cli import main
 
     assert main(["make-random-model", str(tmp_path / "sig2"), "--family", "siglip2", "--seed", "3"]) == 0
     assert "SigLIP 2 NaFlex" in capsys.readouterr().out

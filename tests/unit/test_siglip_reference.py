@@ -11,13 +11,13 @@ import pytest
 import torch
 from transformers import AutoProcessor, SiglipModel
 
+from clip_training.random_models.siglip import save_random_model
 from tests import media
 from tests.helpers import make_engine
 from tests.reference import assert_parity
 from tests.siglip_reference import LONG_TEXT, TEXTS
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import detect, load_towers
-from vectorizer_module.models.random.siglip import save_random_model
 from vectorizer_module.models.reference import meta, normalization
 
 REPO_ID = "google/siglip-tiny-random"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vectorizer_module.finetune import backgrounds, palette, scenes, synthetic, templates
-from vectorizer_module.finetune.demo import every_caption
-from vectorizer_module.finetune.vocab import corpus_words
+from clip_training.demo import every_caption
+from clip_training.shapes import backgrounds, palette, scenes, synthetic, templates
+from clip_training.vocab import corpus_words
 
 
 def lines(captions_file: Path) -> list[dict]:

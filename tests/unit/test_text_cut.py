@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import CLIPTokenizer
 
-from vectorizer_module.finetune.vocab import tokenizer_for_words
+from clip_training.random_models.clip import byte_level_tokenizer
+from clip_training.random_models.multilingual import save_random_text_model
+from clip_training.vocab import tokenizer_for_words
 from vectorizer_module.models.loading import builtin_demo_source, detect, load_towers
-from vectorizer_module.models.random.clip import byte_level_tokenizer
-from vectorizer_module.models.random.multilingual import save_random_text_model
 from vectorizer_module.models.text_cut import TextCutter
 
 CONTEXT = 77

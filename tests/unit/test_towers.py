@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from clip_training.freezing import freeze, freeze_first_layers, trainable_parameter_names, unfreeze
 from tests import media
 from vectorizer_module.models.loading import detect, load_towers
 
@@ -43,30 +44,30 @@ def test_image_preprocessing_resizes_and_crops_to_the_model_size(towers):
 def test_freeze_and_unfreeze_by_name(towers):
     text = towers.query
     total = len(list(text.parameters()))
-    frozen = text.freeze("model.text_model.embeddings")
+    frozen = freeze(text, "model.text_model.embeddings")
     assert frozen and all(name.startswith("model.text_model.embeddings.") for name in frozen)
-    assert len(text.trainable_parameter_names()) == total - len(frozen)
-    text.freeze()
-    assert text.trainable_parameter_names() == []
-    text.unfreeze("*.layers.1.*")
-    assert text.trainable_parameter_names() and all(".layers.1." in n for n in text.trainable_parameter_names())
+    assert len(trainable_parameter_names(text)) == total - len(frozen)
+    freeze(text)
+    assert trainable_parameter_names(text) == []
+    unfreeze(text, "*.layers.1.*")
+    assert trainable_parameter_names(text) and all(".layers.1." in n for n in trainable_parameter_names(text))
     with pytest.raises(ValueError, match="no parameter of the text tower"):
-        text.freeze("no.such.layer")
+        freeze(text, "no.such.layer")
 
 
 def test_freeze_first_layers_leaves_later_layers_trainable(towers):
     vision = towers.items
-    vision.freeze_first_layers(1)
-    trainable = vision.trainable_parameter_names()
+    freeze_first_layers(vision, 1)
+    trainable = trainable_parameter_names(vision)
     assert not any(".layers.0." in n or "embeddings" in n for n in trainable)
     assert any(".layers.1." in n for n in trainable)
     with pytest.raises(ValueError, match="has 2 layers"):
-        vision.freeze_first_layers(3)
+        freeze_first_layers(vision, 3)
 
 
 def test_frozen_parameters_get_no_gradient(towers):
     text = towers.query
-    text.freeze_first_layers(2)
+    freeze_first_layers(text, 2)
     out = text(*text.example_inputs(2)).sum()
     out.backward()
     for name, parameter in text.named_parameters():

@@ -3,13 +3,12 @@
 A tower is a ``torch.nn.Module`` whose ``forward`` takes tensors and returns the projected
 (unnormalised) embedding, so it can be traced or exported on its own with ``example_inputs()``. Its
 ``preprocess`` turns raw items (strings, RGB PIL images) into those tensors with the model's own
-tokenizer or image processor. Freezing works on parameter names, so fine-tuning can freeze a tower, a
-named part of it, or its first N layers.
+tokenizer or image processor. A family names its layers (``layer_prefixes``, ``embedding_prefixes``);
+training (``clip_training.freezing``) freezes by those names.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -19,13 +18,6 @@ import torch
 from PIL import Image
 
 from vectorizer_module.models.text_cut import TextCutter
-
-
-def _matches(name: str, patterns: Sequence[str]) -> bool:
-    for pattern in patterns:
-        if name == pattern or name.startswith(pattern + ".") or fnmatch.fnmatchcase(name, pattern):
-            return True
-    return False
 
 
 def pad_rows(parts: Sequence[dict[str, torch.Tensor]], rows: int | None) -> Sequence[dict[str, torch.Tensor]]:
@@ -58,7 +50,7 @@ class Tower(torch.nn.Module):
         raise NotImplementedError
 
     def layer_prefixes(self) -> list[str]:
-        """Parameter-name prefixes of the tower's transformer layers, first layer first."""
+        """Parameter-name prefixes of the tower's transformer layers, first layer first (for training)."""
         raise NotImplementedError
 
     # -- running -----------------------------------------------------------------------------------
@@ -105,40 +97,9 @@ class Tower(torch.nn.Module):
         with torch.inference_mode():
             return self(*self.to_model_inputs(self.preprocess(items))).float().cpu()
 
-    # -- freezing ----------------------------------------------------------------------------------
-    def _set_trainable(self, patterns: Sequence[str], trainable: bool) -> list[str]:
-        patterns = tuple(patterns) or ("*",)
-        changed = []
-        for name, parameter in self.named_parameters():
-            if _matches(name, patterns):
-                parameter.requires_grad_(trainable)
-                changed.append(name)
-        if not changed:
-            raise ValueError(f"no parameter of the {self.modality} tower matches {list(patterns)}")
-        return changed
-
-    def freeze(self, *patterns: str) -> list[str]:
-        """Stop training parameters whose names match (a name, a prefix, or a glob); all when none given."""
-        return self._set_trainable(patterns, False)
-
-    def unfreeze(self, *patterns: str) -> list[str]:
-        return self._set_trainable(patterns, True)
-
-    def freeze_first_layers(self, count: int) -> list[str]:
-        """Freeze the embeddings and the first ``count`` transformer layers."""
-        prefixes = self.layer_prefixes()
-        if not 0 <= count <= len(prefixes):
-            raise ValueError(f"the {self.modality} tower has {len(prefixes)} layers; cannot freeze {count}")
-        if count == 0:
-            return []
-        return self.freeze(*self.embedding_prefixes(), *prefixes[:count])
-
     def embedding_prefixes(self) -> list[str]:
-        """Parameter-name prefixes of the input embeddings (frozen with the first layers)."""
+        """Parameter-name prefixes of the input embeddings (what training freezes with the first layers)."""
         return []
-
-    def trainable_parameter_names(self) -> list[str]:
-        return [name for name, p in self.named_parameters() if p.requires_grad]
 
 
 class TextTower(Tower):

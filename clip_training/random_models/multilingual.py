@@ -1,5 +1,5 @@
 """Random-weight multilingual CLIP text models (DistilBERT → mean pooling → Dense into CLIP's space),
-written as sentence-transformers writes them, for tests and ``make-random-model``.
+written as sentence-transformers writes them, for tests and ``clip-train make-random-model``.
 
 ``hub`` format is that of ``sentence-transformers/clip-ViT-B-32-multilingual-v1`` (``0_Transformer/``,
 ``1_Pooling`` with the older boolean keys, ``2_Dense/pytorch_model.bin``); ``st6`` is what

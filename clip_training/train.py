@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from vectorizer_module.finetune import export
-from vectorizer_module.finetune.data import (
+from clip_training import export, freezing
+from clip_training.data import (
     Pair,
     PairSet,
     attribute_codes,
@@ -40,10 +40,10 @@ from vectorizer_module.finetune.data import (
     split_held_out,
     trim,
 )
-from vectorizer_module.finetune.evaluate import EvalSet, build_eval_set, evaluate
-from vectorizer_module.finetune.loss import MAX_LOGIT_SCALE, attribute_positives, clip_loss
-from vectorizer_module.finetune.metrics import comparison_table
-from vectorizer_module.finetune.optim import make_optimizer, make_schedule
+from clip_training.evaluate import EvalSet, build_eval_set, evaluate
+from clip_training.loss import MAX_LOGIT_SCALE, attribute_positives, clip_loss
+from clip_training.metrics import comparison_table
+from clip_training.optim import make_optimizer, make_schedule
 from vectorizer_module.models.base import Towers
 from vectorizer_module.models.loading import detect, load_towers
 
@@ -120,16 +120,16 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 
 def apply_freezing(towers: Towers, config: FinetuneConfig) -> None:
-    """Freeze through the tower interface: a whole tower, or its embeddings and first N layers."""
+    """Freeze by the names the towers give: a whole tower, or its embeddings and first N layers."""
     for tower, whole, layers in (
         (towers.query, config.freeze_text, config.freeze_text_layers),
         (towers.items, config.freeze_vision, config.freeze_vision_layers),
     ):
-        tower.unfreeze()
+        freezing.unfreeze(tower)
         if whole:
-            tower.freeze()
+            freezing.freeze(tower)
         elif layers:
-            tower.freeze_first_layers(layers)
+            freezing.freeze_first_layers(tower, layers)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

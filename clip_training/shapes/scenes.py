@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from vectorizer_module.finetune import backgrounds, palette
-from vectorizer_module.finetune.outlines import MAX_TURN, outline
+from clip_training.shapes import backgrounds, palette
+from clip_training.shapes.outlines import MAX_TURN, outline
 
 SIZE_RANGES = {"small": (0.14, 0.30), "large": (0.40, 0.62)}  # diameter / square side
 REGIONS = {  # (x range, y range) of the centre / square side

@@ -202,7 +202,7 @@ def write_layout(hf_dir: Path, target: Path, layout: str) -> Path:
         _write_sentence_transformers_legacy(hf_dir, target / "models" / "clip")
         _write_sentence_transformers_legacy(hf_dir, target / "models" / "text")
     elif layout == "reference-image-multilingual":  # download.py with a multilingual text model
-        from vectorizer_module.models.random.multilingual import save_random_text_model
+        from clip_training.random_models.multilingual import save_random_text_model
 
         config = json.loads((hf_dir / "config.json").read_text())
         big = config["projection_dim"] >= 512

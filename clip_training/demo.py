@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
-from vectorizer_module.finetune import palette, synthetic, templates
-from vectorizer_module.finetune.train import FinetuneConfig, finetune
-from vectorizer_module.finetune.vocab import word_level_tokenizer
+from clip_training.shapes import palette, synthetic, templates
+from clip_training.train import FinetuneConfig, finetune
+from clip_training.vocab import word_level_tokenizer
 from vectorizer_module.models.hf_common import quiet_transformers
 
 # MLP activations a demo model may use: CLIP's own, and the exact GELU, which torch runs as one fused op
@@ -138,7 +138,7 @@ def _stable_report(output: Path, work: Path) -> None:
     report = output / "eval_metrics.json"
     text = report.read_text(encoding="utf-8").replace(str(work), "WORK").replace(str(output), "OUT")
     data = json.loads(text)
-    data["recipe"] = "clip-vectorizer train-demo-model OUT (vectorizer_module/finetune/demo.py, DemoRecipe)"
+    data["recipe"] = "clip-train train-demo-model OUT (clip_training/demo.py, DemoRecipe)"
     report.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 

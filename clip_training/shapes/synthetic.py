@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vectorizer_module.finetune import scenes, templates
+from clip_training.shapes import scenes, templates
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vectorizer_module.finetune.data import PairSet, encode_images, encode_texts, trim
-from vectorizer_module.finetune.metrics import retrieval_metrics
+from clip_training.data import PairSet, encode_images, encode_texts, trim
+from clip_training.metrics import retrieval_metrics
 from vectorizer_module.models.base import TextTower, VisionTower
 
 RELEVANCE_MODES = ("auto", "pairs", "attributes")

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vectorizer_module.finetune import synthetic
-from vectorizer_module.finetune.data import PairSet, read_pairs
-from vectorizer_module.finetune.evaluate import build_eval_set, evaluate
+from clip_training.data import PairSet, read_pairs
+from clip_training.evaluate import build_eval_set, evaluate
+from clip_training.shapes import synthetic
 from vectorizer_module.models.base import TextTower, VisionTower
 
 DEFAULT_SEEDS = (0, 7, 8, 9, 20240611)  # the five wild draws the README's comparisons use

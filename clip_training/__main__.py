@@ -1,0 +1,3 @@
+from clip_training.cli import main
+
+raise SystemExit(main())
