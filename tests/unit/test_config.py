@@ -1,12 +1,11 @@
 import dataclasses
-import re
 from pathlib import Path
 
 import pytest
 
 from tests.fake_cgroup import fake_host
 from vectorizer_module.cli import _serve_parser
-from vectorizer_module.config import OPTIONS, ConfigError, Settings, load_settings
+from vectorizer_module.config import OPTIONS, ConfigError, Settings, load_settings, updated_settings_doc
 
 SETTINGS_DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
@@ -17,8 +16,8 @@ def parse(*argv, env=None):
 
 def test_defaults():
     settings = parse()
-    assert settings == Settings()
-    assert settings.port == 8080 and settings.device == "cpu" and settings.dtype == "auto"
+    assert settings == Settings()  # with no flag and no variable, every field keeps the default Settings declares
+    assert settings.device == (settings.cuda_core if settings.enable_cuda else "cpu")
 
 
 def test_flags_win_over_environment_which_wins_over_defaults():
@@ -64,13 +63,29 @@ def test_invalid_values_name_their_source():
         parse("--max-image-pixels", "many")
 
 
-def test_every_option_is_a_settings_field_and_documented_in_the_readme():
-    readme = SETTINGS_DOC.read_text()
-    assert {o.field for o in OPTIONS} == {f.name for f in dataclasses.fields(Settings)}
+def test_every_settings_field_is_one_option_and_its_default_is_the_fields():
+    assert [o.field for o in OPTIONS] == [f.name for f in dataclasses.fields(Settings)]
+    assert all(o.default == f.default for o, f in zip(OPTIONS, dataclasses.fields(Settings)))
+    assert load_settings(environ={}) == Settings()
+
+
+def test_docs_settings_table_is_written_from_the_options():
+    text = SETTINGS_DOC.read_text()
+    assert updated_settings_doc(text) == text, (
+        "docs/settings.md's table is stale: python -m vectorizer_module.config docs/settings.md"
+    )
     for option in OPTIONS:
-        row = re.search(rf"^\|\s*`{re.escape(option.env)}`\s*\|\s*`{re.escape(option.flag)}`.*$", readme, re.M)
-        assert row, f"docs/settings.md lacks {option.env} / {option.flag}"
-        assert str(option.default).lower() in row.group(0).lower(), f"docs/settings.md: the default of {option.env}"
+        assert f"| `{option.env}` | `{option.flag}` |" in text
+
+
+def test_a_stale_default_in_the_doc_is_written_again_and_its_meaning_kept():
+    text = SETTINGS_DOC.read_text()
+    port = next(o for o in OPTIONS if o.env == "VECTORIZER_PORT")
+    row = next(line for line in text.splitlines() if line.startswith("| `VECTORIZER_PORT`"))
+    stale = text.replace(row, row.replace(f"| {port.default} |", "| 1234 |"))
+    assert stale != text and updated_settings_doc(stale) == text
+    missing = text.replace(row + "\n", "")
+    assert port.help in updated_settings_doc(missing)  # a new option starts with its help text
 
 
 def test_explicit_workers_and_threads_are_kept(monkeypatch, tmp_path):
