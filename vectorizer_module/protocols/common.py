@@ -135,3 +135,8 @@ def float_rows(vectors: np.ndarray, what: str | None = None) -> list[list[float]
 def dumps(obj: Any) -> bytes:
     """Strict, compact JSON; raises ValueError on NaN or Infinity."""
     return json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def plain_error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> bytes:
+    """``{"error": "..."}``: the error body Weaviate's modules read (its Go clients show the string)."""
+    return dumps({"error": message})

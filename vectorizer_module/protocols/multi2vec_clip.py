@@ -22,7 +22,13 @@ from vectorizer_module.protocols.common import (
     dumps,
     float_rows,
     parse_json_object,
+    plain_error_body,
 )
+
+# the paths of Weaviate's multi2vec-clip module protocol; errors there (and on any path no protocol owns,
+# protocols/owners.py) are Weaviate's plain {"error": "..."}
+PATHS = ("/vectorize", "/meta", "/.well-known/live", "/.well-known/ready")
+error_body = plain_error_body
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,3 @@ def vectorize_response(text_vectors: np.ndarray, image_vectors: np.ndarray) -> b
             "imageVectors": float_rows(image_vectors, "images"),
         }
     )
-
-
-def error_body(message: str) -> bytes:
-    return dumps({"error": message})

@@ -31,6 +31,7 @@ from vectorizer_module.protocols.common import (
     parse_json_object,
 )
 
+PATHS = ("/v1/",)  # OpenAI's base path: every route under it, unknown ones included, answers OpenAI clients
 ENCODINGS = ("float", "base64")
 MODALITIES = ("text", "image")
 
@@ -168,7 +169,7 @@ def embeddings_response(vectors: np.ndarray, encoding: str, model: str, prompt_t
     )
 
 
-def error_body(status: int, message: str, param: str | None, code: str | None) -> bytes:
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> bytes:
     """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
     kind = _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
     return dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})

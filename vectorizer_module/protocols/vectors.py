@@ -20,7 +20,17 @@ import numpy as np
 
 from vectorizer_module.config import Settings
 from vectorizer_module.errors import BadInput, TooLarge
-from vectorizer_module.protocols.common import check_unicode, decode_base64_image, dumps, float_rows, parse_json_object
+from vectorizer_module.protocols.common import (
+    check_unicode,
+    decode_base64_image,
+    dumps,
+    float_rows,
+    parse_json_object,
+    plain_error_body,
+)
+
+PATHS = ("/vectors",)
+error_body = plain_error_body  # Weaviate's modules read {"error": "..."}
 
 _TEXT_KEYS = ("text", "texts")
 

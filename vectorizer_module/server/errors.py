@@ -1,6 +1,6 @@
-"""The one place where errors become HTTP responses: JSON ``{"error": "..."}``, except under ``/v1/``
-(the OpenAI-compatible routes), where the body has OpenAI's shape
-``{"error": {"message", "type", "param", "code"}}`` so that OpenAI clients can read it."""
+"""The one place where errors become HTTP responses: a JSON body in the shape of the protocol that owns
+the request's path (``protocols/owners.py``): ``{"error": "..."}`` for Weaviate's, OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` under ``/v1/`` so that OpenAI clients can read it."""
 
 from __future__ import annotations
 
@@ -11,25 +11,14 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from vectorizer_module.errors import ServiceError, body_too_large
 from vectorizer_module.metrics import Metrics
-from vectorizer_module.protocols import openai
-from vectorizer_module.protocols.multi2vec_clip import error_body
+from vectorizer_module.protocols.owners import error_body
 
 log = logging.getLogger(__name__)
 
 
-OPENAI_PREFIX = "/v1/"
-
-
-def error_body_for(path: str, status: int, message: str, param: str | None = None, code: str | None = None) -> bytes:
-    """The JSON error body in the shape of the protocol that owns ``path``."""
-    if path.startswith(OPENAI_PREFIX):
-        return openai.error_body(status, message, param, code)
-    return error_body(message)
-
-
 def error_payload(error: ServiceError, path: str) -> bytes:
     """``error``'s body, for an answer given before the request reaches Flask (by the HTTP front)."""
-    return error_body_for(path, error.status, error.message, error.param, error.reason)
+    return error_body(path, error.status, error.message, error.param, error.reason)
 
 
 def json_error(
@@ -41,7 +30,7 @@ def json_error(
     code: str | None = None,
 ) -> Response:
     path = request.path if has_request_context() else "/"
-    body = error_body_for(path, status, message, param, code)
+    body = error_body(path, status, message, param, code)
     return Response(body, status=status, headers=headers, mimetype="application/json")
 
 
