@@ -102,3 +102,21 @@ def vectors_by_input(server, texts: list[str], images: list[str], clients: int =
         thread.join(300)
     assert not failures, failures
     return seen
+
+
+class OnnxRun:
+    """A model directory's towers run by the ONNX backend (exported into ``cache``): the vectors of texts or
+    images as the service computes them, through the towers' preprocessing and the backend's embed."""
+
+    def __init__(self, source, cache: Path) -> None:
+        from vectorizer_module.backends.onnx_backend import OnnxBackend, weights_of
+        from vectorizer_module.models.loading import load_towers
+
+        self.towers = load_towers(source)
+        self.backend = OnnxBackend.load(self.towers, weights_of(source), cache, threads=1)
+
+    def texts(self, texts):
+        return self.backend.embed("text", self.towers.query.preprocess(list(texts)))
+
+    def images(self, images):
+        return self.backend.embed("image", self.towers.items.preprocess(list(images)))

@@ -1,4 +1,4 @@
-"""Batching: one lane per tower, one model thread per lane, one forward pass at a time in a worker.
+"""Batching: one lane per tower, one thread per lane, one forward pass at a time in a worker.
 
 A request thread submits its texts and its images together: the service-wide queue bound
 (``admission``) is checked once for all of them, then the thread prepares its own items one by one
@@ -14,9 +14,9 @@ A lane's thread takes what is waiting once the model is free and runs one forwar
 
 Before the forward pass the lane drops items whose deadline passed or whose client left. With fixed
 shapes the batch is padded to ``max_batch`` rows and texts to the model's context, so that a row's
-result depends on that row alone; otherwise texts are padded to the longest in the batch. Each future
-gets its own row. If a pass fails, its items are retried one by one, so one input that breaks the
-model fails only its own request.
+result depends on that row alone; otherwise texts are padded to the longest in the batch (the tower's
+``collate``). The backend (``backends/``) computes the batch; each future gets its own row. If a pass
+fails, its items are retried one by one, so one input that breaks the model fails only its own request.
 
 Where the forward passes run: on the lane's thread, or, given a ``ModelThread``, on the thread that
 serves it (a worker's initial thread). torch's intra-op threads are OpenMP's, and libgomp keeps its
@@ -37,20 +37,23 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from vectorizer_module.admission import Cancelled, QueueBudget, never_cancelled
+from vectorizer_module.backends.base import Backend
 from vectorizer_module.errors import ModelFailure, client_gone, past_deadline
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.base import Tower, Towers
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
 RECENT_SECONDS = 1.0  # how far back Lane._expected looks
 # one raw item (and its request's deadline) -> the tower's inputs for it, batch dimension 1
-Prepare = Callable[[Any, float], dict[str, torch.Tensor]]
+Prepare = Callable[[Any, float], "dict[str, torch.Tensor]"]
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Lane:
     def __init__(
         self,
         tower: Tower,
+        backend: Backend,
         model_lock: threading.Lock,
         *,
         max_batch: int,
@@ -105,7 +109,8 @@ class Lane:
         metrics: Metrics,
         model_thread: ModelThread | None = None,
     ) -> None:
-        self.tower = tower
+        self.tower = tower  # its collate and row_groups: the preprocessing side
+        self.backend = backend
         self.model_thread = model_thread
         self.max_batch = max_batch
         self.max_wait = max_wait
@@ -213,8 +218,7 @@ class Lane:
         rows: list[np.ndarray] = [np.empty(0)] * len(batch)
         for group in self.tower.row_groups(parts):
             inputs = self.tower.collate([parts[i] for i in group], fixed_rows=self.fixed_rows)
-            with torch.inference_mode():
-                output = self.tower(*self.tower.to_model_inputs(inputs))[: len(group)].float().cpu().numpy()
+            output = self.backend.embed(self.tower.modality, inputs)[: len(group)]
             for index, row in zip(group, output):
                 rows[index] = row
             self.metrics.batch_size.labels(self.tower.modality).observe(len(group))
@@ -267,13 +271,15 @@ def _preprocess(tower: Tower) -> Prepare:
 
 
 class Batcher:
-    """Both lanes of a worker, sharing one model lock so that one forward pass runs at a time.
+    """Both lanes of a worker, sharing one model lock so that one forward pass runs at a time, on
+    ``backend``; ``max_batch`` is bounded by the backend's own largest batch.
     ``prepare`` turns a raw item of a modality into its tower's inputs (default: the tower's own
     ``preprocess``; the engine gives the image lane one that decodes image bytes first)."""
 
     def __init__(
         self,
         towers: Towers,
+        backend: Backend,
         *,
         max_batch: int,
         max_wait: float,
@@ -289,9 +295,12 @@ class Batcher:
         self.metrics = metrics
         self.prepare = {tower.modality: _preprocess(tower) for tower in (towers.query, towers.items)}
         self.prepare.update(prepare or {})
+        if backend.max_batch is not None:
+            max_batch = min(max_batch, backend.max_batch)
         self.lanes = {
             tower.modality: Lane(
                 tower,
+                backend,
                 lock,
                 max_batch=max_batch,
                 max_wait=max_wait,

@@ -104,9 +104,9 @@ def _export_onnx(argv: Sequence[str]) -> int:
     """Export the model ``serve`` would serve to ONNX, into VECTORIZER_ONNX_CACHE, so that a service started
     later (VECTORIZER_BACKEND onnx, or auto on a CPU without native bfloat16) finds it made; the container
     image runs this at build time. Takes serve's options; with --dtype int8, the int8 graphs too."""
+    from vectorizer_module.backends.onnx_backend import export, weights_of
     from vectorizer_module.errors import ModelLayoutError
     from vectorizer_module.models.loading import load_towers
-    from vectorizer_module.models.onnx_towers import to_onnx, weights_of
 
     parser = argparse.ArgumentParser(prog="clip-vectorizer export-onnx", description=_export_onnx.__doc__)
     add_arguments(parser)
@@ -122,7 +122,7 @@ def _export_onnx(argv: Sequence[str]) -> int:
         print(f"the {towers.info.family} family's towers do not export to ONNX: the service runs them in torch")
         return 0
     cache = Path(settings.onnx_cache).expanduser()
-    to_onnx(towers, weights_of(source), cache, settings.threads_per_worker, int8=settings.dtype == "int8")
+    export(towers, weights_of(source), cache, int8=settings.dtype == "int8")
     print(f"ONNX graphs of {source.root} in {cache}")
     return 0
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vectorizer_module.backends import BACKENDS as BACKEND_CLASSES
 from vectorizer_module.limits import MAX_AUTO_WORKERS, auto_workers, available_cores
 from vectorizer_module.precision import Choice
 from vectorizer_module.precision import resolve as resolve_precision
@@ -25,7 +26,7 @@ DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "text")
 BATCHING_MODES = ("dynamic", "per-request")
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", *BACKEND_CLASSES)
 
 
 class ConfigError(ValueError):

@@ -33,13 +33,14 @@ from vectorizer_module.config import Settings
 from vectorizer_module.errors import still_loading
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.models.loading import ModelSource
-from vectorizer_module.precision import Backend, resolve_backend
+from vectorizer_module.precision import BackendChoice, resolve_backend
 from vectorizer_module.preprocessing.images import load_rgb, open_image
 from vectorizer_module.protocols.common import dumps
 
 if TYPE_CHECKING:  # torch is imported only once the model loads
     import torch
 
+    from vectorizer_module.backends.base import Backend, Batch
     from vectorizer_module.batching import Batcher, ModelThread
     from vectorizer_module.models.base import Towers
 
@@ -102,7 +103,8 @@ class Engine:
         self.pixels = PixelBudget(settings.max_image_pixels)
         self.normalize = {"text": settings.normalize is True, "image": settings.normalize is True}  # set at load
         self.precision = settings.precision  # a bfloat16 choice is checked at load
-        self.backend = Backend(settings.backend, "VECTORIZER_BACKEND")  # auto is resolved at load
+        self.backend_choice = BackendChoice(settings.backend, "VECTORIZER_BACKEND")  # auto is resolved at load
+        self.backend: Backend | None = None
         self._ready = threading.Event()
 
     @property
@@ -136,22 +138,19 @@ class Engine:
         self.precision = self.settings.precision
         if self.precision.checked:
             towers = self._check_precision(towers)
-        self.backend = resolve_backend(
+        self.backend_choice = resolve_backend(
             self.settings.backend,
             dtype=self.precision.dtype,
             enable_cuda=self.settings.enable_cuda,
             exportable=towers.onnx_exportable,
             family=towers.info.family,
         )
-        if self.backend.name == "onnx":
-            towers = self._to_onnx(towers, device)
-        if self.backend.name == "torch":  # asked for, or an export that failed under auto
-            dtype = getattr(torch, self.precision.dtype)
-            for tower in (towers.query, towers.items):
-                tower.to(device=device, dtype=dtype)
+        self.backend = self._backend(towers)
+        self.backend.health(self._examples(towers))
         self.towers = towers
         self.batcher = Batcher(
             towers,
+            self.backend,
             max_batch=self.settings.batch_size,
             max_wait=self.settings.batch_wait_ms / 1000,
             per_request=self.settings.batching == "per-request",
@@ -180,8 +179,8 @@ class Engine:
             towers.info.dimension,
             device,
             self.precision.dtype,
-            self.backend.name,
-            self.backend.reason,
+            self.backend_choice.name,
+            self.backend_choice.reason,
             self.load_seconds,
         )
 
@@ -210,27 +209,32 @@ class Engine:
         log.info("precision %s (%s; checked in %.1f s)", self.precision.dtype, why, time.perf_counter() - started)
         return towers
 
-    def _to_onnx(self, towers: Towers, device: Any) -> Towers:
-        from pathlib import Path
+    def _backend(self, towers: Towers) -> Backend:
+        """The chosen backend of ``towers``; under ``auto``, torch where the ONNX export failed (a
+        read-only cache, an operator the exporter lacks), with a warning and the reason in /meta."""
+        from vectorizer_module.backends import backend_class
 
-        from vectorizer_module.models.onnx_towers import to_onnx, weights_of
-
-        int8 = self.precision.dtype == "int8"  # the quantised graphs; float32 else
-        if device.type != "cpu" or self.precision.dtype not in ("float32", "int8"):
-            raise RuntimeError(
-                "VECTORIZER_BACKEND=onnx runs on the CPU in float32 or int8: turn ENABLE_CUDA off and "
-                "set VECTORIZER_DTYPE to auto, float32 or int8"
-            )
-        cache = Path(self.settings.onnx_cache).expanduser()
+        dtype = self.precision.dtype
         try:
-            return to_onnx(towers, weights_of(self.source), cache, self.settings.threads_per_worker, int8=int8)
+            return backend_class(self.backend_choice.name).create(towers, self.source, self.settings, dtype)
         except Exception as exc:
-            if self.settings.backend != "auto" or int8:  # asked for onnx, or for int8: say why it failed
-                raise
+            if self.settings.backend != "auto" or self.backend_choice.name == "torch" or dtype == "int8":
+                raise  # asked for by name, or int8 (only onnx runs it): say why it failed
             why = f"auto: the ONNX export failed ({type(exc).__name__}: {exc}); torch instead"
             log.warning("%s", why)
-            self.backend = Backend("torch", why)
-            return towers
+            self.backend_choice = BackendChoice("torch", why)
+            return backend_class("torch").create(towers, self.source, self.settings, dtype)
+
+    @staticmethod
+    def _examples(towers: Towers) -> dict[str, Batch]:
+        """A batch of each modality, made by the towers' own preprocessing, for the backend's health check."""
+        from PIL import Image
+
+        size = towers.items.image_size
+        return {
+            "text": towers.query.preprocess(["a photo of a cat", "a diagram"]),
+            "image": towers.items.preprocess([Image.new("RGB", (size, size), (127, 127, 127))]),
+        }
 
     def _warm_up(self) -> None:
         """One text and one image through the batcher, at the shapes serving will use."""
@@ -275,8 +279,8 @@ class Engine:
                 "builtin_demo": info.builtin_demo,
             },
             "device": self.settings.device,
-            "backend": self.backend.name,
-            "backend_reason": self.backend.reason,
+            "backend": self.backend_choice.name,
+            "backend_reason": self.backend_choice.reason,
             "dtype": self.precision.dtype,
             "dtype_reason": self.precision.reason,
             "batching": {

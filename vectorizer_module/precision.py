@@ -70,27 +70,27 @@ def resolve(setting: str, *, enable_cuda: bool, backend: str, flags: Sequence[st
 
 
 @dataclass(frozen=True)
-class Backend:
-    """A resolved backend and why it was chosen (the log and /meta say it)."""
+class BackendChoice:
+    """The backend chosen (``backends/``) and why (the log and /meta say it)."""
 
     name: str
     reason: str
 
 
-def resolve_backend(setting: str, *, dtype: str, enable_cuda: bool, exportable: bool, family: str) -> Backend:
+def resolve_backend(setting: str, *, dtype: str, enable_cuda: bool, exportable: bool, family: str) -> BackendChoice:
     """The backend of ``setting`` (VECTORIZER_BACKEND) for towers computing in ``dtype``."""
     if setting != "auto":
-        return Backend(setting, "VECTORIZER_BACKEND")
+        return BackendChoice(setting, "VECTORIZER_BACKEND")
     if dtype == "int8":
-        return Backend("onnx", "auto: int8 runs in ONNX Runtime")
+        return BackendChoice("onnx", "auto: int8 runs in ONNX Runtime")
     if enable_cuda or dtype != "float32":
-        return Backend("torch", f"auto: {dtype}{' on CUDA' if enable_cuda else ''} runs in torch")
+        return BackendChoice("torch", f"auto: {dtype}{' on CUDA' if enable_cuda else ''} runs in torch")
     if not exportable:
-        return Backend("torch", f"auto: the {family} family's towers do not export to ONNX")
+        return BackendChoice("torch", f"auto: the {family} family's towers do not export to ONNX")
     # looked up, not imported: onnxscript alone costs 71 MB of memory, and only an export needs it
     if any(importlib.util.find_spec(name) is None for name in ("onnxruntime", "onnxscript")):
-        return Backend("torch", "auto: onnxruntime (or onnxscript) is not installed")
-    return Backend("onnx", "auto: float32 on the CPU runs faster in ONNX Runtime")
+        return BackendChoice("torch", "auto: onnxruntime (or onnxscript) is not installed")
+    return BackendChoice("onnx", "auto: float32 on the CPU runs faster in ONNX Runtime")
 
 
 def min_cosine(reference: Sequence, reduced: Sequence) -> float:

@@ -10,6 +10,7 @@ from tests import media
 from tests.helpers import make_engine
 from tests.reference import cosine
 from vectorizer_module.admission import QueueBudget, never_cancelled
+from vectorizer_module.backends.torch_backend import TorchBackend
 from vectorizer_module.batching import Batcher
 from vectorizer_module.errors import ClientGone, ModelFailure, Unavailable
 from vectorizer_module.metrics import Metrics
@@ -77,6 +78,7 @@ def spied_batcher(towers, *, max_batch=8, max_wait=0.0, per_request=False, fixed
     towers.query.forward = lambda *x: shapes.append(tuple(x[0].shape)) or forward(*x)
     batcher = Batcher(
         towers,
+        TorchBackend(towers, torch.device("cpu"), torch.float32),
         max_batch=max_batch,
         max_wait=max_wait,
         per_request=per_request,
@@ -246,6 +248,7 @@ def test_preparing_a_request_stops_at_its_deadline_or_when_its_client_leaves(tow
     budget = QueueBudget(512)
     batcher = Batcher(
         towers,
+        TorchBackend(towers, torch.device("cpu"), torch.float32),
         max_batch=8,
         max_wait=0.0,
         per_request=False,

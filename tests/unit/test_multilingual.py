@@ -104,12 +104,10 @@ def test_a_text_model_with_modules_the_service_cannot_run_is_refused_by_name(mul
 
 
 def test_the_multilingual_text_tower_exports_to_onnx_with_the_same_vectors(multilingual, tmp_path):
-    from vectorizer_module.models.onnx_towers import to_onnx
+    from tests.helpers import OnnxRun
 
     source = detect(multilingual)
-    towers = load_towers(source)
-    expected = towers.query.embed(TEXTS).numpy()
-    onnx = to_onnx(towers, {"text": source.text_weights, "image": source.vision_weights}, tmp_path, threads=1)
-    got = onnx.query.embed(TEXTS).numpy()
+    expected = load_towers(source).query.embed(TEXTS).numpy()
+    got = OnnxRun(source, tmp_path).texts(TEXTS)
     cosine = (got * expected).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
     assert cosine.min() >= 0.9999

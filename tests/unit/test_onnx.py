@@ -104,7 +104,7 @@ def test_auto_serves_in_torch_when_the_export_cannot_be_written(tiny_model, tmp_
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     engine = make_engine(tiny_model, cache_size=0, backend="auto", onnx_cache=str(blocked / "onnx"))
-    assert engine.backend.name == "torch" and "export failed" in engine.backend.reason
+    assert engine.backend_choice.name == "torch" and "export failed" in engine.backend_choice.reason
     assert b'"backend":"torch"' in engine.meta_body and "export failed" in caplog.text
     with pytest.raises(OSError):
         make_engine(tiny_model, cache_size=0, backend="onnx", onnx_cache=str(blocked / "onnx"))

@@ -124,7 +124,7 @@ def test_vectors_match_open_clip(variant):
 
 
 def test_vectorize_round_trip_and_onnx(models, tmp_path):
-    from vectorizer_module.models.onnx_towers import to_onnx
+    from tests.helpers import OnnxRun
 
     built, images = models
     root, reference = built["quickgelu-shortest-bicubic"]
@@ -139,9 +139,9 @@ def test_vectorize_round_trip_and_onnx(models, tmp_path):
     assert meta["model_cfg"] == json.loads((root / "open_clip_config.json").read_text())["model_cfg"]
 
     source = detect(root)
-    onnx = to_onnx(load_towers(source), {"text": source.text_weights, "image": source.vision_weights}, tmp_path, 1)
-    assert_parity(onnx.query.embed(TEXTS).numpy(), reference["texts"], min_cosine=0.9999, max_abs=1e-4)
-    assert_parity(onnx.items.embed(images).numpy(), reference["images"], min_cosine=0.9999, max_abs=1e-4)
+    onnx = OnnxRun(source, tmp_path)
+    assert_parity(onnx.texts(TEXTS), reference["texts"], min_cosine=0.9999, max_abs=1e-4)
+    assert_parity(onnx.images(images), reference["images"], min_cosine=0.9999, max_abs=1e-4)
 
 
 def _copy_with_config(models, tmp_path, edit) -> Path:

@@ -188,17 +188,17 @@ def test_the_service_serves_the_folder_with_the_tokenizer_setting(built):
 def test_the_onnx_backend_serves_the_folder_and_its_cache_follows_the_weights_in_the_hub_cache(built, tmp_path):
     import os
 
-    from vectorizer_module.models.loading import load_towers
-    from vectorizer_module.models.onnx_towers import cache_key, to_onnx
+    from tests.helpers import OnnxRun
+    from vectorizer_module.backends.onnx_backend import cache_key
 
     models, images, _ = built
     root = models[("ViT-L-14", "laion2b_s32b_b82k")]
     reference = np.load(root / "reference.npz")
     source = detect(root, clip_tokenizer=BPE)
-    onnx = to_onnx(load_towers(source), {"text": source.text_weights, "image": source.vision_weights}, tmp_path, 1)
-    assert_parity(unit(onnx.query.embed(TEXTS).numpy()), reference["texts"], min_cosine=0.9999, max_abs=1e-4)
+    onnx = OnnxRun(source, tmp_path)
+    assert_parity(unit(onnx.texts(TEXTS)), reference["texts"], min_cosine=0.9999, max_abs=1e-4)
     pictures = [Image.open(path).convert("RGB") for path in images]
-    assert_parity(unit(onnx.items.embed(pictures).numpy()), reference["images"], min_cosine=0.9999, max_abs=1e-4)
+    assert_parity(unit(onnx.images(pictures)), reference["images"], min_cosine=0.9999, max_abs=1e-4)
     # the weights sit two folders down, linked to a blob: a new download of them is a new export
     copy = tmp_path / "copy" / "models"
     shutil.copytree(root, copy, symlinks=True)

@@ -133,4 +133,4 @@ def test_auto_runs_float32_in_onnx_runtime_and_siglip2_in_torch(tiny_model, tmp_
         assert precision.min_cosine([torch.from_numpy(want)], [torch.from_numpy(got)]) >= 0.9999
     siglip2 = save_random_model(tmp_path / "siglip2", naflex=True)
     siglip2 = make_engine(siglip2, backend="auto", onnx_cache=str(tmp_path / "onnx"))
-    assert siglip2.backend.name == "torch" and "do not export" in siglip2.backend.reason
+    assert siglip2.backend_choice.name == "torch" and "do not export" in siglip2.backend_choice.reason

@@ -152,15 +152,15 @@ def test_vectorize_round_trip(engine, reference):
 
 
 def test_the_onnx_backend_runs_siglip_with_the_same_vectors(siglip_model, towers, tmp_path):
-    from vectorizer_module.models.onnx_towers import to_onnx
+    from tests.helpers import OnnxRun
 
     source = detect(siglip_model)
     pictures = [media.photo(w, h, seed=i) for i, (w, h) in enumerate(SIZES)]
     expected_texts, expected_images = towers.query.embed(TEXTS).numpy(), towers.items.embed(pictures).numpy()
-    onnx = to_onnx(load_towers(source), {"text": source.text_weights, "image": source.vision_weights}, tmp_path, 1)
-    assert onnx.query.input_names == ("input_ids",)
-    assert_parity(onnx.query.embed(TEXTS).numpy(), expected_texts, min_cosine=0.9999, max_abs=1e-4)
-    assert_parity(onnx.items.embed(pictures).numpy(), expected_images, min_cosine=0.9999, max_abs=1e-4)
+    onnx = OnnxRun(source, tmp_path)
+    assert onnx.backend.inputs["text"] == ["input_ids"]  # SigLIP's text tower takes no attention mask
+    assert_parity(onnx.texts(TEXTS), expected_texts, min_cosine=0.9999, max_abs=1e-4)
+    assert_parity(onnx.images(pictures), expected_images, min_cosine=0.9999, max_abs=1e-4)
 
 
 def test_make_random_model_writes_a_siglip_the_service_detects(tmp_path, capsys):

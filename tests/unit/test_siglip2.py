@@ -113,11 +113,10 @@ def test_vectorize_round_trip(model_dir, reference):
 
 
 def test_the_onnx_backend_refuses_siglip2_naflex_by_name(model_dir, tmp_path):
-    from vectorizer_module.models.onnx_towers import to_onnx
+    from tests.helpers import OnnxRun
 
-    source = detect(model_dir)
     with pytest.raises(RuntimeError, match="cannot run the image tower of the siglip2 family.*torch backend"):
-        to_onnx(load_towers(source), {"text": source.text_weights, "image": source.vision_weights}, tmp_path, 1)
+        OnnxRun(detect(model_dir), tmp_path)
 
 
 def test_make_random_model_writes_a_siglip2_the_service_detects(tmp_path, capsys):

@@ -147,8 +147,7 @@ def test_incomplete_reference_siglip_folders_say_what_is_missing(models, tmp_pat
 
 
 def test_the_onnx_backend_refuses_this_family_by_name(models, tmp_path):
-    from vectorizer_module.models.onnx_towers import to_onnx
+    from tests.helpers import OnnxRun
 
-    source = detect(models)
     with pytest.raises(RuntimeError, match="siglip-reference family"):
-        to_onnx(load_towers(source), {"text": source.text_weights, "image": source.vision_weights}, tmp_path, 1)
+        OnnxRun(detect(models), tmp_path)

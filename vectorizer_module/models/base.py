@@ -217,5 +217,5 @@ class Towers:
 
     @property
     def onnx_exportable(self) -> bool:
-        """Whether both towers export to ONNX (``onnx_towers.py``)."""
+        """Whether both towers export to ONNX (``backends/onnx_backend.py``)."""
         return self.query.onnx_exportable and self.items.onnx_exportable

@@ -1,9 +1,9 @@
-"""ONNX Runtime backend: each tower exported through the tower interface and run by onnxruntime on the CPU.
+"""ONNX Runtime: each tower exported through the tower interface and run by onnxruntime on the CPU.
 
-On a CPU, ONNX Runtime runs CLIP's towers up to ~2.7x faster than eager torch at small batches (see
-docs/benchmarks.md). Export happens once per model and is cached on disk, keyed by the weights' size and
-modification time; the torch tower keeps its tokenizer or image processor (so preprocessing, padding
-and limits stay the same) while its weights move to the ``meta`` device, freeing their memory.
+On a CPU, ONNX Runtime runs CLIP's towers faster than eager torch in float32 (see docs/benchmarks.md).
+Export happens once per model and is cached on disk, keyed by the weights' size and modification time;
+the torch towers keep their tokenizer or image processor (so preprocessing, padding and limits stay the
+same) while their weights move to the ``meta`` device, freeing their memory.
 """
 
 from __future__ import annotations
@@ -12,23 +12,27 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from vectorizer_module.models.base import TextTower, Tower, Towers, VisionTower
+from vectorizer_module.backends.base import Backend, Batch
+from vectorizer_module.config import Settings
+from vectorizer_module.models.base import Tower, Towers
+from vectorizer_module.models.loading import ModelSource
 
 log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "embeddings"
 EXPORT_FORMAT = "weights-apart"  # in the cache key: graphs exported before their weights moved out are redone
 MATRIX_PRODUCTS = ["MatMul", "Gemm"]  # what int8 quantises: the linear layers and attention's products
+MAX_BATCH = 4096  # the exported graphs' bound on their batch dimension
 
 
 def _dynamic_shapes(tower: Tower) -> dict[str, dict[int, Any]]:
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     if tower.modality == "text":
         sequence = torch.export.Dim("sequence", min=2, max=tower.max_length)
         return {name: {0: batch, 1: sequence} for name in tower.input_names}
@@ -90,72 +94,6 @@ def cache_key(weights: Path, modality: str) -> str:
     return f"{modality}-{digest.hexdigest()[:16]}.onnx"
 
 
-class _OnnxMixin:
-    """Runs ``forward`` in an onnxruntime session; everything else comes from the torch tower."""
-
-    def _setup(self, torch_tower: Tower, session: Any) -> None:
-        self.torch_tower = torch_tower
-        self.session = session
-        self._inputs = [i.name for i in session.get_inputs()]
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float32
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.torch_tower.embedding_dim
-
-    def preprocess(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
-        return self.torch_tower.preprocess(items)
-
-    def collate(
-        self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
-    ) -> dict[str, torch.Tensor]:
-        return self.torch_tower.collate(parts, fixed_rows=fixed_rows)
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        feed = {name: tensor.detach().cpu().numpy() for name, tensor in zip(self._inputs, inputs)}
-        return torch.from_numpy(self.session.run([OUTPUT_NAME], feed)[0])
-
-
-class OnnxTextTower(_OnnxMixin, TextTower):
-    def __init__(self, torch_tower: TextTower, session: Any) -> None:
-        super().__init__()
-        self._setup(torch_tower, session)
-        self.input_names = torch_tower.input_names  # SigLIP's text tower takes input_ids only
-
-    @property
-    def max_length(self) -> int:
-        return self.torch_tower.max_length
-
-    @property
-    def pad_token_id(self) -> int:
-        return self.torch_tower.pad_token_id
-
-    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
-        batch = self.preprocess([f"example text number {i}" for i in range(batch_size)])
-        return tuple(batch[name] for name in self.input_names)
-
-
-class OnnxVisionTower(_OnnxMixin, VisionTower):
-    def __init__(self, torch_tower: VisionTower, session: Any) -> None:
-        super().__init__()
-        self._setup(torch_tower, session)
-
-    @property
-    def image_size(self) -> int:
-        return self.torch_tower.image_size
-
-    def example_inputs(self, batch_size: int = 2) -> tuple[torch.Tensor, ...]:
-        size = self.image_size
-        return (torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)),)
-
-
 def quantize(path: Path) -> Path:
     """The int8 graph of the float32 graph at ``path`` (made once beside it): onnxruntime's dynamic
     quantisation of the matrix products, weights int8 per tensor and activations quantised per batch."""
@@ -187,9 +125,28 @@ class _Drop(logging.Filter):
         return self.words not in record.getMessage()
 
 
-def to_onnx(towers: Towers, weights: dict[str, Path], cache_dir: Path, threads: int, *, int8: bool = False) -> Towers:
-    """``towers`` with both forwards running in onnxruntime (exported on first use, then cached; with
-    ``int8``, the quantised graphs)."""
+def export(towers: Towers, weights: dict[str, Path], cache_dir: Path, *, int8: bool = False) -> dict[str, Path]:
+    """The graph of each tower, by modality: exported on first use, then cached in ``cache_dir``; with
+    ``int8``, the quantised graphs (made once beside the float32 ones)."""
+    refused = [t for t in (towers.query, towers.items) if not t.onnx_exportable]
+    if refused:
+        raise RuntimeError(
+            f"VECTORIZER_BACKEND=onnx cannot run the {refused[0].modality} tower of the "
+            f"{towers.info.family} family ({type(refused[0]).__name__}): use the torch backend"
+        )
+    graphs = {}
+    for tower in (towers.query, towers.items):
+        path = Path(cache_dir) / cache_key(weights[tower.modality], tower.modality)
+        if not path.exists():
+            started = time.perf_counter()
+            log.info("exporting the %s tower to ONNX at %s (once per model)", tower.modality, path)
+            export_tower(tower, path)
+            log.info("exported the %s tower in %.1f s", tower.modality, time.perf_counter() - started)
+        graphs[tower.modality] = quantize(path) if int8 else path
+    return graphs
+
+
+def session_options(threads: int) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -201,27 +158,49 @@ def to_onnx(towers: Towers, weights: dict[str, Path], cache_dir: Path, threads: 
     options.add_session_config_entry("session.disable_prepacking", "1")
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = False  # an arena keeps its largest batch's activations: 36 MB, 3-6 % speed
-    refused = [t for t in (towers.query, towers.items) if not getattr(t, "onnx_exportable", True)]
-    if refused:
-        raise RuntimeError(
-            f"VECTORIZER_BACKEND=onnx cannot run the {refused[0].modality} tower of the "
-            f"{towers.info.family} family ({type(refused[0]).__name__}): use the torch backend"
-        )
-    sessions = []
-    for tower in (towers.query, towers.items):
-        path = Path(cache_dir) / cache_key(weights[tower.modality], tower.modality)
-        if not path.exists():
-            started = time.perf_counter()
-            log.info("exporting the %s tower to ONNX at %s (once per model)", tower.modality, path)
-            export_tower(tower, path)
-            log.info("exported the %s tower in %.1f s", tower.modality, time.perf_counter() - started)
-        if int8:
-            path = quantize(path)
-        sessions.append(onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
-    for tower in (towers.query, towers.items):  # both sessions made: a failure above left the towers whole
-        tower.to("meta")  # its weights now live in the session; keep only the preprocessing
-    query, items = OnnxTextTower(towers.query, sessions[0]), OnnxVisionTower(towers.items, sessions[1])
-    return Towers(query=query, items=items, info=towers.info)
+    return options
+
+
+class OnnxBackend(Backend):
+    """Both towers' graphs in onnxruntime sessions on the CPU."""
+
+    name = "onnx"
+    max_batch = MAX_BATCH
+
+    def __init__(self, graphs: dict[str, Path], threads: int) -> None:
+        import onnxruntime
+
+        options = session_options(threads)
+        self.sessions = {
+            modality: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            for modality, path in graphs.items()
+        }
+        self.inputs = {modality: [i.name for i in s.get_inputs()] for modality, s in self.sessions.items()}
+
+    @classmethod
+    def create(cls, towers: Towers, source: ModelSource, settings: Settings, dtype: str) -> OnnxBackend:
+        if settings.enable_cuda or dtype not in ("float32", "int8"):
+            raise RuntimeError(
+                "VECTORIZER_BACKEND=onnx runs on the CPU in float32 or int8: turn ENABLE_CUDA off and "
+                "set VECTORIZER_DTYPE to auto, float32 or int8"
+            )
+        cache = Path(settings.onnx_cache).expanduser()
+        return cls.load(towers, weights_of(source), cache, settings.threads_per_worker, int8=dtype == "int8")
+
+    @classmethod
+    def load(
+        cls, towers: Towers, weights: dict[str, Path], cache_dir: Path, threads: int, *, int8: bool = False
+    ) -> OnnxBackend:
+        """The backend of ``towers`` (exported if not cached yet); the towers' weights then move to the
+        ``meta`` device, as the sessions hold them, and the towers keep only their preprocessing."""
+        backend = cls(export(towers, weights, cache_dir, int8=int8), threads)
+        for tower in (towers.query, towers.items):  # both sessions made: a failure above left the towers whole
+            tower.to("meta")
+        return backend
+
+    def embed(self, modality: str, batch: Batch) -> np.ndarray:
+        feed = {name: batch[name].numpy() for name in self.inputs[modality]}
+        return self.sessions[modality].run([OUTPUT_NAME], feed)[0]
 
 
 def weights_of(source: Any) -> dict[str, Path]:
