@@ -192,7 +192,7 @@ def metaclip2_as_clip(config: dict[str, Any]) -> dict[str, Any]:
     """A MetaCLIP 2 config.json as the reference's download.py saves it: it loads the checkpoint with
     ``CLIPModel`` (transformers 4.57.3), so the fields are read as a CLIPConfig's (those MetaCLIP 2's file
     leaves out take CLIP's defaults, here as there), the tensors keep their names, and it saves a CLIP.
-    tests/unit/test_metaclip2.py serves both folders and compares them."""
+    tests/unit/service/models/test_metaclip2.py serves both folders and compares them."""
     clip = dict(config, model_type="clip", architectures=["CLIPModel"])
     for part, model_type in (("text_config", "clip_text_model"), ("vision_config", "clip_vision_model")):
         clip[part] = dict(config.get(part) or {}, model_type=model_type)

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's Python install steps, in one place: docker/Dockerfile runs them in its build stage, and
-# tests/unit/test_docker.py runs the same RUN lines outside Docker to check that torch is resolved once.
+# tests/unit/deploy/test_docker.py runs the same RUN lines outside Docker to check that torch is resolved once.
 #
 #   sh docker/install_python.sh torch VENV             # a virtual environment with torch from TORCH_INDEX
 #   sh docker/install_python.sh package VENV [PIP...]  # this package (the current directory) into it

@@ -36,7 +36,7 @@ step "open_clip in a folder of its own (.openclip-env), for the OpenCLIP parity 
 step "the reference image's packages in a folder of their own (.reference-env), for its MetaCLIP 2 and OpenCLIP paths"
 # Weaviate's multi2vec-clip-inference 1.5.0 pins transformers 4.57.3, whose CLIPModel loads a MetaCLIP 2
 # checkpoint in its own way, and open_clip 2.29.0, whose registry decides an OpenCLIP model's preprocessing;
-# tests/unit/test_metaclip2.py and test_openclip_reference.py run those code paths in a subprocess with this
+# tests/unit/service/models/test_metaclip2.py and test_openclip_reference.py run those code paths in a subprocess with this
 # folder (and .openclip-env's torchvision) on PYTHONPATH. Exact versions, no dependencies.
 "$PYTHON" -m pip install --progress-bar on --no-deps --upgrade --target .reference-env \
     "transformers==4.57.3" "tokenizers==0.22.1" "huggingface_hub==0.36.0" "open_clip_torch==2.29.0"

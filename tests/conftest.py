@@ -11,7 +11,7 @@ from tests.server_process import ServerProcess
 
 # The parity tests compare with float32 references: every service and engine the tests start computes in
 # float32 unless a test asks for another dtype (VECTORIZER_DTYPE=auto picks bfloat16 on CPUs with native
-# bfloat16; tests/unit/test_precision.py covers that choice and its bounds).
+# bfloat16; tests/unit/service/test_precision.py covers that choice and its bounds).
 os.environ.setdefault("VECTORIZER_DTYPE", "float32")
 # and in torch: VECTORIZER_BACKEND=auto runs float32 in ONNX Runtime, exporting each model first (the ONNX
 # tests, and test_precision.py for the auto choice, ask for it)

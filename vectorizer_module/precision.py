@@ -6,7 +6,7 @@ Intel's AMX, ``amx_bf16``), bfloat16 with the torch backend: 2.5x the images and
 of float32 in a ViT-B/32's forward on two Zen 4 cores. Elsewhere, and with the ONNX backend, float32.
 bfloat16 keeps 8 bits of mantissa, so the choice is checked on the model being served before it is kept:
 its towers run their example inputs in float32 and in bfloat16, and bfloat16 stays only if every vector
-is at cosine >= ``MIN_COSINE`` to float32's (``tests/unit/test_precision.py`` also bounds the demo model's
+is at cosine >= ``MIN_COSINE`` to float32's (``tests/unit/service/test_precision.py`` also bounds the demo model's
 retrieval loss). A user who needs the reference image's float32 vectors sets ``VECTORIZER_DTYPE=float32``
 and ``VECTORIZER_BACKEND=torch``.
 

@@ -75,7 +75,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 INCEPTION_MEAN_STD = (0.5, 0.5, 0.5)
 # open_clip's pretrained registry (2.29.0, the reference image's; 3.3.0 agrees) gives every pair of the
 # architectures served here OpenCLIP's default preprocessing (OpenAI's mean and std, bicubic, shortest side
-# resized and the centre cropped) except these; tests/unit/test_openclip_reference.py checks the table
+# resized and the centre cropped) except these; tests/unit/service/models/test_openclip_reference.py checks the table
 # against the registry itself.
 TAG_PREPROCESSING: dict[tuple[str, str], dict[str, Any]] = {
     ("ViT-L-14", "laion2b_s32b_b82k"): {"mean": INCEPTION_MEAN_STD, "std": INCEPTION_MEAN_STD},

@@ -12,10 +12,16 @@ import pytest
 import yaml
 
 from tests import k8s_tools
-from tests.unit.test_deploy import CHART_KEYS, CHART_TEMPLATE, HELM_VALUES, MANIFESTS, assert_live_and_ready_paths
+from tests.unit.deploy.test_manifests import (
+    CHART_KEYS,
+    CHART_TEMPLATE,
+    HELM_VALUES,
+    MANIFESTS,
+    assert_live_and_ready_paths,
+)
 from vectorizer_module.config import OPTIONS, load_settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "deploy" / "helm" / "clip-vectorizer"
 # keys the chart sets from its own values, refused under `settings`
 CHART_OWNED = {"VECTORIZER_HOST", "VECTORIZER_PORT", "VECTORIZER_SHUTDOWN_GRACE", "VECTORIZER_API_KEY"}
@@ -221,7 +227,7 @@ def test_a_model_volume_is_mounted_read_only_where_the_image_looks_first():
     documents = render("modelVolume.persistentVolumeClaim.claimName=clip-model")
     (mount,) = [m for m in deployment_container(documents)["volumeMounts"] if m["name"] == "model"]
     assert mount == {"name": "model", "mountPath": "/app/models", "readOnly": True}
-    from tests.unit.test_deploy import image_env
+    from tests.unit.deploy.test_manifests import image_env
 
     assert image_env()["VECTORIZER_MODEL"].split(":")[0] == "/app/models"
 

@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 from tests.helpers import build_arguments, download_script
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCKER = REPO / "docker"
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.gpu.yml"]
 MODEL_DIR_OVERLAY = "docker-compose.model-dir.yml"

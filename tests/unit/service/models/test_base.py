@@ -1,7 +1,8 @@
+"""The tower interface on a tiny CLIP: one space, example inputs that trace, preprocessing."""
+
 import pytest
 import torch
 
-from clip_training.freezing import freeze, freeze_first_layers, trainable_parameter_names, unfreeze
 from tests import media
 from vectorizer_module.models.loading import detect, load_towers
 
@@ -39,41 +40,6 @@ def test_preprocess_pads_to_the_longest_text_and_truncates(towers):
 def test_image_preprocessing_resizes_and_crops_to_the_model_size(towers):
     pixels = towers.items.preprocess([media.photo(640, 480), media.photo(20, 90)])["pixel_values"]
     assert pixels.shape == (2, 3, 32, 32)
-
-
-def test_freeze_and_unfreeze_by_name(towers):
-    text = towers.query
-    total = len(list(text.parameters()))
-    frozen = freeze(text, "model.text_model.embeddings")
-    assert frozen and all(name.startswith("model.text_model.embeddings.") for name in frozen)
-    assert len(trainable_parameter_names(text)) == total - len(frozen)
-    freeze(text)
-    assert trainable_parameter_names(text) == []
-    unfreeze(text, "*.layers.1.*")
-    assert trainable_parameter_names(text) and all(".layers.1." in n for n in trainable_parameter_names(text))
-    with pytest.raises(ValueError, match="no parameter of the text tower"):
-        freeze(text, "no.such.layer")
-
-
-def test_freeze_first_layers_leaves_later_layers_trainable(towers):
-    vision = towers.items
-    freeze_first_layers(vision, 1)
-    trainable = trainable_parameter_names(vision)
-    assert not any(".layers.0." in n or "embeddings" in n for n in trainable)
-    assert any(".layers.1." in n for n in trainable)
-    with pytest.raises(ValueError, match="has 2 layers"):
-        freeze_first_layers(vision, 3)
-
-
-def test_frozen_parameters_get_no_gradient(towers):
-    text = towers.query
-    freeze_first_layers(text, 2)
-    out = text(*text.example_inputs(2)).sum()
-    out.backward()
-    for name, parameter in text.named_parameters():
-        if ".layers.0." in name:
-            assert parameter.grad is None
-    assert text.model.text_projection.weight.grad is not None
 
 
 def test_fast_image_preprocessing_gives_the_processors_exact_pixels(towers):

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from tests.unit.test_docker import DOCKER, env_of, final_stage, instructions
+from tests.unit.deploy.test_docker import DOCKER, env_of, final_stage, instructions
 from vectorizer_module.config import OPTIONS, Settings, parse_enable_cuda
 from vectorizer_module.metrics import Metrics
 from vectorizer_module.server.app import create_app
 from vectorizer_module.server.lifecycle import Lifecycle
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
 HELM_VALUES = {"cpu": DEPLOY / "helm" / "values-cpu.yaml", "gpu": DEPLOY / "helm" / "values-gpu.yaml"}
 MANIFESTS = {

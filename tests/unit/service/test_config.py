@@ -7,7 +7,7 @@ from tests.fake_cgroup import fake_host
 from vectorizer_module.cli import _serve_parser
 from vectorizer_module.config import OPTIONS, ConfigError, Settings, load_settings, updated_settings_doc
 
-SETTINGS_DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+SETTINGS_DOC = Path(__file__).resolve().parents[3] / "docs" / "settings.md"
 
 
 def parse(*argv, env=None):
