@@ -82,4 +82,4 @@ fi
 # pyenv puts new console scripts on PATH only after a rehash
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 
-step "done: $(command -v clip-vectorizer || echo "clip-vectorizer (python3 -m vectorizer_module)") and $(command -v clip-weaviate || echo "clip-weaviate (python3 -m plugin_api)") are installed"
+step "done: $(command -v clip-vectorizer || echo "clip-vectorizer (python3 -m vectorizer_module)"), $(command -v clip-weaviate || echo "clip-weaviate (python3 -m plugin_api)") and $(command -v clip-train || echo "clip-train (python3 -m clip_training)") are installed"
