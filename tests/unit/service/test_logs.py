@@ -22,6 +22,7 @@ class Terminal(io.StringIO):
 def restore_logging():
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    logging.captureWarnings(False)  # a command run by an earlier test (export-onnx, …) may have left it on
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
