@@ -33,13 +33,15 @@ step "open_clip in a folder of its own (.openclip-env), for the OpenCLIP parity 
 "$PYTHON" -m pip install --progress-bar on --no-deps --upgrade --target .openclip-env \
     "open_clip_torch==3.3.0" "torchvision==0.28.0" "ftfy==6.3.1" "wcwidth==0.9.4"
 
-step "the reference image's packages in a folder of their own (.reference-env), for its MetaCLIP 2 and OpenCLIP paths"
+step "the reference image's packages in a folder of their own (.reference-env), for its MetaCLIP 2, OpenCLIP and ColPali paths"
 # Weaviate's multi2vec-clip-inference 1.5.0 pins transformers 4.57.3, whose CLIPModel loads a MetaCLIP 2
-# checkpoint in its own way, and open_clip 2.29.0, whose registry decides an OpenCLIP model's preprocessing;
+# checkpoint in its own way, open_clip 2.29.0, whose registry decides an OpenCLIP model's preprocessing, and
+# colpali-engine 0.3.13 (with accelerate for its device_map="auto"), whose ModernVBERT code its ColPali path runs;
 # tests/unit/service/models/test_metaclip2.py and test_openclip_reference.py run those code paths in a subprocess with this
 # folder (and .openclip-env's torchvision) on PYTHONPATH. Exact versions, no dependencies.
 "$PYTHON" -m pip install --progress-bar on --no-deps --upgrade --target .reference-env \
-    "transformers==4.57.3" "tokenizers==0.22.1" "huggingface_hub==0.36.0" "open_clip_torch==2.29.0"
+    "transformers==4.57.3" "tokenizers==0.22.1" "huggingface_hub==0.36.0" "open_clip_torch==2.29.0" \
+    "colpali-engine==0.3.13" "accelerate==1.7.0" "psutil==7.2.2"
 
 step "building Weaviate ${WEAVIATE_VERSION} (first build takes a few minutes)"
 # go install puts weaviate-server in $(go env GOBIN) or $(go env GOPATH)/bin; the version is checked from

@@ -21,7 +21,9 @@ Layouts read (chosen by looking at the files, never by name):
   SigLIP build: config and weights, the processor in a hub cache inside it) + ``model_name``, family
   ``siglip-reference`` (texts tokenised as the reference does, see ``siglip.py``); or ``openclip`` (its
   OpenCLIP build: ``config.json`` naming open_clip's registry pair, the weights in a hub cache inside it),
-  family ``openclip``. ``--model`` may name ``models/`` or the folder that holds it.
+  family ``openclip``; or ``colpali_engine_model`` + ``colpali_engine_processor`` (its ColPali-engine build:
+  hub caches of the repository ``model_name`` names), family ``modernvbert`` (see ``modernvbert.py``).
+  ``--model`` may name ``models/`` or the folder that holds it.
 
 An OpenCLIP model carries no tokenizer in the reference's layout and need not in the hub's: CLIP's is then
 read from ``clip_tokenizer`` (``--clip-tokenizer``), else from an installed open_clip.
@@ -49,9 +51,6 @@ WEIGHT_FILES = (
 )
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 SIGLIP_TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer.model")
-UNSUPPORTED_REFERENCE_DIRS = {
-    "colpali_engine_model": "ColPali",
-}
 
 EXPECTED = (
     "Expected one of:\n"
@@ -67,7 +66,8 @@ EXPECTED = (
     "as sentence-transformers/clip-ViT-B-32 ships;\n"
     "  - the models/ directory of the multi2vec-clip inference image "
     "(models/openai_clip + models/openai_clip_processor, models/clip + models/text, "
-    "models/siglip + models/model_name, or models/openclip)."
+    "models/siglip + models/model_name, models/openclip, or models/colpali_engine_model + "
+    "models/colpali_engine_processor + models/model_name)."
 )
 
 
@@ -149,15 +149,10 @@ def _reference_models_dir(path: Path) -> Path | None:
             (candidate / "openai_clip").is_dir()
             or (candidate / "siglip").is_dir()
             or (candidate / "openclip").is_dir()
+            or (candidate / "colpali_engine_model").is_dir()
             or ((candidate / "clip").is_dir() and (candidate / "text").is_dir())
         ):
             return candidate
-        for name, family in UNSUPPORTED_REFERENCE_DIRS.items():
-            if (candidate / name).is_dir():
-                raise ModelLayoutError(
-                    f"{candidate} is a multi2vec-clip image model directory with a {family} model "
-                    f"({candidate / name}); {family} models are not supported yet. {EXPECTED}"
-                )
     return None
 
 
@@ -191,7 +186,38 @@ def _detect_reference_siglip(models: Path) -> ModelSource:
     return ModelSource("reference-image", models, weights, processor, weights, processor, family="siglip-reference")
 
 
+def _detect_reference_colpali(models: Path) -> ModelSource:
+    """The reference's ColPali-engine folders: ``models/colpali_engine_model`` and
+    ``models/colpali_engine_processor``, each a hub cache of the repository ``models/model_name`` names
+    (a ModernVBERT bi-encoder, family ``modernvbert``, see ``modernvbert.py``)."""
+    name_file = models / "model_name"
+    if not name_file.is_file():
+        raise ModelLayoutError(f"reference image layout: {models / 'colpali_engine_model'} needs {name_file}")
+    repo_id = name_file.read_text().strip()
+    found = {}
+    for part in ("colpali_engine_model", "colpali_engine_processor"):
+        snapshot = hub_snapshot(models / part, repo_id)
+        if snapshot is None:
+            raise ModelLayoutError(
+                f"reference image layout: no {repo_id!r} in the hub cache {models / part} (expected "
+                f"{models / part}/models--{repo_id.replace('/', '--')}/snapshots/REVISION with refs/main naming it)"
+            )
+        found[part] = snapshot
+    weights, processor = found["colpali_engine_model"], found["colpali_engine_processor"]
+    config = read_json(weights / "config.json") if (weights / "config.json").is_file() else {}
+    if not isinstance(config, dict) or config.get("model_type") != "modernvbert":
+        raise ModelLayoutError(
+            f"reference image layout: {weights}/config.json is not a ModernVBERT model; of colpali-engine's "
+            "models the reference image serves the ModernVBERT bi-encoders (BiModernVBert) only"
+        )
+    if not has_tokenizer_files(processor) or not (processor / "preprocessor_config.json").is_file():
+        raise ModelLayoutError(f"reference image layout: {processor} lacks its tokenizer or preprocessor_config.json")
+    return ModelSource("reference-image", models, weights, processor, weights, processor, family="modernvbert")
+
+
 def _detect_reference(models: Path, clip_tokenizer: str | Path | None) -> ModelSource:
+    if (models / "colpali_engine_model").is_dir():
+        return _detect_reference_colpali(models)
     if (models / "siglip").is_dir():
         return _detect_reference_siglip(models)
     if (models / "openclip").is_dir():
@@ -418,6 +444,10 @@ def tower_classes(family: str) -> tuple[type, type]:
         from vectorizer_module.models.openclip import OpenClipTextTower, OpenClipVisionTower
 
         return OpenClipTextTower, OpenClipVisionTower
+    if family == "modernvbert":
+        from vectorizer_module.models.modernvbert import ModernVBertTextTower, ModernVBertVisionTower
+
+        return ModernVBertTextTower, ModernVBertVisionTower
     raise ModelLayoutError(f"no towers for the model family {family!r}")
 
 
@@ -428,7 +458,10 @@ def load_towers(source: ModelSource, *, name: str | None = None, builtin_demo: b
 
     text_class, vision_class = tower_classes(source.family)
     query = text_class.from_dir(source.text_weights, source.tokenizer)
-    items = vision_class.from_dir(source.vision_weights, source.image_processor)
+    if hasattr(vision_class, "beside"):  # one encoder for both towers (ModernVBERT)
+        items = vision_class.beside(query, source.image_processor)
+    else:
+        items = vision_class.from_dir(source.vision_weights, source.image_processor)
     if query.embedding_dim != items.embedding_dim:
         raise ModelLayoutError(
             f"the text tower ({source.text_weights}) gives {query.embedding_dim}-d vectors but the vision "

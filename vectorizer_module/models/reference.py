@@ -72,4 +72,6 @@ def meta(source: ModelSource) -> dict[str, Any]:
         return read_json(config_file(source.vision_weights))
     if source.family in SIGLIP_FAMILIES:  # the saved config.json (the reference's models/siglip one)
         return read_json(source.text_weights / "config.json")
+    if source.family == "modernvbert":  # what its download step wrote over the hub cache's top config.json
+        return read_json(source.root / "colpali_engine_model" / "config.json")
     return _config(source.vision_weights)

@@ -74,8 +74,8 @@ def test_unsupported_reference_image_families_are_named(tmp_path):
     (tmp_path / "models" / "openclip").mkdir(parents=True)  # supported, but this one is empty
     with pytest.raises(ModelLayoutError, match="OpenCLIP folder .* has no config.json naming model_name"):
         detect(tmp_path)
-    (tmp_path / "colpali" / "models" / "colpali_engine_model").mkdir(parents=True)
-    with pytest.raises(ModelLayoutError, match="ColPali models are not supported yet"):
+    (tmp_path / "colpali" / "models" / "colpali_engine_model").mkdir(parents=True)  # supported, but without its name
+    with pytest.raises(ModelLayoutError, match="colpali_engine_model needs .*model_name"):
         detect(tmp_path / "colpali")
 
 
