@@ -11,8 +11,11 @@ sentence-transformers repositories into TARGET/clip and TARGET/text; SIGLIP_MODE
 (config, weights, and the processor in a hub cache inside it) and TARGET/model_name; OPEN_CLIP_MODEL_NAME +
 OPEN_CLIP_PRETRAINED into TARGET/openclip (the pair checked against open_clip's registry, the weights in a
 hub cache there, config.json naming the pair and its architecture: open_clip 2.29.0's, the reference's
-pin, read from the package without importing it, which would need torch); and TARGET/trust_remote_code.
-The reference's ColPali argument stops the build with a message (not supported yet).
+pin, read from the package without importing it, which would need torch); COLPALI_ENGINE_MODEL_NAME into
+TARGET/colpali_engine_model and TARGET/colpali_engine_processor (hub caches of the repository, the first
+with its encoders' configs and the config.json the reference writes, made by colpali-engine's own config
+class under the reference's transformers, see colpali_model_config) and TARGET/model_name; and
+TARGET/trust_remote_code.
 
 Only the files the served layout reads are downloaded, not every copy a repository holds: the small
 configuration and tokenizer files, and one weight format per folder (safetensors where the repository
@@ -46,10 +49,31 @@ CLIP_TOKENIZER_FILES = ["vocab.json", "merges.txt"]
 # CLIP_MODEL_NAME prefixes the reference's download.py saves in its openai_clip layout (CLIP_MODEL_TYPE=openai
 # does too), MetaCLIP 2 (facebook/metaclip-2-*, model_type metaclip_2) included: see metaclip2_as_clip
 OPENAI_LAYOUT_PREFIXES = ("openai/", "facebook/metaclip")
-# the reference's other build arguments, refused here rather than ignored
-UNSUPPORTED_REFERENCE_ARGUMENTS = {
-    "COLPALI_ENGINE_MODEL_NAME": "ColPali",
-}
+# colpali-engine 0.3.13's default encoders: its config class reads their configs even for another model's
+COLPALI_DEFAULT_ENCODERS = ("jhu-clsp/ettin-encoder-150m", "google/siglip2-base-patch16-512")
+COLPALI_MODEL_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json"]
+COLPALI_PROCESSOR_FILES = [
+    "processor_config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.json",
+    "chat_template.jinja",
+]
+# what the reference's download.py writes as model_config: model.config.to_diff_dict(), computed by
+# colpali-engine's ModernVBertConfig under transformers 4.57.3 (installed in this stage's environment for a
+# ColPali build, fetch_model.sh), its module loaded by path: the package's __init__ would import torch
+COLPALI_DIFF = """
+import importlib.util, json, os, sys
+folder = importlib.util.find_spec("colpali_engine").submodule_search_locations[0]
+path = os.path.join(folder, "models", "modernvbert", "configuration_modernvbert.py")
+spec = importlib.util.spec_from_file_location("configuration_modernvbert", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps(module.ModernVBertConfig.from_pretrained(sys.argv[1]).to_diff_dict()))
+"""
 # model_type values the service reads from a transformers config.json (CLIP, SigLIP, SigLIP 2 NaFlex)
 SERVED_CONFIG_TYPES = frozenset({"clip", "siglip", "siglip2"})
 # ... and those the openai_clip layout also takes, saved as a CLIP (see metaclip2_as_clip)
@@ -227,6 +251,51 @@ def download_siglip_layout(repo: str, models: str) -> None:
     Path(models, "model_name").write_text(repo)
 
 
+def colpali_model_config(snapshot: Path, cache: Path) -> dict[str, Any]:
+    """``to_diff_dict()`` of the ModernVBERT config in ``snapshot``, as colpali-engine computes it (in a
+    process of its own, offline, the encoders' configs read from ``cache``)."""
+    import subprocess
+
+    env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", COLPALI_DIFF, str(snapshot)], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        sys.exit(f"COLPALI_ENGINE_MODEL_NAME: colpali-engine could not read the model's config: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def download_colpali_layout(repo: str, models: str) -> None:
+    """The reference's ColPali folders: models/colpali_engine_model and models/colpali_engine_processor, hub
+    caches of ``repo`` (what its ``from_pretrained(repo, cache_dir=...)`` leaves), the first also holding the
+    configs of the encoders the model names (the reference reads them from its image's own cache; here the
+    volume carries them) and, on top, the config.json its download.py writes; models/model_name."""
+    model_cache, processor_cache = Path(models, "colpali_engine_model"), Path(models, "colpali_engine_processor")
+    snapshot = Path(snapshot_download(repo, cache_dir=str(model_cache), allow_patterns=COLPALI_MODEL_FILES))
+    snapshot_download(repo, cache_dir=str(processor_cache), allow_patterns=COLPALI_PROCESSOR_FILES)
+    config = json.loads((snapshot / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "modernvbert":
+        sys.exit(
+            f"COLPALI_ENGINE_MODEL_NAME: {repo} is not a ModernVBERT model (model_type {config.get('model_type')!r}); "
+            "the reference serves colpali-engine's BiModernVBert"
+        )
+    named = (
+        config.get("text_config", {}).get("text_model_name"),
+        config.get("vision_config", {}).get("vision_model_name"),
+    )
+    for encoder in sorted({*COLPALI_DEFAULT_ENCODERS, *filter(None, named)}):
+        hf_hub_download(encoder, "config.json", cache_dir=str(model_cache))
+    written = {
+        "model_name": repo,
+        "cache_dir": "./models/colpali_engine_model",
+        "cache_dir_processor": "./models/colpali_engine_processor",
+        "model_config": colpali_model_config(snapshot, model_cache),
+    }
+    (model_cache / "config.json").write_text(json.dumps(written))
+    Path(models, "model_name").write_text(repo)
+    print(f"{repo} -> {model_cache}, {processor_cache}", flush=True)
+
+
 def open_clip_registry(package: Path | None = None) -> Any:
     """open_clip's ``pretrained`` module (its registry of model/tag pairs and their hub repositories),
     imported from the installed package folder (or ``package``) without running the package's
@@ -286,19 +355,19 @@ def main(target: str) -> None:
     text_name = os.environ.get("TEXT_MODEL_NAME", "").strip() or clip_name
     siglip_name = os.environ.get("SIGLIP_MODEL_NAME", "").strip()
     open_clip = [os.environ.get(f"OPEN_CLIP_{key}", "").strip() for key in ("MODEL_NAME", "PRETRAINED")]
-    if sum(bool(name) for name in (model_id, clip_name, siglip_name, open_clip[0])) > 1:
-        sys.exit("set one of MODEL_ID, CLIP_MODEL_NAME, SIGLIP_MODEL_NAME or OPEN_CLIP_MODEL_NAME, not both")
+    colpali_name = os.environ.get("COLPALI_ENGINE_MODEL_NAME", "").strip()
+    if sum(bool(name) for name in (model_id, clip_name, siglip_name, open_clip[0], colpali_name)) > 1:
+        sys.exit(
+            "set one of MODEL_ID, CLIP_MODEL_NAME, SIGLIP_MODEL_NAME, OPEN_CLIP_MODEL_NAME or "
+            "COLPALI_ENGINE_MODEL_NAME, not both"
+        )
     if any(open_clip) and not all(open_clip):
         sys.exit("OPEN_CLIP_MODEL_NAME and OPEN_CLIP_PRETRAINED go together (as in the reference)")
-    for variable in UNSUPPORTED_REFERENCE_ARGUMENTS:
-        if os.environ.get(variable, "").strip():
-            sys.exit(
-                f"{variable}: the reference image's {UNSUPPORTED_REFERENCE_ARGUMENTS[variable]} build is not supported "
-                "by this image yet (docs/models.md); building anyway would bake a different model"
-            )
     Path(target).mkdir(parents=True, exist_ok=True)
     try:
-        if all(open_clip):
+        if colpali_name:
+            download_colpali_layout(colpali_name, target)
+        elif all(open_clip):
             download_openclip_layout(*open_clip, target)
         elif siglip_name:
             download_siglip_layout(siglip_name, target)
@@ -316,7 +385,7 @@ def main(target: str) -> None:
     except ModelRepoError as exc:
         sys.exit(str(exc))
     # the reference writes this file with every build; the service never runs remote code
-    if clip_name or siglip_name or all(open_clip):
+    if clip_name or siglip_name or all(open_clip) or colpali_name:
         Path(target, "trust_remote_code").write_text(os.environ.get("TRUST_REMOTE_CODE", "").strip() or "False")
 
 

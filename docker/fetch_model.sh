@@ -4,7 +4,8 @@
 #   MODEL_ID=none    nothing (TARGET stays empty: mount a model at run time)
 #   otherwise        docker/download_model.py downloads it from the Hugging Face hub, with its own
 #                    huggingface_hub (and for OPEN_CLIP_MODEL_NAME open_clip's package, without its
-#                    dependencies) in a throwaway virtual environment of this stage
+#                    dependencies; for COLPALI_ENGINE_MODEL_NAME transformers 4.57.3 and colpali-engine,
+#                    without torch) in a throwaway virtual environment of this stage
 set -eu
 target="$1"
 local_model="${LOCAL_MODEL_DIR:-/local-model}"
@@ -27,6 +28,10 @@ none)
     if [ -n "${OPEN_CLIP_MODEL_NAME:-}" ]; then  # its registry, read without torch (download_model.py)
         /tmp/download-env/bin/python -m pip install --no-cache-dir --no-deps \
             "open_clip_torch==${OPEN_CLIP_VERSION:?set OPEN_CLIP_VERSION}"
+    fi
+    if [ -n "${COLPALI_ENGINE_MODEL_NAME:-}" ]; then  # its config class, under the reference's transformers
+        /tmp/download-env/bin/python -m pip install --no-cache-dir "transformers==4.57.3"
+        /tmp/download-env/bin/python -m pip install --no-cache-dir --no-deps "colpali-engine==0.3.13"
     fi
     /tmp/download-env/bin/python /download_model.py "$target"
     ;;

@@ -43,3 +43,15 @@ def build_with_open_clip(spec: dict, scratch: Path) -> Path:
     """Have open_clip write a random model and embed ``spec``'s inputs (see ``openclip_reference.py``)."""
     run_apart("openclip_reference.py", spec, scratch)
     return Path(spec["target"])
+
+
+def build_with_colpali_engine(scratch: Path, repo: str, texts: list[str], images: list[str]) -> dict:
+    """Have colpali-engine (in ``.reference-env``) build a tiny ModernVBERT in the reference image's ColPali
+    layout under ``scratch`` (``models/`` and the encoders' ``hf-cache/``) and embed ``texts`` and the image
+    files as its clip.py does (see ``reference_colpali.py``); its vectors. Skips where it is not installed."""
+    if not (REFERENCE_ENV / "colpali_engine").is_dir():
+        pytest.skip(f"colpali-engine is not installed in {REFERENCE_ENV}: run scripts/install.sh")
+    out = scratch / "reference-vectors.json"
+    spec = {"target": str(scratch), "repo": repo, "texts": texts, "images": images, "out": str(out)}
+    run_apart("reference_colpali.py", spec, scratch, reference=True)
+    return json.loads(out.read_text())

@@ -473,22 +473,72 @@ def test_an_openclip_pair_open_clip_does_not_know_stops_the_build(monkeypatch, t
         download_script().main(str(tmp_path / "other"))
 
 
-@pytest.mark.parametrize("variable", ["COLPALI_ENGINE_MODEL_NAME"])
-def test_reference_build_arguments_not_supported_yet_stop_the_build_instead_of_baking_another_model(
-    monkeypatch, tmp_path, variable
-):
+def test_a_colpali_build_argument_writes_the_reference_folders_and_meta_the_service_serves(monkeypatch, tmp_path):
+    """download_model.main with COLPALI_ENGINE_MODEL_NAME against a fake hub holding the files of a tiny
+    ModernVBERT that colpali-engine built and the reference's steps embedded: the folders our build writes
+    are served with the reference's vectors, and their config.json (our /meta) is the reference's own,
+    byte for byte, made by colpali-engine's config class under transformers 4.57.3 as in the image."""
+    from tests import media
+    from tests.helpers import make_engine
+    from tests.isolated_envs import OPENCLIP_ENV, REFERENCE_ENV, build_with_colpali_engine
+    from tests.reference import assert_parity
+    from vectorizer_module.models.files import hub_snapshot, hub_snapshots
+    from vectorizer_module.models.loading import detect
+
+    repo = "ModernVBERT/bimodernvbert-tiny"
+    scratch = tmp_path / "reference"
+    scratch.mkdir()
+    image = scratch / "image.png"
+    image.write_bytes(media.encode(media.photo(70, 40, seed=5), "PNG"))
+    reference = build_with_colpali_engine(scratch, repo, ["a photo of a cat"], [str(image)])
+    hub = {
+        repo: hub_snapshot(scratch / "models" / "colpali_engine_model", repo),
+        **hub_snapshots(scratch / "hf-cache"),
+    }
+    processor_files = hub_snapshot(scratch / "models" / "colpali_engine_processor", repo)
     module = download_script()
-    calls = []
-    monkeypatch.setattr(module, "download", lambda repo, target: calls.append(repo))
-    build_arguments(monkeypatch, **{variable: "some/model"})
-    with pytest.raises(SystemExit, match=variable):
-        module.main(str(tmp_path / "m"))
-    assert calls == []
+
+    def snapshot_download(name, cache_dir, allow_patterns):
+        source = processor_files if cache_dir.endswith("colpali_engine_processor") else hub[name]
+        for file in source.iterdir():
+            if any(Path(file.name).match(pattern) for pattern in allow_patterns):
+                shutil.copy(file, hub_cache_path(cache_dir, name, file.name))
+        return str(hub_cache_path(cache_dir, name, "x").parent)
+
+    def hf_hub_download(name, filename, cache_dir):
+        return shutil.copy(hub[name] / filename, hub_cache_path(cache_dir, name, filename))
+
+    monkeypatch.setattr(module, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(module, "hf_hub_download", hf_hub_download)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(map(str, (REFERENCE_ENV, OPENCLIP_ENV))))  # the stage's env
+    build_arguments(monkeypatch, COLPALI_ENGINE_MODEL_NAME=repo)
+    models = tmp_path / "models"
+    module.main(str(models))
+    assert sorted(p.name for p in models.iterdir()) == [
+        "colpali_engine_model",
+        "colpali_engine_processor",
+        "model_name",
+        "trust_remote_code",
+    ]
+    written = models / "colpali_engine_model" / "config.json"
+    assert json.loads(written.read_text()) == json.loads((scratch / "models" / written.relative_to(models)).read_text())
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))  # the encoders' configs come with the folders
+    engine = make_engine(models, cache_size=0)
+    texts, images = engine.embed(["a photo of a cat"], [image.read_bytes()])
+    assert_parity(texts, reference["texts"])
+    assert_parity(images, reference["images"])
+    assert detect(models).family == "modernvbert"
+
+
+def test_a_colpali_build_argument_goes_alone(monkeypatch, tmp_path):
+    build_arguments(monkeypatch, COLPALI_ENGINE_MODEL_NAME="some/model", SIGLIP_MODEL_NAME="other/model")
+    with pytest.raises(SystemExit, match="not both"):
+        download_script().main(str(tmp_path / "m"))
     for word, rest in instructions(DOCKER / "Dockerfile"):  # the Dockerfile takes it, so the build sees it
-        if word == "ARG" and rest.split("=")[0] == variable:
+        if word == "ARG" and rest.split("=")[0] == "COLPALI_ENGINE_MODEL_NAME":
             break
     else:
-        pytest.fail(f"the Dockerfile has no ARG {variable}")
+        pytest.fail("the Dockerfile has no ARG COLPALI_ENGINE_MODEL_NAME")
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 
 from tests import media
 from tests.helpers import make_engine
-from tests.isolated_envs import REFERENCE_ENV, run_apart
+from tests.isolated_envs import build_with_colpali_engine
 from tests.reference import assert_parity
 from vectorizer_module.errors import ModelLayoutError
 from vectorizer_module.models.loading import detect
@@ -28,17 +28,13 @@ SIZES = [(40, 30), (100, 20), (32, 32), (300, 200)]  # 2x2 tiles, 2x1, 2x2, 2x2,
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """(the target folder: models/ and hf-cache/, the image files, the reference's vectors)."""
-    if not (REFERENCE_ENV / "colpali_engine").is_dir():
-        pytest.skip(f"colpali-engine is not installed in {REFERENCE_ENV}: run scripts/install.sh")
     target = tmp_path_factory.mktemp("colpali")
     paths = []
     for index, (width, height) in enumerate(SIZES):
         path = target / f"image{index}.png"
         path.write_bytes(media.encode(media.photo(width, height, seed=index), "PNG"))
         paths.append(str(path))
-    spec = {"target": str(target), "repo": REPO, "texts": TEXTS, "images": paths, "out": str(target / "ref.json")}
-    run_apart("reference_colpali.py", spec, target, reference=True)
-    return target, paths, json.loads((target / "ref.json").read_text())
+    return target, paths, build_with_colpali_engine(target, REPO, TEXTS, paths)
 
 
 @pytest.fixture()
