@@ -139,15 +139,20 @@ def load_encoder(weights: Path, model_cache: Path) -> tuple[ModernVBertEncoder, 
         raise ModelLayoutError(f"{weights}/config.json is not a ModernVBERT model (model_type 'modernvbert')")
     text_dir = encoder_config_dir(config["text_config"]["text_model_name"], model_cache)
     vision_dir = encoder_config_dir(config["vision_config"]["vision_model_name"], model_cache)
-    with quiet_transformers():
+    for folder, served in ((text_dir, ("modernbert",)), (vision_dir, ("siglip", "siglip_vision_model"))):
+        model_type = read_json(folder / "config.json").get("model_type")
+        if model_type not in served:
+            raise ModelLayoutError(
+                f"{folder}/config.json: a ModernVBERT encoder of model_type {model_type!r}; served: "
+                f"{', '.join(served)} (ModernBERT text, SigLIP vision, as ModernVBERT's models have)"
+            )
+    with quiet_transformers():  # the encoders as colpali-engine builds them: from these configs alone
         text_config = ModernBertConfig.from_pretrained(str(text_dir), local_files_only=True)
-        vision_raw = read_json(vision_dir / "config.json")
         vision_config = (
             SiglipConfig.from_pretrained(str(vision_dir), local_files_only=True).vision_config
-            if "vision_config" in vision_raw
+            if "vision_config" in read_json(vision_dir / "config.json")
             else SiglipVisionConfig.from_pretrained(str(vision_dir), local_files_only=True)
         )
-    text_config.vocab_size = int(config["text_config"].get("vocab_size", text_config.vocab_size))
     encoder = ModernVBertEncoder(config, text_config, vision_config)
     files = sorted(weights.glob("model*.safetensors"))
     if not files:

@@ -110,3 +110,15 @@ def test_a_long_text_is_cut_to_the_context(engine):
     longer, long = engine.embed(["many words " * 5000, "many words " * 4000], [])[0]
     assert np.array_equal(longer, long)  # both past the context: the same tokens after truncation
     assert engine.towers.info.text_max_tokens == 512  # the encoder's positions (the tiny test model's)
+
+
+def test_an_encoder_of_another_architecture_is_named(built, tmp_path, monkeypatch):
+    target, _, _ = built
+    shutil.copytree(target / "hf-cache", tmp_path / "hf-cache", symlinks=False)
+    vision = next((tmp_path / "hf-cache").glob("models--google--siglip2-base-patch16-512/snapshots/*/config.json"))
+    vision.write_text(json.dumps(dict(json.loads(vision.read_text()), model_type="siglip2")))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    from vectorizer_module.models.loading import load_towers
+
+    with pytest.raises(ModelLayoutError, match="model_type 'siglip2'.*SigLIP vision"):
+        load_towers(detect(target / "models"))
