@@ -102,6 +102,28 @@ class Tower(torch.nn.Module):
         return []
 
 
+class OneLengthPerPass:
+    """For towers whose rows must not be padded in length (the reference computes each alone, and padding
+    would change them): a batch runs one token length at a time (``row_groups``) and is never padded in
+    length; with ``fixed_rows``, in rows only. List it before the tower class among the bases."""
+
+    def row_groups(self, parts: Sequence[dict[str, torch.Tensor]]) -> list[list[int]]:
+        by_length: dict[int, list[int]] = {}
+        for index, part in enumerate(parts):
+            by_length.setdefault(int(part["input_ids"].shape[1]), []).append(index)
+        return list(by_length.values())
+
+    def collate(
+        self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        if len({int(part["input_ids"].shape[1]) for part in parts}) != 1:
+            raise ValueError(
+                f"inputs of different lengths in one {type(self).__name__} batch: split them by row_groups"
+            )
+        parts = pad_rows(parts, fixed_rows)
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+
 class TextTower(Tower):
     """The query tower: texts → embeddings. Texts longer than ``max_length`` tokens are truncated.
 

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from vectorizer_module.errors import ModelLayoutError
-from vectorizer_module.models.base import TextTower, VisionTower, pad_rows
+from vectorizer_module.models.base import OneLengthPerPass, TextTower, VisionTower
 from vectorizer_module.models.files import hub_snapshot, read_json
 from vectorizer_module.models.hf_common import quiet_transformers
 
@@ -172,8 +172,8 @@ def load_encoder(weights: Path, model_cache: Path) -> tuple[ModernVBertEncoder, 
     return encoder.eval(), config
 
 
-class _Shared:
-    """What both towers hold: the one encoder and the processor's parts."""
+class _Shared(OneLengthPerPass):
+    """What both towers hold: the one encoder (and inputs of one token length per forward pass)."""
 
     onnx_exportable: ClassVar[bool] = False  # the reference's numbers are torch's
     encoder: ModernVBertEncoder
@@ -187,21 +187,6 @@ class _Shared:
 
     def embedding_prefixes(self) -> list[str]:
         return ["encoder.text_model.embeddings"]
-
-    def row_groups(self, parts: Sequence[dict[str, torch.Tensor]]) -> list[list[int]]:
-        """Inputs of one token length together: never padded, as each is alone in the reference."""
-        by_length: dict[int, list[int]] = {}
-        for index, part in enumerate(parts):
-            by_length.setdefault(int(part["input_ids"].shape[1]), []).append(index)
-        return list(by_length.values())
-
-    def collate(
-        self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
-    ) -> dict[str, torch.Tensor]:
-        if len({int(part["input_ids"].shape[1]) for part in parts}) != 1:
-            raise ValueError("inputs of different lengths in one ModernVBERT batch: split them with row_groups")
-        parts = pad_rows(parts, fixed_rows)
-        return {name: torch.cat([part[name] for part in parts]) for name in self.input_names}
 
 
 class ModernVBertTextTower(_Shared, TextTower):

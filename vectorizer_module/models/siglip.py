@@ -46,7 +46,7 @@ from transformers import (
     SiglipVisionModel,
 )
 
-from vectorizer_module.models.base import TextTower, VisionTower, pad_rows
+from vectorizer_module.models.base import OneLengthPerPass, TextTower, VisionTower
 from vectorizer_module.models.hf_common import PretrainedTower
 from vectorizer_module.models.pixels import rescale_and_normalize, resize_bounded
 
@@ -121,7 +121,7 @@ class SiglipTextTower(PretrainedTower, TextTower):
         return ["model.embeddings"]
 
 
-class SiglipReferenceTextTower(SiglipTextTower):
+class SiglipReferenceTextTower(OneLengthPerPass, SiglipTextTower):
     """SigLIP texts as the reference multi2vec-clip image computes them for its ``models/siglip``
     folder: ``SiglipProcessor(text=..., padding=True, truncation=True)``, so a text alone is not padded
     at all, and the last position the model pools is its own last token, not padding. (The reference pads
@@ -136,21 +136,6 @@ class SiglipReferenceTextTower(SiglipTextTower):
 
     def batch_length(self, parts: Sequence[dict[str, torch.Tensor]]) -> int:
         return TextTower.batch_length(self, parts)
-
-    def row_groups(self, parts: Sequence[dict[str, torch.Tensor]]) -> list[list[int]]:
-        by_length: dict[int, list[int]] = {}
-        for index, part in enumerate(parts):
-            by_length.setdefault(int(part["input_ids"].shape[1]), []).append(index)
-        return list(by_length.values())
-
-    def collate(
-        self, parts: Sequence[dict[str, torch.Tensor]], *, fixed_rows: int | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Rows of one length (``row_groups``), never padded in length; with ``fixed_rows``, in rows only."""
-        if len({int(part["input_ids"].shape[1]) for part in parts}) != 1:
-            raise ValueError("texts of different lengths in one SigLIP reference batch: split them with row_groups")
-        parts = pad_rows(parts, fixed_rows)
-        return {name: torch.cat([part[name] for part in parts]) for name in ("input_ids", "attention_mask")}
 
 
 @dataclass(frozen=True)
