@@ -296,6 +296,17 @@ def download_colpali_layout(repo: str, models: str) -> None:
     print(f"{repo} -> {model_cache}, {processor_cache}", flush=True)
 
 
+def download_colpali_encoders(cache: str) -> None:
+    """The configs of colpali-engine's default encoders into the Hugging Face cache the image's service reads
+    (``HF_HUB_CACHE``), so that a ColPali ``models/`` volume made by the reference image, which keeps them in
+    its own cache, is served as it is. Best effort: a build that cannot reach them says so and goes on."""
+    for encoder in COLPALI_DEFAULT_ENCODERS:
+        try:
+            hf_hub_download(encoder, "config.json", cache_dir=cache)
+        except Exception as exc:  # noqa: BLE001 - only a reference-built ColPali volume needs them
+            print(f"note: {encoder}'s config.json not baked ({exc}); a reference-built ColPali volume needs it")
+
+
 def open_clip_registry(package: Path | None = None) -> Any:
     """open_clip's ``pretrained`` module (its registry of model/tag pairs and their hub repositories),
     imported from the installed package folder (or ``package``) without running the package's
@@ -390,4 +401,7 @@ def main(target: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--encoders":  # download_model.py --encoders CACHE
+        download_colpali_encoders(sys.argv[2])
+    else:
+        main(sys.argv[1])

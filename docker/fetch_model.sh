@@ -1,5 +1,7 @@
 #!/bin/sh
-# The model stage's step: put the model the build arguments name into TARGET.
+# The model stage's step: put the model the build arguments name into TARGET, and into HF_CACHE the configs
+# of colpali-engine's default encoders (a reference-built ColPali volume needs them; best effort, when the
+# hub is reachable).
 #   MODEL_ID=local   the model directory in docker/model/ (copied to /local-model by the Dockerfile)
 #   MODEL_ID=none    nothing (TARGET stays empty: mount a model at run time)
 #   otherwise        docker/download_model.py downloads it from the Hugging Face hub, with its own
@@ -8,8 +10,9 @@
 #                    without torch) in a throwaway virtual environment of this stage
 set -eu
 target="$1"
+hf_cache="$2"
 local_model="${LOCAL_MODEL_DIR:-/local-model}"
-mkdir -p "$target"
+mkdir -p "$target" "$hf_cache"
 case "${MODEL_ID:-}" in
 local)
     if [ -z "$(find "$local_model" -mindepth 1 ! -name README.md ! -name .gitignore -print -quit)" ]; then
@@ -34,7 +37,8 @@ none)
         /tmp/download-env/bin/python -m pip install --no-cache-dir --no-deps "colpali-engine==0.3.13"
     fi
     /tmp/download-env/bin/python /download_model.py "$target"
+    /tmp/download-env/bin/python /download_model.py --encoders "$hf_cache"
     ;;
 esac
 # the service runs as an unprivileged user: every baked file readable, every folder enterable
-chmod -R a+rX "$target"
+chmod -R a+rX "$target" "$hf_cache"

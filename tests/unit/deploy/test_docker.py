@@ -529,6 +529,37 @@ def test_a_colpali_build_argument_writes_the_reference_folders_and_meta_the_serv
     assert_parity(images, reference["images"])
     assert detect(models).family == "modernvbert"
 
+    # the reference's own volume, whose encoders' configs stayed in the reference image: the image's cache
+    module.download_colpali_encoders(str(tmp_path / "image-cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "image-cache"))
+    texts, images = make_engine(scratch / "models", cache_size=0).embed(["a photo of a cat"], [image.read_bytes()])
+    assert_parity(texts, reference["texts"])
+    assert_parity(images, reference["images"])
+
+
+def test_the_image_bakes_colpalis_encoder_configs_where_the_service_reads_them(monkeypatch, tmp_path):
+    """The model stage puts them in the folder its second argument names (best effort: a build that cannot
+    reach them goes on); the final stage copies that folder and points HF_HUB_CACHE at it."""
+    pairs = instructions(DOCKER / "Dockerfile")
+    fetch = next(rest for word, rest in named_stage(pairs, "model") if word == "RUN" and "fetch_model.sh" in rest)
+    cache = fetch.split()[-1]
+    stage = final_stage(pairs)
+    copied = [rest.split()[1:] for word, rest in stage if word == "COPY" and rest.startswith("--from=model ")]
+    assert [cache, env_of(stage)["HF_HUB_CACHE"]] in copied
+    module = download_script()
+    fetched = []
+
+    def hf_hub_download(repo, name, cache_dir):
+        if repo.startswith("google/"):
+            raise OSError("the hub cannot be reached")
+        fetched.append(repo)
+        return hub_cache_path(cache_dir, repo, name).write_text("{}")
+
+    monkeypatch.setattr(module, "hf_hub_download", hf_hub_download)
+    module.download_colpali_encoders(str(tmp_path / "cache"))
+    assert fetched == ["jhu-clsp/ettin-encoder-150m"]
+    assert (tmp_path / "cache" / "models--jhu-clsp--ettin-encoder-150m" / "refs" / "main").is_file()
+
 
 def test_a_colpali_build_argument_goes_alone(monkeypatch, tmp_path):
     build_arguments(monkeypatch, COLPALI_ENGINE_MODEL_NAME="some/model", SIGLIP_MODEL_NAME="other/model")
@@ -766,7 +797,10 @@ def test_the_build_context_is_small_and_holds_everything_the_dockerfile_copies()
 def _fetch_model(tmp_path: Path, model_id: str, local: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MODEL_ID": model_id, "LOCAL_MODEL_DIR": str(local)}
     return subprocess.run(
-        ["sh", str(DOCKER / "fetch_model.sh"), str(tmp_path / "models")], env=env, capture_output=True, text=True
+        ["sh", str(DOCKER / "fetch_model.sh"), str(tmp_path / "models"), str(tmp_path / "hf-cache")],
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 
